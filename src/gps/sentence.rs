@@ -233,7 +233,8 @@ fn coord(value: &str, hemi: &str, max_deg: f64, neg: &str, pos: &str) -> Result<
     }
     let deg = (v / 100.0).trunc();
     let min = v - deg * 100.0;
-    if min >= 60.0 {
+    // Exactly 60 minutes occurs in receivers' placeholders (`8960.0000,N` for the pole).
+    if min > 60.0 {
         return Err(());
     }
     let abs = deg + min / 60.0;

@@ -75,7 +75,7 @@ pub enum SourceError {
 pub async fn run(config: SourceConfig, latest: LatestFix, shutdown: CancellationToken) -> Result<(), SourceError> {
     match config {
         SourceConfig::Serial { device, baud } => {
-            serial::run(&device, baud, serial::Timing::default(), latest, shutdown).await;
+            serial::run(device, baud, serial::Timing::default(), latest, shutdown).await;
             Ok(())
         }
         SourceConfig::Gpsd { addr } => {

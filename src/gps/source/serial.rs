@@ -2,7 +2,7 @@
 //! receiver unplugged and plugged back (reads fail with EIO or the port goes silent), line noise
 //! and binary protocol bytes (handled by the framer).
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -41,7 +41,7 @@ impl Default for Timing {
 }
 
 /// Reads `device` until shutdown, reopening it whenever it fails or goes silent.
-pub async fn run(device: &Path, baud: u32, timing: Timing, latest: LatestFix, shutdown: CancellationToken) {
+pub async fn run(device: PathBuf, baud: u32, timing: Timing, latest: LatestFix, shutdown: CancellationToken) {
     let mut feed = Feed::new("serial", latest);
     let mut backoff = Backoff::new(timing.first_retry, timing.max_retry);
     let mut open_failures = 0u64;

@@ -1,0 +1,67 @@
+//! The binary as users run it: exit codes, config errors naming file and key, replay output.
+
+use std::process::Command;
+
+fn curbside() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_curbside"))
+}
+
+#[test]
+fn config_check_accepts_the_example_and_names_file_and_key_of_an_error() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/curbside.example.toml");
+    let ok = curbside().args(["config", "check", example]).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "vehicle_id = \"van-17\"\n[gps]\nbaud = 12\n").unwrap();
+    let out = curbside().args(["config", "check"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml") && err.contains("gps.baud"), "{err}");
+
+    let missing = curbside().args(["config", "check", "/nonexistent/curbside.toml"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(64));
+}
+
+#[test]
+fn gps_replay_prints_one_json_object_per_fix_with_every_field() {
+    let log = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gpsd/mtk-3329.log");
+    let out = curbside().args(["gps", "replay", log]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+    for field in ["time", "lat", "lon", "alt_m", "speed_mps", "course_deg", "mode", "quality", "sats", "hdop"] {
+        assert!(first.get(field).is_some(), "{field} missing in {first}");
+    }
+    assert_eq!(first["time"], "2011-02-21T10:21:28Z");
+    assert_eq!(first["mode"], "2d");
+}
+
+#[test]
+fn gps_replay_of_a_missing_file_fails_cleanly() {
+    let out = curbside().args(["gps", "replay", "/nonexistent.nmea"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.nmea"));
+}
+
+#[test]
+fn run_on_embedded_defaults_logs_fixes_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = curbside()
+        .arg("run")
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("gps fix acquired"), "{log}");
+    assert!(log.contains("SIGTERM") && log.contains("curbside stopped"), "{log}");
+    assert!(dir.path().join("curbside-state").is_dir());
+}
