@@ -10,8 +10,10 @@ use crate::common::corpus_logs;
 
 const TOL: f64 = 1e-6;
 
+/// As the Python scorer computes it: Python's `round` rounds half to even, and its float parsing
+/// is correctly rounded (serde_json's `float_roundtrip`), which matters at the .5 boundaries.
 fn key(lat: f64, lon: f64) -> (i64, i64) {
-    ((lat / TOL).round() as i64, (lon / TOL).round() as i64)
+    ((lat / TOL).round_ties_even() as i64, (lon / TOL).round_ties_even() as i64)
 }
 
 fn near(k: (i64, i64), set: &HashSet<(i64, i64)>) -> bool {
@@ -21,7 +23,8 @@ fn near(k: (i64, i64), set: &HashSet<(i64, i64)>) -> bool {
 /// Positions gpsd reported (TPV with mode 2 or 3).
 fn gpsd_positions(chk: &std::path::Path) -> HashSet<(i64, i64)> {
     let text = String::from_utf8_lossy(&std::fs::read(chk).unwrap()).into_owned();
-    text.lines()
+    // Split as Python's universal newlines do (the scorer's reading): a bare CR ends a line too.
+    text.split(['\r', '\n'])
         .filter(|l| l.contains("\"class\":\"TPV\""))
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["mode"].as_i64().unwrap_or(0) >= 2)
