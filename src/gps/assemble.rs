@@ -331,6 +331,34 @@ mod tests {
         assert_eq!(dr[0].mode, Mode::ThreeD);
     }
 
+    /// nmea crate issue #154: GGA quality 9 (SBAS) is a fix, with its position.
+    #[test]
+    fn gga_quality_9_gives_a_position() {
+        let f = run(&["$GNGGA,120000.00,4807.038,N,01131.000,E,9,08,0.9,545.4,M,46.9,M,,"]);
+        assert_eq!(f[0].mode, Mode::ThreeD);
+        assert_eq!(f[0].quality, Some(9));
+        assert!(f[0].position().is_some());
+    }
+
+    #[test]
+    fn every_gnss_talker_gives_the_same_fix() {
+        for talker in ["GP", "GN", "GL", "GA", "GB", "BD", "GQ", "GI"] {
+            let f = run(&[
+                &format!("${talker}RMC,102128.00,A,5129.0623,N,00632.2910,E,0.23,30.68,210211,,,A"),
+                &format!("${talker}GGA,102128.00,5129.0623,N,00632.2910,E,1,4,1.31,29.7,M,47.4,M,,"),
+            ]);
+            assert_eq!(f.len(), 1, "{talker}");
+            assert_eq!(f[0].mode, Mode::ThreeD, "{talker}");
+        }
+    }
+
+    #[test]
+    fn gns_alone_makes_a_fix() {
+        let f = run(&["$GNGNS,112257.00,3844.24011,N,00908.43828,W,AN,10,0.8,9.0,52.0,,"]);
+        assert_eq!(f[0].mode, Mode::ThreeD);
+        assert_eq!(f[0].sats, Some(10));
+    }
+
     #[test]
     fn multi_constellation_gsa_adds_up_satellites() {
         let fixes = run(&[

@@ -65,3 +65,14 @@ fn run_on_embedded_defaults_logs_fixes_and_stops_cleanly_on_sigterm() {
     assert!(log.contains("SIGTERM") && log.contains("curbside stopped"), "{log}");
     assert!(dir.path().join("curbside-state").is_dir());
 }
+
+#[test]
+fn gps_watch_shows_the_live_fix_of_the_simulated_route() {
+    let out = curbside().args(["gps", "watch", "--json", "--seconds", "3"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().expect("a line per second")).unwrap();
+    assert_eq!(last["connected"], true, "{last}");
+    assert_eq!(last["live"]["mode"], "3d", "{last}");
+    assert!(last["live"]["lat"].as_f64().is_some_and(|lat| (53.5..53.6).contains(&lat)), "{last}");
+}
