@@ -10,22 +10,79 @@ use anyhow::Context as _;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
+use crate::api::{self, Api};
 use crate::config::Config;
 use crate::gps::clock::Clock;
 use crate::gps::latest::LatestFix;
 use crate::gps::source::{self, replay};
+use crate::outbox::{EndpointFilter, Outbox};
+use crate::taps::Taps;
+use crate::webhook::{self, WebhookStatus};
 
 /// How long parts get to finish after shutdown is signalled.
 const GRACE: Duration = Duration::from_secs(5);
 /// How often the agent logs a one-line summary of the GPS.
 const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 
-/// Runs the agent until SIGINT/SIGTERM or until a part fails.
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.state_dir)
-        .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
+/// A running agent, as [`start`] returns it.
+#[derive(Debug)]
+pub struct Running {
+    /// Where the local API listens (the actual port when configured with port 0).
+    pub api_addr: std::net::SocketAddr,
+    /// Cancels every part.
+    pub shutdown: CancellationToken,
+    /// The store.
+    pub outbox: Outbox,
+    /// The live fix.
+    pub latest: LatestFix,
+    supervisor: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Resolves when a part fails (or all stop); the agent is then shutting down.
+    pub async fn finished(&mut self) -> anyhow::Result<()> {
+        (&mut self.supervisor).await.map_err(|e| anyhow::anyhow!("supervisor panicked: {e}"))?
+    }
+
+    /// Signals shutdown and waits for every part to drain (under a grace timeout).
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.supervisor.await.map_err(|e| anyhow::anyhow!("supervisor panicked: {e}"))?
+    }
+}
+
+/// Builds every part from `config` (store opened, socket bound, client built: any failure here
+/// happens before anything runs), then spawns them under one shutdown.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let filters =
+        config.webhooks.iter().map(|w| EndpointFilter { name: w.name.clone(), events: w.events.clone() }).collect();
+    let outbox = Outbox::open(&config.state_dir, filters)
+        .with_context(|| format!("cannot open the outbox in {}", config.state_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (api.listen)", config.api.listen))?;
+    let api_addr = listener.local_addr()?;
     let latest = LatestFix::new(config.gps.stale_after);
     let clock = Clock::new(latest.clone(), config.gps.max_clock_skew);
+    let client = webhook::client();
+    let webhooks = WebhookStatus::default();
+    let endpoints = Arc::new(config.webhooks.clone());
+    let taps =
+        Taps::new(outbox.clone(), latest.clone(), clock.clone(), config.vehicle_id.clone(), config.driver_id.clone());
+    let api = Api {
+        taps,
+        outbox: outbox.clone(),
+        latest: latest.clone(),
+        clock: clock.clone(),
+        endpoints: endpoints.clone(),
+        webhooks: webhooks.clone(),
+        client: client.clone(),
+        token: config.api.token.as_deref().map(Arc::from),
+        vehicle_id: config.vehicle_id.clone(),
+        gps_source: config.gps.source.kind(),
+    };
     let shutdown = CancellationToken::new();
 
     tracing::info!(
@@ -33,9 +90,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         vehicle_id = %config.vehicle_id,
         gps = config.gps.source.kind(),
         state_dir = %config.state_dir.display(),
+        api = %api_addr,
+        webhooks = endpoints.len(),
+        pending = outbox.len(),
         "curbside starting"
     );
-    let mut parts = JoinSet::new();
+    if let Some(loss) = outbox.loss() {
+        tracing::error!(moved_to = %loss.moved_to.display(), at = %loss.at, "running on a fresh outbox after a store loss");
+    }
+    let mut parts: JoinSet<anyhow::Result<()>> = JoinSet::new();
     {
         let (latest, shutdown) = (latest.clone(), shutdown.clone());
         let source = config.gps.source.clone();
@@ -43,26 +106,66 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     {
         let shutdown = shutdown.clone();
+        let router = api::router(api);
+        parts.spawn(async move { api::serve(listener, router, shutdown).await.context("local API failed") });
+    }
+    for (index, ep) in endpoints.iter().enumerate() {
+        let deps = webhook::Deps {
+            outbox: outbox.clone(),
+            client: client.clone(),
+            clock: clock.clone(),
+            status: webhooks.clone(),
+        };
+        let (ep, shutdown) = (ep.clone(), shutdown.clone());
+        parts.spawn(async move {
+            let name = ep.name.clone();
+            webhook::run(ep, index, deps, shutdown).await.with_context(|| format!("webhook {name} failed"))
+        });
+    }
+    {
+        let (latest, shutdown) = (latest.clone(), shutdown.clone());
         parts.spawn(async move {
             summarise(latest, clock, shutdown).await;
             Ok(())
         });
     }
-
-    let outcome = tokio::select! {
-        s = shutdown_signal() => { tracing::info!(signal = s, "shutting down"); Ok(()) }
-        Some(done) = parts.join_next() => match done {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(anyhow::anyhow!("a part of the agent panicked: {e}")),
-        },
+    let supervisor = {
+        let (shutdown, outbox) = (shutdown.clone(), outbox.clone());
+        tokio::spawn(async move {
+            let outcome = tokio::select! {
+                _ = shutdown.cancelled() => Ok(()),
+                Some(done) = parts.join_next() => match done {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => { tracing::error!(error = format!("{e:#}"), "a part of the agent failed; stopping"); Err(e) }
+                    Err(e) => Err(anyhow::anyhow!("a part of the agent panicked: {e}")),
+                },
+            };
+            shutdown.cancel();
+            if tokio::time::timeout(GRACE, async { while parts.join_next().await.is_some() {} }).await.is_err() {
+                tracing::warn!(grace = ?GRACE, "parts still running after the grace period; stopping anyway");
+            }
+            if let Err(e) = outbox.flush().await {
+                tracing::error!(error = %e, "final flush of the outbox failed");
+            }
+            tracing::info!("curbside stopped");
+            outcome
+        })
     };
-    shutdown.cancel();
-    if tokio::time::timeout(GRACE, async { while parts.join_next().await.is_some() {} }).await.is_err() {
-        tracing::warn!(grace = ?GRACE, "parts still running after the grace period; stopping anyway");
+    Ok(Running { api_addr, shutdown, outbox, latest, supervisor })
+}
+
+/// Runs the agent until SIGINT/SIGTERM or until a part fails.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
+    let mut running = start(config).await?;
+    tokio::select! {
+        s = shutdown_signal() => {
+            tracing::info!(signal = s, "shutting down");
+            running.stop().await
+        }
+        r = running.finished() => r,
     }
-    tracing::info!("curbside stopped");
-    outcome
 }
 
 /// Logs fix acquired/lost as it happens, and a summary line every [`SUMMARY_EVERY`].
@@ -199,4 +302,104 @@ pub async fn gps_watch(config: Config, json: bool, seconds: Option<u64>) -> anyh
         Ok(Ok(r)) => r.map_err(Into::into),
         _ => Ok(()),
     }
+}
+
+/// `curbside status` for a human: the API's status JSON as a few lines.
+pub fn status_text(s: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let g = &s["gps"];
+    let fix = &g["fix"];
+    let _ = writeln!(
+        out,
+        "curbside {} on {}",
+        s["version"].as_str().unwrap_or("?"),
+        s["vehicle_id"].as_str().unwrap_or("?")
+    );
+    let _ = if fix.is_null() {
+        writeln!(
+            out,
+            "gps      {} ({}), no live fix; last known {} s ago; bad sentences {}",
+            g["source"].as_str().unwrap_or("?"),
+            if g["connected"].as_bool() == Some(true) { "connected" } else { "not connected" },
+            g["last_known"]["age_s"].as_f64().map_or("never".to_string(), |a| format!("{a:.0}")),
+            g["bad_sentences"]
+        )
+    } else {
+        writeln!(
+            out,
+            "gps      {} {} {:.6},{:.6} {} sats, fix age {:.1} s; bad sentences {}",
+            g["source"].as_str().unwrap_or("?"),
+            fix["mode"].as_str().unwrap_or("?"),
+            fix["lat"].as_f64().unwrap_or(0.0),
+            fix["lon"].as_f64().unwrap_or(0.0),
+            fix["sats"],
+            g["fix_age_s"].as_f64().unwrap_or(0.0),
+            g["bad_sentences"]
+        )
+    };
+    let c = &s["clock"];
+    let _ = writeln!(
+        out,
+        "clock    {} ({})",
+        if c["trusted"].as_bool() == Some(true) { "trusted" } else { "UNTRUSTED" },
+        c["reason"].as_str().unwrap_or("")
+    );
+    let o = &s["outbox"];
+    let _ = writeln!(out, "outbox   {} events, {} bytes on disk", o["events"], o["size_on_disk"]);
+    if !o["store_loss"].is_null() {
+        let _ = writeln!(
+            out,
+            "         STORE LOST at {}: old store kept at {}",
+            o["store_loss"]["at"], o["store_loss"]["moved_to"]
+        );
+    }
+    for w in s["webhooks"].as_array().into_iter().flatten() {
+        let st = &w["state"];
+        let state = if !st["disabled"].is_null() {
+            "DISABLED"
+        } else if st["reachable"].as_bool() == Some(false) {
+            "unreachable"
+        } else {
+            "ok"
+        };
+        let _ = writeln!(
+            out,
+            "webhook  {} {}: {} pending (oldest {} s), {} failed; last delivery {}; last error {}",
+            w["name"].as_str().unwrap_or("?"),
+            state,
+            w["pending"],
+            w["oldest_age_s"].as_i64().map_or("-".into(), |a| a.to_string()),
+            w["failed"],
+            st["last_delivery_at"].as_str().unwrap_or("-"),
+            st["last_error"].as_str().unwrap_or("-"),
+        );
+    }
+    out
+}
+
+/// `curbside outbox list` for a human.
+pub fn outbox_text(list: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let rows = list["deliveries"].as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        out.push_str("outbox empty: nothing waiting\n");
+    }
+    for d in rows {
+        let e = &d["event"];
+        let _ = writeln!(
+            out,
+            "{:<8} {:<12} {} job {} {} at {}  attempts {}  last: {}",
+            d["state"].as_str().unwrap_or("?"),
+            d["endpoint"].as_str().unwrap_or("?"),
+            e["id"].as_str().unwrap_or("?"),
+            e["job_id"].as_str().unwrap_or("?"),
+            e["status"].as_str().unwrap_or("?"),
+            e["occurred_at"].as_str().unwrap_or("?"),
+            d["delivery"]["attempts"],
+            d["delivery"]["last_error"].as_str().unwrap_or("-"),
+        );
+    }
+    out
 }

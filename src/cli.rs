@@ -24,6 +24,98 @@ pub enum Command {
     /// GPS tools.
     #[command(subcommand)]
     Gps(GpsCommand),
+    /// Record a driver's tap through the running agent.
+    Tap(TapArgs),
+    /// Show the running agent's status.
+    Status {
+        /// Config file (for the API address and token).
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print the JSON as the API returns it.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and retry the outbox of the running agent.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+    /// Webhook endpoints of the running agent.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+/// `curbside tap STATUS --job ID ...`
+#[derive(Debug, Args)]
+pub struct TapArgs {
+    /// heading_to, arrived, delivered, partially_delivered, failed or picked_up.
+    pub status: String,
+    /// The job id.
+    #[arg(long)]
+    pub job: String,
+    /// Required for failed: customer_not_present, address_not_found, refused, damaged, access_denied, other.
+    #[arg(long)]
+    pub reason_code: Option<String>,
+    /// Free text reason.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Who received the delivery.
+    #[arg(long)]
+    pub received_by: Option<String>,
+    /// A note.
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Makes a repeated command record the tap once.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Config file (for the API address and token).
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+/// `curbside outbox ...`
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// List pending (and failed) deliveries.
+    List {
+        /// Only those parked as failed.
+        #[arg(long)]
+        failed: bool,
+        /// Config file.
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Retry a parked event (by id) or all of them.
+    Retry {
+        /// The event id.
+        #[arg(required_unless_present = "all_failed", conflicts_with = "all_failed")]
+        id: Option<String>,
+        /// Retry every parked event.
+        #[arg(long)]
+        all_failed: bool,
+        /// Config file.
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+/// `curbside webhook ...`
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Send a sample event to an endpoint and print its answer.
+    Test {
+        /// The endpoint's name.
+        name: String,
+        /// Config file.
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Enable an endpoint disabled by a 410 answer.
+    Enable {
+        /// The endpoint's name.
+        name: String,
+        /// Config file.
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 /// `--config FILE`.

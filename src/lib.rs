@@ -3,10 +3,19 @@
 //! Data flow (see DESIGN.md in the repository for the whole picture):
 //!
 //! ```text
-//! GPS receiver ──serial NMEA / gpsd / replay / sim──▶ gps ──LatestFix──▶ (taps, telemetry, status)
+//! GPS receiver ──serial NMEA / gpsd / replay / sim──▶ gps ──LatestFix──┐
+//!                                                                      ▼
+//! driver taps ──HTTP API / CLI──▶ api ──▶ taps ──StatusEvent──▶ outbox (sled, flushed before 201)
+//!                                                                      │
+//!                                             webhook (one loop per endpoint) ──HTTPS──▶ back office
 //! ```
 //!
 //! Modules:
+//! - [`api`]: the local HTTP API (taps, status, operator actions).
+//! - [`taps`]: validating a tap and stamping it with place and time.
+//! - [`event`]: the `StatusEvent` domain.
+//! - [`outbox`]: the durable queue (design doc in its module).
+//! - [`webhook`]: delivery loops, payload formats, signing, retry rules.
 //! - [`gps`]: framing, decoding and assembling NMEA into one [`gps::Fix`] per epoch; the sources;
 //!   the live fix and GPS time.
 //! - [`config`]: the TOML config, parsed then validated once.
@@ -15,7 +24,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod app;
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod event;
 pub mod gps;
+pub mod outbox;
+pub mod taps;
+pub mod webhook;

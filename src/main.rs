@@ -5,8 +5,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use curbside::cli::{Cli, Command, ConfigArg, ConfigCommand, GpsCommand};
+use curbside::cli::{Cli, Command, ConfigArg, ConfigCommand, GpsCommand, OutboxCommand, WebhookCommand};
+use curbside::client::ApiClient;
 use curbside::config::{Config, ConfigError};
+use serde_json::{Value, json};
 
 /// sysexits' EX_USAGE: the command (here, its config) was used incorrectly.
 const EXIT_USAGE: u8 = 64;
@@ -69,6 +71,62 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Gps(GpsCommand::Watch { config, json, seconds }) => {
             let config = load(&config)?;
             runtime()?.block_on(curbside::app::gps_watch(config, json, seconds))
+        }
+        Command::Tap(t) => {
+            let client = ApiClient::new(&load(&t.config)?);
+            let mut body = json!({ "status": t.status });
+            for (k, v) in
+                [("reason_code", t.reason_code), ("reason", t.reason), ("received_by", t.received_by), ("note", t.note)]
+            {
+                if let Some(v) = v {
+                    body[k] = Value::String(v);
+                }
+            }
+            let headers: Vec<(&str, &str)> =
+                t.idempotency_key.as_deref().map(|k| ("idempotency-key", k)).into_iter().collect();
+            let path = format!("/api/v1/jobs/{}/status", t.job);
+            let event = runtime()?.block_on(client.post(&path, Some(&body), &headers))?;
+            println!("{}", serde_json::to_string_pretty(&event)?);
+            Ok(())
+        }
+        Command::Status { config, json } => {
+            let client = ApiClient::new(&load(&config)?);
+            let status = runtime()?.block_on(client.get("/api/v1/status"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", curbside::app::status_text(&status));
+            }
+            Ok(())
+        }
+        Command::Outbox(OutboxCommand::List { failed, config }) => {
+            let client = ApiClient::new(&load(&config)?);
+            let path = if failed { "/api/v1/events?state=failed" } else { "/api/v1/events" };
+            let list = runtime()?.block_on(client.get(path))?;
+            print!("{}", curbside::app::outbox_text(&list));
+            Ok(())
+        }
+        Command::Outbox(OutboxCommand::Retry { id, all_failed, config }) => {
+            let client = ApiClient::new(&load(&config)?);
+            let path = match (id, all_failed) {
+                (Some(id), _) => format!("/api/v1/events/{id}/retry"),
+                (None, _) => "/api/v1/events/retry-failed".to_string(),
+            };
+            let r = runtime()?.block_on(client.post(&path, None, &[]))?;
+            println!("retried {} deliveries", r["retried"]);
+            Ok(())
+        }
+        Command::Webhook(WebhookCommand::Test { name, config }) => {
+            let client = ApiClient::new(&load(&config)?);
+            let r = runtime()?.block_on(client.post(&format!("/api/v1/webhooks/{name}/test"), None, &[]))?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            Ok(())
+        }
+        Command::Webhook(WebhookCommand::Enable { name, config }) => {
+            let client = ApiClient::new(&load(&config)?);
+            let r = runtime()?.block_on(client.post(&format!("/api/v1/webhooks/{name}/enable"), None, &[]))?;
+            println!("{name}: enabled (was disabled: {})", r["was_disabled"]);
+            Ok(())
         }
     }
 }

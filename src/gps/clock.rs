@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::latest::{LatestFix, Received};
 
 /// Where a timestamp came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClockSource {
     /// The receiver's UTC, advanced by the monotonic time since the fix arrived.

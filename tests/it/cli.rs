@@ -46,10 +46,15 @@ fn gps_replay_of_a_missing_file_fails_cleanly() {
 }
 
 #[test]
-fn run_on_embedded_defaults_logs_fixes_and_stops_cleanly_on_sigterm() {
+fn run_on_the_simulator_logs_fixes_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
+    // The embedded defaults with a free port (8080 may be taken on a test machine).
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "vehicle_id = \"demo-van\"\nstate_dir = \"curbside-state\"\n[gps]\nsource = \"sim\"\n[api]\nlisten = \"127.0.0.1:0\"\n").unwrap();
     let child = curbside()
         .arg("run")
+        .arg("--config")
+        .arg(&config)
         .current_dir(dir.path())
         .env("RUST_LOG", "info")
         .stderr(std::process::Stdio::piped())

@@ -6,3 +6,4 @@ mod gps_corpus;
 mod gps_fuzz;
 mod gpsd_source;
 mod serial;
+mod webhooks;

@@ -106,9 +106,19 @@ impl Route {
 
     /// The NMEA burst a receiver would send for second `t` of the route, stamped `start + t`.
     pub fn nmea(&self, start: DateTime<Utc>, t: u64) -> String {
-        let s = self.at(t as f64);
-        let when = start + chrono::Duration::seconds(t as i64);
-        let hms = format!("{:02}{:02}{:02}.00", when.hour(), when.minute(), when.second());
+        self.nmea_at(t as f64, start + chrono::Duration::seconds(t as i64))
+    }
+
+    /// The NMEA burst for route time `t` (seconds), stamped `when`.
+    pub fn nmea_at(&self, t: f64, when: DateTime<Utc>) -> String {
+        let s = self.at(t);
+        let hms = format!(
+            "{:02}{:02}{:02}.{:02}",
+            when.hour(),
+            when.minute(),
+            when.second(),
+            when.timestamp_subsec_millis() / 10
+        );
         let date = when.format("%d%m%y");
         let (lat, ns) = ddmm(s.lat, 2, 'N', 'S');
         let (lon, ew) = ddmm(s.lon, 3, 'E', 'W');
@@ -135,7 +145,8 @@ fn ddmm(v: f64, deg_digits: usize, pos: char, neg: char) -> (String, char) {
 }
 
 /// Drives `route` into `latest`, one epoch per second of route time (`speed` 2.0 runs it twice as
-/// fast), starting now, until shutdown.
+/// fast), starting now, until shutdown. Epochs are stamped with real time, so that a fast
+/// simulation does not make the system clock look wrong.
 pub async fn run(route: Route, speed: f64, latest: LatestFix, shutdown: CancellationToken) {
     let mut feed = Feed::new("sim", latest);
     feed.connected(true);
@@ -148,7 +159,8 @@ pub async fn run(route: Route, speed: f64, latest: LatestFix, shutdown: Cancella
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => break,
         }
-        feed.bytes(route.nmea(start, t).as_bytes());
+        let when = start + chrono::Duration::from_std(period * t as u32).unwrap_or_default();
+        feed.bytes(route.nmea_at(t as f64, when).as_bytes());
         feed.flush();
     }
     feed.connected(false);

@@ -39,3 +39,6 @@ pub async fn wait_for(latest: &LatestFix, limit: Duration, what: &str, pred: imp
     .await;
     assert!(res.is_ok(), "timed out after {limit:?} waiting for {what}; state: {:?}", latest.snapshot());
 }
+
+pub mod agent;
+pub mod receiver;

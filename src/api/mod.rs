@@ -1,0 +1,289 @@
+//! The local HTTP API: driver taps, status, and the operator's outbox and webhook actions.
+//! Bound to loopback by default; with a token configured (required off loopback) every request
+//! needs `Authorization: Bearer TOKEN`. Bad input gets a 4xx with `{"error", "field"}` and
+//! nothing stored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::gps::LatestFix;
+use crate::gps::clock::Clock;
+use crate::outbox::{ListState, Outbox, OutboxError};
+use crate::taps::{self, Taps};
+use crate::webhook::sign::constant_time_eq;
+use crate::webhook::{self, Endpoint, WebhookStatus};
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Everything the handlers use; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// Tap recorder.
+    pub taps: Taps,
+    /// The store.
+    pub outbox: Outbox,
+    /// Live fix.
+    pub latest: LatestFix,
+    /// Clock verdict.
+    pub clock: Clock,
+    /// Configured endpoints.
+    pub endpoints: Arc<Vec<Arc<Endpoint>>>,
+    /// Their loops' status.
+    pub webhooks: WebhookStatus,
+    /// HTTP client for `webhook test`.
+    pub client: reqwest::Client,
+    /// Required bearer token, if any.
+    pub token: Option<Arc<str>>,
+    /// The vehicle.
+    pub vehicle_id: String,
+    /// The GPS source kind.
+    pub gps_source: &'static str,
+}
+
+/// An error answer: status, message, and the field at fault.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    field: Option<String>,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, field: Option<&str>, message: impl Into<String>) -> Self {
+        Self { status, field: field.map(String::from), message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let error = match &self.field {
+            Some(f) => format!("{f}: {}", self.message),
+            None => self.message.clone(),
+        };
+        (self.status, Json(json!({ "error": error, "field": self.field }))).into_response()
+    }
+}
+
+impl From<taps::Invalid> for ApiError {
+    fn from(e: taps::Invalid) -> Self {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, Some(&e.field), e.message)
+    }
+}
+
+impl From<OutboxError> for ApiError {
+    fn from(e: OutboxError) -> Self {
+        match e {
+            OutboxError::DiskFull => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                None,
+                "disk full: the event was NOT recorded; tell dispatch by other means",
+            ),
+            OutboxError::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, None, format!("not found: {what}")),
+            other => {
+                tracing::error!(error = %other, "storage failed; tap refused");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, None, format!("the event was NOT recorded: {other}"))
+            }
+        }
+    }
+}
+
+/// The router.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/api/v1/jobs/{job_id}/status", post(tap))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/events", get(events))
+        .route("/api/v1/events/{id}/retry", post(retry))
+        .route("/api/v1/events/retry-failed", post(retry_all))
+        .route("/api/v1/webhooks/{name}/test", post(webhook_test))
+        .route("/api/v1/webhooks/{name}/enable", post(webhook_enable))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, None, "no such endpoint") })
+        .layer(middleware::from_fn_with_state(api.clone(), authorize))
+        .with_state(api)
+}
+
+async fn authorize(State(api): State<Api>, req: Request, next: Next) -> Response {
+    if let Some(token) = &api.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            return ApiError::new(StatusCode::UNAUTHORIZED, None, "missing or wrong bearer token").into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Serves `router` on `listener` until shutdown.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}
+
+async fn tap(
+    State(api): State<Api>,
+    Path(job_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    taps::validate_job_id(&job_id)?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let k = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= taps::MAX_IDEMPOTENCY_KEY);
+            Some(k.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    Some("Idempotency-Key"),
+                    format!("must be 1 to {} visible ASCII characters", taps::MAX_IDEMPOTENCY_KEY),
+                )
+            })?)
+        }
+    };
+    let bytes = to_bytes(body, BODY_LIMIT).await.map_err(|_| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, Some("body"), format!("larger than {BODY_LIMIT} bytes"))
+    })?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, Some("body"), "is not UTF-8"))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Some("body"), format!("is not valid JSON: {e}")))?;
+    let tap = taps::parse_tap(&value)?;
+    let appended = api.taps.record(&job_id, tap, key).await?;
+    let mut resp = (StatusCode::CREATED, Json(&appended.event)).into_response();
+    if !appended.created {
+        resp.headers_mut().insert("idempotent-replayed", header::HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+async fn status(State(api): State<Api>) -> Json<Value> {
+    let gps = api.latest.snapshot();
+    let live = api.latest.live();
+    let endpoints: Vec<Value> = api
+        .endpoints
+        .iter()
+        .map(|ep| {
+            let depth = api.outbox.depth(&ep.name);
+            let oldest_age_s = depth
+                .oldest_sequence
+                .and_then(|s| api.outbox.event(s).ok().flatten())
+                .map(|e| (chrono::Utc::now() - e.occurred_at).num_seconds());
+            json!({
+                "name": ep.name,
+                "url": ep.url.as_str(),
+                "pending": depth.pending,
+                "failed": depth.failed,
+                "oldest_age_s": oldest_age_s,
+                "state": api.webhooks.get(&ep.name),
+            })
+        })
+        .collect();
+    Json(json!({
+        "vehicle_id": api.vehicle_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "gps": {
+            "source": api.gps_source,
+            "connected": gps.connected,
+            "fix": live.as_ref().map(|r| &r.fix),
+            "fix_age_s": gps.last.as_ref().map(|r| r.age().as_secs_f64()),
+            "last_known": gps.last_valid.as_ref().map(|r| json!({"fix": r.fix, "age_s": r.age().as_secs_f64()})),
+            "sentences": gps.stats.sentences,
+            "bad_sentences": gps.stats.bad_sentences,
+        },
+        "clock": api.clock.status(),
+        "outbox": {
+            "events": api.outbox.len(),
+            "size_on_disk": api.outbox.size_on_disk(),
+            "store_loss": api.outbox.loss(),
+        },
+        "webhooks": endpoints,
+    }))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    state: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn events(State(api): State<Api>, Query(q): Query<EventsQuery>) -> Result<Json<Value>, ApiError> {
+    let state = match q.state.as_deref() {
+        None | Some("all") => None,
+        Some("pending") => Some(ListState::Pending),
+        Some("failed") => Some(ListState::Failed),
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("state"),
+                format!("must be pending, failed or all; got {other:?}"),
+            ));
+        }
+    };
+    let list = api.outbox.list(state, q.limit.unwrap_or(1000).min(10_000))?;
+    Ok(Json(json!({ "deliveries": list })))
+}
+
+async fn retry(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = uuid::Uuid::parse_str(&id)
+        .map_err(|_| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, Some("id"), "is not a UUID"))?;
+    let moved = api.outbox.retry(Some(id))?;
+    Ok(Json(json!({ "retried": moved })))
+}
+
+async fn retry_all(State(api): State<Api>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "retried": api.outbox.retry(None)? })))
+}
+
+fn endpoint(api: &Api, name: &str) -> Result<Arc<Endpoint>, ApiError> {
+    api.endpoints
+        .iter()
+        .find(|e| e.name == name)
+        .cloned()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, Some("name"), format!("no webhook named {name:?}")))
+}
+
+async fn webhook_test(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let ep = endpoint(&api, &name)?;
+    let event = webhook::format::sample(&api.vehicle_id);
+    let (now, _) = api.clock.now();
+    let started = std::time::Instant::now();
+    let result = webhook::request(&api.client, &ep, &event, now.timestamp()).send().await;
+    let took_ms = started.elapsed().as_millis() as u64;
+    Ok(Json(match result {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let body = tokio::time::timeout(Duration::from_secs(5), resp.bytes()).await.ok().and_then(|r| r.ok());
+            let body = body.map(|b| String::from_utf8_lossy(&b[..b.len().min(4096)]).into_owned());
+            json!({ "endpoint": name, "event_id": event.id, "status": status, "body": body, "duration_ms": took_ms,
+                    "outcome": format!("{:?}", webhook::schedule::classify(status, None, now)) })
+        }
+        Err(e) => {
+            json!({ "endpoint": name, "event_id": event.id, "error": format!("{:?}", webhook::classify_error(&e, ep.timeout)),
+                          "duration_ms": took_ms })
+        }
+    }))
+}
+
+async fn webhook_enable(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    endpoint(&api, &name)?;
+    let was = api.outbox.enable(&name)?;
+    Ok(Json(json!({ "endpoint": name, "was_disabled": was })))
+}

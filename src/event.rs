@@ -1,0 +1,169 @@
+//! The domain of a driver's tap: [`StatusEvent`] and its parts, exactly as they are stored in the
+//! outbox and sent in the `standard` webhook format.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::gps::clock::ClockSource;
+use crate::gps::fix::Mode;
+
+/// A job status a driver can tap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// On the way to the job's address.
+    HeadingTo,
+    /// At the address.
+    Arrived,
+    /// Delivered (proof of delivery: `received_by`, `note`).
+    Delivered,
+    /// Some items delivered, some not (`items` with `rejected`).
+    PartiallyDelivered,
+    /// Not delivered (`reason_code` required).
+    Failed,
+    /// Picked up from the address.
+    PickedUp,
+}
+
+impl Status {
+    /// Every status, in the order a job usually goes through them.
+    pub const ALL: [Status; 6] = [
+        Status::HeadingTo,
+        Status::Arrived,
+        Status::Delivered,
+        Status::PartiallyDelivered,
+        Status::Failed,
+        Status::PickedUp,
+    ];
+
+    /// The wire name, e.g. `heading_to`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::HeadingTo => "heading_to",
+            Status::Arrived => "arrived",
+            Status::Delivered => "delivered",
+            Status::PartiallyDelivered => "partially_delivered",
+            Status::Failed => "failed",
+            Status::PickedUp => "picked_up",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// Why a delivery failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    /// Nobody answered.
+    CustomerNotPresent,
+    /// The address could not be found.
+    AddressNotFound,
+    /// The customer refused the parcel.
+    Refused,
+    /// The parcel was damaged.
+    Damaged,
+    /// The driver could not get in (gate, concierge, ...).
+    AccessDenied,
+    /// Anything else (say what in `reason`).
+    Other,
+}
+
+impl ReasonCode {
+    /// Every reason code.
+    pub const ALL: [ReasonCode; 6] = [
+        ReasonCode::CustomerNotPresent,
+        ReasonCode::AddressNotFound,
+        ReasonCode::Refused,
+        ReasonCode::Damaged,
+        ReasonCode::AccessDenied,
+        ReasonCode::Other,
+    ];
+
+    /// The wire name, e.g. `customer_not_present`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::CustomerNotPresent => "customer_not_present",
+            ReasonCode::AddressNotFound => "address_not_found",
+            ReasonCode::Refused => "refused",
+            ReasonCode::Damaged => "damaged",
+            ReasonCode::AccessDenied => "access_denied",
+            ReasonCode::Other => "other",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<ReasonCode> {
+        ReasonCode::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// One line of a job's items.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    /// Stock keeping unit.
+    pub sku: String,
+    /// Quantity handed over (or meant to be).
+    pub qty: u32,
+    /// Quantity rejected or not delivered.
+    #[serde(default)]
+    pub rejected: u32,
+}
+
+/// Where the van was when the driver tapped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    /// Latitude, degrees WGS84.
+    pub lat: f64,
+    /// Longitude, degrees WGS84.
+    pub lng: f64,
+    /// Estimated horizontal accuracy, metres (from HDOP), when known.
+    pub accuracy_m: Option<f64>,
+    /// Age of the fix at the tap, seconds: 0 for a live fix, more for the last known one.
+    pub fix_age_s: f64,
+    /// Speed over ground, m/s.
+    pub speed_mps: Option<f64>,
+    /// Course over ground, degrees true.
+    pub course_deg: Option<f64>,
+    /// Fix dimension.
+    pub mode: Mode,
+}
+
+/// A driver's status tap, as stored and as delivered. `id` never changes, across retries and
+/// restarts; it is the `webhook-id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusEvent {
+    /// Stable identifier (UUIDv7: time-ordered).
+    pub id: Uuid,
+    /// Outbox order.
+    pub sequence: u64,
+    /// The job.
+    pub job_id: String,
+    /// What happened.
+    pub status: Status,
+    /// Why it failed (`failed`, optionally `partially_delivered`).
+    pub reason_code: Option<ReasonCode>,
+    /// Free text reason.
+    pub reason: Option<String>,
+    /// Who received the delivery.
+    pub received_by: Option<String>,
+    /// Driver's note.
+    pub note: Option<String>,
+    /// Items, for partial deliveries and pickups.
+    #[serde(default)]
+    pub items: Vec<Item>,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Which clock `occurred_at` came from.
+    pub clock_source: ClockSource,
+    /// Where it happened; `null` only when there has never been a fix.
+    pub location: Option<Location>,
+    /// The vehicle.
+    pub vehicle_id: String,
+    /// The driver, if configured.
+    pub driver_id: Option<String>,
+}

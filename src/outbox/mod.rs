@@ -1,0 +1,672 @@
+//! The outbox: the only durable queue in curbside. Every status event is written here, and
+//! flushed to disk, before the driver is told it was recorded; webhook deliveries are driven from
+//! here and survive restarts and power cuts.
+//!
+//! # Constraints
+//! - Power can be cut at any instant (the ignition). An acknowledged event must survive it.
+//! - Delivery is at least once: a record is removed only after a 2xx, so a crash between the
+//!   receiver's 2xx and our bookkeeping means the event is sent again, with the same id.
+//! - The store lives on an SD card: writes are batched where durability is not at stake.
+//!
+//! # On-disk layout (sled 0.34, one database in `state_dir/outbox`)
+//! | tree      | key                                   | value                                     |
+//! |-----------|---------------------------------------|-------------------------------------------|
+//! | `events`  | sequence, u64 big-endian              | [`record`]: version byte + JSON [`StatusEvent`] |
+//! | `idem`    | job id, NUL, Idempotency-Key          | sequence, u64 big-endian                  |
+//! | `pending` | endpoint, NUL, sequence (BE)          | version byte + JSON [`DeliveryState`]     |
+//! | `failed`  | endpoint, NUL, sequence (BE)          | the same, for events parked after their retry budget |
+//! | `log`     | log id, u64 BE (monotonic)            | version byte + JSON [`Attempt`]; the newest 10,000 kept |
+//! | `meta`    | `disabled/ENDPOINT`, `loss`           | JSON                                      |
+//!
+//! Big-endian sequences make sled's key order the outbox order, so a range scan over an
+//! endpoint's prefix yields its deliveries oldest first, which is what per-job ordering needs.
+//! Do not change this layout or a record's meaning without a migration (see [`record`]).
+//!
+//! # Durability
+//! [`Outbox::append`] writes the event, its idempotency key and one `pending` record per matching
+//! endpoint in one sled transaction, then awaits `flush_async` (fsync) before returning: only
+//! then does the API answer 201. Delivery bookkeeping (attempt counts, removals) is not flushed
+//! per write; sled flushes it within 500 ms, and losing it only means a retry.
+//!
+//! # When a record may be removed
+//! A `pending` record is removed after its endpoint answered 2xx; an event is removed in the same
+//! transaction as its last `pending`/`failed` record. Events are never dropped otherwise, except
+//! by an operator. A store that cannot be opened is moved aside (kept for recovery), never
+//! deleted; see [`Outbox::open`].
+
+pub mod record;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use tokio::sync::Notify;
+
+use crate::event::{Status, StatusEvent};
+use record::{decode, encode, endpoint_key, endpoint_prefix, key_seq, seq_key, split_endpoint_key};
+
+/// Newest delivery-log entries kept.
+const LOG_KEEP: u64 = 10_000;
+/// sled page cache: small on a gateway (sled's default is 1 GB).
+const CACHE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// What went wrong, sorted by what the caller must do.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// The disk is full: nothing was stored. Free space; taps must be refused (HTTP 507).
+    #[error("disk full: the event was not stored")]
+    DiskFull,
+    /// The store could not write or flush: nothing acknowledged (HTTP 503).
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// Another process holds the store (a second curbside on the same state_dir).
+    #[error("the outbox at {0} is in use by another process")]
+    Locked(PathBuf),
+    /// No such event or delivery.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The state directory cannot be used at all.
+    #[error("cannot use {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl OutboxError {
+    /// True when the disk is full (telemetry can be shed; taps must be refused).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, OutboxError::DiskFull)
+    }
+}
+
+impl From<sled::Error> for OutboxError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Io(io) if io.raw_os_error() == Some(28) => OutboxError::DiskFull,
+            other => OutboxError::Storage(other.to_string()),
+        }
+    }
+}
+
+impl From<TransactionError<OutboxError>> for OutboxError {
+    fn from(e: TransactionError<OutboxError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => e.into(),
+        }
+    }
+}
+
+/// Delivery state of one event for one endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryState {
+    /// The event's job, so that per-job order is kept without reading the event.
+    pub job_id: String,
+    /// Attempts that reached the endpoint and failed (being offline does not count).
+    pub attempts: u32,
+    /// Sum of the backoff delays scheduled so far, ms: the retry budget is spent on this.
+    pub waited_ms: u64,
+    /// HTTP status of the last attempt, if it got one.
+    pub last_status: Option<u16>,
+    /// What went wrong last.
+    pub last_error: Option<String>,
+    /// When the last attempt was made.
+    pub last_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl DeliveryState {
+    /// A delivery not yet attempted.
+    pub fn new(job_id: &str) -> Self {
+        Self {
+            job_id: job_id.to_string(),
+            attempts: 0,
+            waited_ms: 0,
+            last_status: None,
+            last_error: None,
+            last_attempt_at: None,
+        }
+    }
+}
+
+/// One delivery attempt, for the bounded log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Endpoint name.
+    pub endpoint: String,
+    /// Event sequence.
+    pub sequence: u64,
+    /// When it started.
+    pub at: DateTime<Utc>,
+    /// HTTP status, when there was a response.
+    pub status: Option<u16>,
+    /// The error, when there was no 2xx.
+    pub error: Option<String>,
+    /// How long it took, ms.
+    pub duration_ms: u64,
+}
+
+/// A store that could not be opened and was moved aside.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreLoss {
+    /// Where the old store now is.
+    pub moved_to: PathBuf,
+    /// Why it could not be opened.
+    pub error: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// An endpoint's name and the statuses it wants (`None`: all).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointFilter {
+    /// Endpoint name.
+    pub name: String,
+    /// Statuses delivered to it; `None` means every status.
+    pub events: Option<HashSet<Status>>,
+}
+
+impl EndpointFilter {
+    fn wants(&self, status: Status) -> bool {
+        self.events.as_ref().is_none_or(|set| set.contains(&status))
+    }
+}
+
+/// The result of an append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    /// The stored event.
+    pub event: StatusEvent,
+    /// False when the Idempotency-Key matched an earlier event, which is returned instead.
+    pub created: bool,
+}
+
+/// Which deliveries to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListState {
+    /// Waiting or retrying.
+    Pending,
+    /// Parked after the retry budget.
+    Failed,
+}
+
+/// One event's delivery to one endpoint, for operators.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    /// The endpoint.
+    pub endpoint: String,
+    /// Pending or failed.
+    pub state: ListState,
+    /// Delivery state.
+    pub delivery: DeliveryState,
+    /// The event, if readable.
+    pub event: Option<StatusEvent>,
+}
+
+/// Counts for status.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Depth {
+    /// Events waiting or retrying.
+    pub pending: u64,
+    /// Events parked as failed.
+    pub failed: u64,
+    /// Sequence of the oldest pending event.
+    pub oldest_sequence: Option<u64>,
+}
+
+/// Handle to the outbox; clones share one store.
+#[derive(Clone)]
+pub struct Outbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: sled::Db,
+    events: sled::Tree,
+    idem: sled::Tree,
+    pending: sled::Tree,
+    failed: sled::Tree,
+    log: sled::Tree,
+    meta: sled::Tree,
+    endpoints: Vec<EndpointFilter>,
+    wake: Vec<Arc<Notify>>,
+    log_len: AtomicU64,
+    loss: Option<StoreLoss>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").field("path", &self.inner.path).finish_non_exhaustive()
+    }
+}
+
+fn open_db(path: &Path) -> sled::Result<sled::Db> {
+    sled::Config::new().path(path).cache_capacity(CACHE_BYTES).flush_every_ms(Some(500)).open()
+}
+
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock"))
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox under `state_dir`. A store that cannot be opened (corrupt,
+    /// unreadable) is moved aside to `outbox.corrupt-TIMESTAMP`, a fresh one is started and the
+    /// loss is logged at `error` and shown in status: the agent keeps running. A store held by
+    /// another process is an error: nothing is moved.
+    pub fn open(state_dir: &Path, endpoints: Vec<EndpointFilter>) -> Result<Outbox, OutboxError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| OutboxError::Dir { path: state_dir.into(), source })?;
+        let path = state_dir.join("outbox");
+        let (db, loss) = match open_db(&path) {
+            Ok(db) => (db, None),
+            Err(e) if is_lock_error(&e) => return Err(OutboxError::Locked(path)),
+            Err(e) => {
+                let at = Utc::now();
+                let moved_to = state_dir.join(format!("outbox.corrupt-{}", at.format("%Y%m%dT%H%M%SZ")));
+                std::fs::rename(&path, &moved_to).map_err(|source| OutboxError::Dir { path: path.clone(), source })?;
+                tracing::error!(
+                    error = %e, moved_to = %moved_to.display(),
+                    "OUTBOX COULD NOT BE OPENED: moved aside for recovery and started empty; undelivered events in it are not being sent"
+                );
+                let loss = StoreLoss { moved_to, error: e.to_string(), at };
+                (open_db(&path)?, Some(loss))
+            }
+        };
+        let tree = |name: &str| db.open_tree(name);
+        let meta = tree("meta")?;
+        let loss = match loss {
+            Some(l) => {
+                meta.insert("loss", serde_json::to_vec(&l).unwrap_or_default())?;
+                db.flush()?;
+                Some(l)
+            }
+            None => meta.get("loss")?.and_then(|v| serde_json::from_slice(&v).ok()),
+        };
+        let log = tree("log")?;
+        let inner = Inner {
+            path,
+            events: tree("events")?,
+            idem: tree("idem")?,
+            pending: tree("pending")?,
+            failed: tree("failed")?,
+            log_len: AtomicU64::new(log.len() as u64),
+            log,
+            meta,
+            wake: endpoints.iter().map(|_| Arc::new(Notify::new())).collect(),
+            endpoints,
+            loss,
+            db,
+        };
+        let outbox = Outbox { inner: Arc::new(inner) };
+        outbox.sweep()?;
+        Ok(outbox)
+    }
+
+    /// Removes events that no delivery refers to (left by a crash between the last delivery and
+    /// the event's removal, or stored when no endpoint wanted them).
+    fn sweep(&self) -> Result<(), OutboxError> {
+        let i = &self.inner;
+        let mut referenced = HashSet::new();
+        for tree in [&i.pending, &i.failed] {
+            for kv in tree.iter() {
+                let (k, _) = kv?;
+                if let Some((_, seq)) = split_endpoint_key(&k) {
+                    referenced.insert(seq);
+                }
+            }
+        }
+        let mut removed = 0;
+        for kv in i.events.iter() {
+            let (k, _) = kv?;
+            if key_seq(&k).is_some_and(|s| !referenced.contains(&s)) {
+                i.events.remove(k)?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::debug!(removed, "removed events with no delivery left");
+        }
+        Ok(())
+    }
+
+    /// The store lost at start-up, if any (shown in status until the state dir is cleaned).
+    pub fn loss(&self) -> Option<&StoreLoss> {
+        self.inner.loss.as_ref()
+    }
+
+    /// The configured endpoints.
+    pub fn endpoints(&self) -> &[EndpointFilter] {
+        &self.inner.endpoints
+    }
+
+    /// Wakes when new deliveries for endpoint number `index` appear.
+    pub fn waker(&self, index: usize) -> Arc<Notify> {
+        self.inner.wake[index].clone()
+    }
+
+    fn wake(&self, endpoint: &str) {
+        if let Some(i) = self.inner.endpoints.iter().position(|e| e.name == endpoint) {
+            self.inner.wake[i].notify_one();
+        }
+    }
+
+    /// Stores a new event durably. `make` receives the sequence and builds the event. With an
+    /// idempotency key already used for this job, nothing is stored and the first event is
+    /// returned. Returns only after the event is flushed to disk.
+    pub async fn append(
+        &self,
+        job_id: &str,
+        idempotency_key: Option<&str>,
+        make: impl FnOnce(u64) -> StatusEvent,
+    ) -> Result<Appended, OutboxError> {
+        let i = &self.inner;
+        let idem_key = idempotency_key.map(|k| {
+            let mut key = job_id.as_bytes().to_vec();
+            key.push(0);
+            key.extend_from_slice(k.as_bytes());
+            key
+        });
+        if let Some(k) = &idem_key {
+            if let Some(existing) = self.by_idem(k)? {
+                return Ok(Appended { event: existing, created: false });
+            }
+        }
+        let seq = i.db.generate_id()?;
+        let event = make(seq);
+        let bytes = encode(&event);
+        let targets: Vec<&EndpointFilter> = i.endpoints.iter().filter(|e| e.wants(event.status)).collect();
+        let state = encode(&DeliveryState::new(&event.job_id));
+        let outcome = (&i.events, &i.idem, &i.pending).transaction(|(events, idem, pending)| {
+            if let Some(k) = &idem_key {
+                if let Some(first) = idem.get(k)? {
+                    return Ok(Some(first));
+                }
+                idem.insert(k.as_slice(), &seq_key(seq))?;
+            }
+            events.insert(&seq_key(seq), bytes.as_slice())?;
+            for t in &targets {
+                pending.insert(endpoint_key(&t.name, seq), state.as_slice())?;
+            }
+            Ok::<_, ConflictableTransactionError<OutboxError>>(None)
+        });
+        match outcome.map_err(OutboxError::from)? {
+            Some(first) => {
+                // A concurrent tap with the same key won the race.
+                let first = key_seq(&first).and_then(|s| self.event(s).ok().flatten());
+                let event = first.ok_or_else(|| OutboxError::Storage("idempotency key without event".into()))?;
+                Ok(Appended { event, created: false })
+            }
+            None => {
+                i.db.flush_async().await?;
+                for t in &targets {
+                    self.wake(&t.name);
+                }
+                Ok(Appended { event, created: true })
+            }
+        }
+    }
+
+    fn by_idem(&self, key: &[u8]) -> Result<Option<StatusEvent>, OutboxError> {
+        match self.inner.idem.get(key)? {
+            Some(seq) => Ok(key_seq(&seq).and_then(|s| self.event(s).ok().flatten())),
+            None => Ok(None),
+        }
+    }
+
+    /// The event with this sequence, if stored and readable. An unreadable record is logged
+    /// and reported as absent: it cannot be delivered, but it does not stop the others.
+    pub fn event(&self, seq: u64) -> Result<Option<StatusEvent>, OutboxError> {
+        match self.inner.events.get(seq_key(seq))? {
+            None => Ok(None),
+            Some(v) => match decode(&v) {
+                Ok(e) => Ok(Some(e)),
+                Err(err) => {
+                    tracing::error!(sequence = seq, error = %err, "unreadable event record");
+                    Ok(None)
+                }
+            },
+        }
+    }
+
+    /// The event with this id (linear scan; for operators).
+    pub fn find(&self, id: uuid::Uuid) -> Result<Option<StatusEvent>, OutboxError> {
+        for kv in self.inner.events.iter() {
+            let (_, v) = kv?;
+            if let Ok(e) = decode::<StatusEvent>(&v) {
+                if e.id == id {
+                    return Ok(Some(e));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Up to `limit` pending deliveries of `endpoint` with sequence > `after`, oldest first.
+    pub fn pending_after(
+        &self,
+        endpoint: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, DeliveryState)>, OutboxError> {
+        let start = match after {
+            Some(s) => endpoint_key(endpoint, s.saturating_add(1)),
+            None => endpoint_prefix(endpoint),
+        };
+        let prefix = endpoint_prefix(endpoint);
+        let mut out = Vec::new();
+        for kv in self.inner.pending.range(start..) {
+            let (k, v) = kv?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let Some((_, seq)) = split_endpoint_key(&k) else { continue };
+            match decode::<DeliveryState>(&v) {
+                Ok(state) => out.push((seq, state)),
+                Err(e) => tracing::error!(endpoint, sequence = seq, error = %e, "unreadable delivery record; skipped"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Saves a delivery's state after a failed attempt.
+    pub fn update(&self, endpoint: &str, seq: u64, state: &DeliveryState) -> Result<(), OutboxError> {
+        self.inner.pending.insert(endpoint_key(endpoint, seq), encode(state))?;
+        Ok(())
+    }
+
+    /// Records a 2xx: the delivery is removed, and the event with it if no other endpoint still
+    /// needs it.
+    pub fn delivered(&self, endpoint: &str, seq: u64) -> Result<(), OutboxError> {
+        let i = &self.inner;
+        let others: Vec<Vec<u8>> =
+            i.endpoints.iter().filter(|e| e.name != endpoint).map(|e| endpoint_key(&e.name, seq)).collect();
+        (&i.pending, &i.failed, &i.events).transaction(|(pending, failed, events)| {
+            pending.remove(endpoint_key(endpoint, seq))?;
+            let mut needed = false;
+            for k in &others {
+                if pending.get(k)?.is_some() || failed.get(k)?.is_some() {
+                    needed = true;
+                    break;
+                }
+            }
+            if !needed {
+                events.remove(&seq_key(seq))?;
+            }
+            Ok::<_, ConflictableTransactionError<OutboxError>>(())
+        })?;
+        Ok(())
+    }
+
+    /// Parks a delivery as failed after its retry budget; an operator's retry releases it.
+    pub fn park(&self, endpoint: &str, seq: u64, state: &DeliveryState) -> Result<(), OutboxError> {
+        let key = endpoint_key(endpoint, seq);
+        let value = encode(state);
+        (&self.inner.pending, &self.inner.failed).transaction(|(pending, failed)| {
+            pending.remove(key.as_slice())?;
+            failed.insert(key.as_slice(), value.as_slice())?;
+            Ok::<_, ConflictableTransactionError<OutboxError>>(())
+        })?;
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// Jobs of `endpoint` that have a parked event: their later events wait, so order holds.
+    pub fn blocked_jobs(&self, endpoint: &str) -> Result<HashSet<String>, OutboxError> {
+        let mut jobs = HashSet::new();
+        for kv in self.inner.failed.scan_prefix(endpoint_prefix(endpoint)) {
+            let (_, v) = kv?;
+            if let Ok(s) = decode::<DeliveryState>(&v) {
+                jobs.insert(s.job_id);
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Moves parked deliveries back to pending, with a fresh retry budget: those of event `id`
+    /// (every endpoint), or all of them. Returns how many.
+    pub fn retry(&self, id: Option<uuid::Uuid>) -> Result<usize, OutboxError> {
+        let seq = match id {
+            Some(id) => Some(self.find(id)?.map(|e| e.sequence).ok_or(OutboxError::NotFound(format!("event {id}")))?),
+            None => None,
+        };
+        let mut moved = 0;
+        let mut endpoints = HashSet::new();
+        for kv in self.inner.failed.iter() {
+            let (k, v) = kv?;
+            let Some((endpoint, s)) = split_endpoint_key(&k) else { continue };
+            if seq.is_some_and(|want| want != s) {
+                continue;
+            }
+            let mut state: DeliveryState = match decode(&v) {
+                Ok(s) => s,
+                Err(_) => continue,
+            };
+            state.waited_ms = 0;
+            let value = encode(&state);
+            (&self.inner.pending, &self.inner.failed).transaction(|(pending, failed)| {
+                failed.remove(k.as_ref())?;
+                pending.insert(k.as_ref(), value.as_slice())?;
+                Ok::<_, ConflictableTransactionError<OutboxError>>(())
+            })?;
+            endpoints.insert(endpoint.to_string());
+            moved += 1;
+        }
+        self.inner.db.flush()?;
+        for e in endpoints {
+            self.wake(&e);
+        }
+        Ok(moved)
+    }
+
+    /// Appends to the bounded delivery log.
+    pub fn log_attempt(&self, attempt: &Attempt) -> Result<(), OutboxError> {
+        let i = &self.inner;
+        let id = i.db.generate_id()?;
+        i.log.insert(seq_key(id), encode(attempt))?;
+        if i.log_len.fetch_add(1, Ordering::Relaxed) + 1 > LOG_KEEP + LOG_KEEP / 10 {
+            for _ in 0..LOG_KEEP / 10 {
+                if i.log.pop_min()?.is_none() {
+                    break;
+                }
+            }
+            i.log_len.store(i.log.len() as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The newest `n` attempts, newest first, optionally for one endpoint.
+    pub fn recent_attempts(&self, endpoint: Option<&str>, n: usize) -> Vec<Attempt> {
+        self.inner
+            .log
+            .iter()
+            .rev()
+            .filter_map(|kv| kv.ok().and_then(|(_, v)| decode::<Attempt>(&v).ok()))
+            .filter(|a| endpoint.is_none_or(|e| a.endpoint == e))
+            .take(n)
+            .collect()
+    }
+
+    /// Disables an endpoint (it answered 410 Gone) until an operator enables it.
+    pub fn disable(&self, endpoint: &str, reason: &str) -> Result<(), OutboxError> {
+        self.inner.meta.insert(format!("disabled/{endpoint}"), reason.as_bytes())?;
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// Why an endpoint is disabled, if it is.
+    pub fn disabled(&self, endpoint: &str) -> Option<String> {
+        let v = self.inner.meta.get(format!("disabled/{endpoint}")).ok().flatten()?;
+        Some(String::from_utf8_lossy(&v).into_owned())
+    }
+
+    /// Enables an endpoint again; returns whether it was disabled.
+    pub fn enable(&self, endpoint: &str) -> Result<bool, OutboxError> {
+        let was = self.inner.meta.remove(format!("disabled/{endpoint}"))?.is_some();
+        self.inner.db.flush()?;
+        self.wake(endpoint);
+        Ok(was)
+    }
+
+    /// Pending and failed deliveries, oldest first.
+    pub fn list(&self, state: Option<ListState>, limit: usize) -> Result<Vec<Listed>, OutboxError> {
+        let mut out = Vec::new();
+        for (tree, st) in [(&self.inner.pending, ListState::Pending), (&self.inner.failed, ListState::Failed)] {
+            if state.is_some_and(|s| s != st) {
+                continue;
+            }
+            for kv in tree.iter() {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, v) = kv?;
+                let Some((endpoint, seq)) = split_endpoint_key(&k) else { continue };
+                let Ok(delivery) = decode::<DeliveryState>(&v) else { continue };
+                out.push(Listed { endpoint: endpoint.into(), state: st, delivery, event: self.event(seq)? });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Pending and failed counts of one endpoint.
+    pub fn depth(&self, endpoint: &str) -> Depth {
+        let prefix = endpoint_prefix(endpoint);
+        let mut d = Depth::default();
+        for kv in self.inner.pending.scan_prefix(&prefix).keys().flatten() {
+            if d.oldest_sequence.is_none() {
+                d.oldest_sequence = split_endpoint_key(&kv).map(|(_, s)| s);
+            }
+            d.pending += 1;
+        }
+        d.failed = self.inner.failed.scan_prefix(&prefix).count() as u64;
+        d
+    }
+
+    /// Events stored.
+    pub fn len(&self) -> usize {
+        self.inner.events.len()
+    }
+
+    /// True when no event is stored.
+    pub fn is_empty(&self) -> bool {
+        self.inner.events.is_empty()
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.inner.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Flushes everything to disk (on shutdown).
+    pub async fn flush(&self) -> Result<(), OutboxError> {
+        self.inner.db.flush_async().await?;
+        Ok(())
+    }
+}

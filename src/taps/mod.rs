@@ -1,0 +1,253 @@
+//! Driver taps: validates a tap, stamps it with where and when it happened (the live fix, or the
+//! last known one with its age; GPS time when the system clock cannot be trusted), and appends it
+//! to the outbox. The caller answers the driver only after [`Taps::record`] returns, that is,
+//! after the event is on disk.
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::event::{Item, Location, ReasonCode, Status, StatusEvent};
+use crate::gps::LatestFix;
+use crate::gps::clock::Clock;
+use crate::outbox::{Appended, Outbox, OutboxError};
+
+/// Longest free-text fields, in characters.
+pub const MAX_REASON: usize = 500;
+/// See [`MAX_REASON`].
+pub const MAX_RECEIVED_BY: usize = 200;
+/// See [`MAX_REASON`].
+pub const MAX_NOTE: usize = 2000;
+/// Most item lines in one tap.
+pub const MAX_ITEMS: usize = 200;
+/// Longest Idempotency-Key.
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+/// A tap that passed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tap {
+    /// What happened.
+    pub status: Status,
+    /// Why it failed.
+    pub reason_code: Option<ReasonCode>,
+    /// Free text reason.
+    pub reason: Option<String>,
+    /// Who received it.
+    pub received_by: Option<String>,
+    /// Driver's note.
+    pub note: Option<String>,
+    /// Items.
+    pub items: Vec<Item>,
+}
+
+/// A tap that is not valid: which field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    /// The field (`job_id`, `status`, `items[2].qty`, `body`, ...).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> Invalid {
+    Invalid { field: field.into(), message: message.into() }
+}
+
+/// Checks a job id: 1–64 of `[A-Za-z0-9._-]`.
+pub fn validate_job_id(job_id: &str) -> Result<(), Invalid> {
+    crate::config::identifier(job_id).map_err(|m| invalid("job_id", m))
+}
+
+/// Validates a tap's JSON body (already known to be JSON).
+pub fn parse_tap(body: &Value) -> Result<Tap, Invalid> {
+    let obj = body.as_object().ok_or_else(|| invalid("body", "must be a JSON object"))?;
+    const KNOWN: [&str; 6] = ["status", "reason_code", "reason", "received_by", "note", "items"];
+    if let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(invalid(unknown.clone(), format!("unknown field; expected one of {KNOWN:?}")));
+    }
+    let status = match obj.get("status") {
+        Some(Value::String(s)) => Status::parse(s).ok_or_else(|| {
+            invalid("status", format!("unknown status {s:?}; expected one of {:?}", Status::ALL.map(Status::as_str)))
+        })?,
+        Some(_) => return Err(invalid("status", "must be a string")),
+        None => return Err(invalid("status", "is required")),
+    };
+    let reason_code = match obj.get("reason_code") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(ReasonCode::parse(s).ok_or_else(|| {
+            invalid(
+                "reason_code",
+                format!("unknown reason code {s:?}; expected one of {:?}", ReasonCode::ALL.map(ReasonCode::as_str)),
+            )
+        })?),
+        Some(_) => return Err(invalid("reason_code", "must be a string")),
+    };
+    if status == Status::Failed && reason_code.is_none() {
+        return Err(invalid("reason_code", "is required when status is \"failed\""));
+    }
+    let items = match obj.get("items") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => {
+            if a.len() > MAX_ITEMS {
+                return Err(invalid("items", format!("at most {MAX_ITEMS} items")));
+            }
+            a.iter().enumerate().map(|(i, v)| item(i, v)).collect::<Result<_, _>>()?
+        }
+        Some(_) => return Err(invalid("items", "must be an array")),
+    };
+    Ok(Tap {
+        status,
+        reason_code,
+        reason: text(obj, "reason", MAX_REASON)?,
+        received_by: text(obj, "received_by", MAX_RECEIVED_BY)?,
+        note: text(obj, "note", MAX_NOTE)?,
+        items,
+    })
+}
+
+fn text(obj: &Map<String, Value>, field: &str, max: usize) -> Result<Option<String>, Invalid> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() > max => Err(invalid(field, format!("at most {max} characters"))),
+        Some(Value::String(s)) if s.chars().any(|c| c.is_control() && c != '\n') => {
+            Err(invalid(field, "must not contain control characters"))
+        }
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(field, "must be a string")),
+    }
+}
+
+fn item(i: usize, v: &Value) -> Result<Item, Invalid> {
+    let field = |name: &str| format!("items[{i}].{name}");
+    let o = v.as_object().ok_or_else(|| invalid(format!("items[{i}]"), "must be an object"))?;
+    if let Some(k) = o.keys().find(|k| !["sku", "qty", "rejected"].contains(&k.as_str())) {
+        return Err(invalid(field(k), "unknown field; expected sku, qty, rejected"));
+    }
+    let sku = match o.get("sku") {
+        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= 64 => s.clone(),
+        Some(Value::String(_)) => return Err(invalid(field("sku"), "must be 1 to 64 characters")),
+        _ => return Err(invalid(field("sku"), "is required and must be a string")),
+    };
+    let count = |name: &str, required: bool| -> Result<u32, Invalid> {
+        match o.get(name) {
+            None if !required => Ok(0),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .filter(|n| *n <= 1_000_000)
+                .map(|n| n as u32)
+                .ok_or_else(|| invalid(field(name), "must be a whole number from 0 to 1000000")),
+            _ => Err(invalid(field(name), "is required and must be a number")),
+        }
+    };
+    let qty = count("qty", true)?;
+    let rejected = count("rejected", false)?;
+    if rejected > qty {
+        return Err(invalid(field("rejected"), "must not exceed qty"));
+    }
+    Ok(Item { sku, qty, rejected })
+}
+
+/// Records taps: the one place a [`StatusEvent`] is made.
+#[derive(Debug, Clone)]
+pub struct Taps {
+    outbox: Outbox,
+    latest: LatestFix,
+    clock: Clock,
+    vehicle_id: String,
+    driver_id: Option<String>,
+}
+
+impl Taps {
+    /// A recorder stamping events with `latest` and `clock`, storing them in `outbox`.
+    pub fn new(outbox: Outbox, latest: LatestFix, clock: Clock, vehicle_id: String, driver_id: Option<String>) -> Self {
+        Self { outbox, latest, clock, vehicle_id, driver_id }
+    }
+
+    /// Where the van is for an event: the live fix (age as it is), else the last known fix with
+    /// its age, else `None` when there has never been a fix.
+    pub fn location(&self) -> Option<Location> {
+        let r = self.latest.live().or_else(|| self.latest.last_known())?;
+        let (lat, lng) = r.fix.position()?;
+        Some(Location {
+            lat,
+            lng,
+            accuracy_m: r.fix.accuracy_m(),
+            fix_age_s: (r.age().as_secs_f64() * 10.0).round() / 10.0,
+            speed_mps: r.fix.speed_mps,
+            course_deg: r.fix.course_deg,
+            mode: r.fix.mode,
+        })
+    }
+
+    /// Stores the tap durably and returns the stored event (or, for a repeated idempotency key,
+    /// the first one).
+    pub async fn record(&self, job_id: &str, tap: Tap, idempotency_key: Option<&str>) -> Result<Appended, OutboxError> {
+        let (occurred_at, clock_source) = self.clock.now();
+        let location = self.location();
+        self.outbox
+            .append(job_id, idempotency_key, |sequence| StatusEvent {
+                id: Uuid::now_v7(),
+                sequence,
+                job_id: job_id.to_string(),
+                status: tap.status,
+                reason_code: tap.reason_code,
+                reason: tap.reason,
+                received_by: tap.received_by,
+                note: tap.note,
+                items: tap.items,
+                occurred_at,
+                clock_source,
+                location,
+                vehicle_id: self.vehicle_id.clone(),
+                driver_id: self.driver_id.clone(),
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field_of(v: Value) -> String {
+        parse_tap(&v).unwrap_err().field
+    }
+
+    #[test]
+    fn a_delivered_tap_with_proof_of_delivery_is_valid() {
+        let t = parse_tap(&json!({"status": "delivered", "received_by": "J. Doe", "note": "left with neighbour",
+            "items": [{"sku": "A-1", "qty": 2}]}))
+        .unwrap();
+        assert_eq!(t.status, Status::Delivered);
+        assert_eq!(t.items, vec![Item { sku: "A-1".into(), qty: 2, rejected: 0 }]);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        assert_eq!(field_of(json!({})), "status");
+        assert_eq!(field_of(json!({"status": "teleported"})), "status");
+        assert_eq!(field_of(json!({"status": 3})), "status");
+        assert_eq!(field_of(json!({"status": "failed"})), "reason_code");
+        assert_eq!(field_of(json!({"status": "failed", "reason_code": "aliens"})), "reason_code");
+        assert_eq!(field_of(json!({"status": "delivered", "note": "x".repeat(MAX_NOTE + 1)})), "note");
+        assert_eq!(field_of(json!({"status": "delivered", "reason": "x".repeat(MAX_REASON + 1)})), "reason");
+        assert_eq!(field_of(json!({"status": "delivered", "received_by": 7})), "received_by");
+        assert_eq!(field_of(json!({"status": "delivered", "colour": "red"})), "colour");
+        assert_eq!(field_of(json!({"status": "delivered", "items": [{"sku": "A", "qty": -1}]})), "items[0].qty");
+        assert_eq!(
+            field_of(json!({"status": "delivered", "items": [{"sku": "A", "qty": 1, "rejected": 2}]})),
+            "items[0].rejected"
+        );
+        assert_eq!(field_of(json!([1, 2])), "body");
+    }
+
+    #[test]
+    fn job_ids_are_1_to_64_safe_characters() {
+        assert!(validate_job_id("JOB-2024.11_7").is_ok());
+        assert!(validate_job_id("").is_err());
+        assert!(validate_job_id(&"j".repeat(65)).is_err());
+        assert!(validate_job_id("a/b").is_err());
+        assert!(validate_job_id("ünï").is_err());
+    }
+}

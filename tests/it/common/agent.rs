@@ -1,0 +1,76 @@
+//! An agent running in-process on a temp dir, with its API on a free loopback port.
+
+use std::net::SocketAddr;
+
+use curbside::app::{self, Running};
+use curbside::config::Config;
+use serde_json::Value;
+
+/// A running in-process agent and its state directory.
+pub struct TestAgent {
+    pub running: Running,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+/// Starts an agent with the sim GPS, API on port 0, state in a temp dir, and `extra` TOML
+/// appended (webhooks, ...).
+pub async fn start(extra: &str) -> TestAgent {
+    let dir = tempfile::tempdir().unwrap();
+    start_in(dir, extra).await
+}
+
+/// As [`start`], with a given state directory (to restart on the same store).
+pub async fn start_in(dir: tempfile::TempDir, extra: &str) -> TestAgent {
+    let text = format!(
+        "vehicle_id = \"van-17\"\nstate_dir = {:?}\n[gps]\nsource = \"sim\"\n[api]\nlisten = \"127.0.0.1:0\"\n{extra}",
+        dir.path().join("state").display().to_string()
+    );
+    let config = Config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let running = app::start(config).await.unwrap();
+    curbside::webhook::install_crypto();
+    TestAgent { running, dir, http: reqwest::Client::new() }
+}
+
+impl TestAgent {
+    pub fn addr(&self) -> SocketAddr {
+        self.running.api_addr
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr())
+    }
+
+    /// POSTs a tap body (raw bytes) with optional extra headers; returns status and JSON.
+    pub async fn tap_raw(&self, job: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = self.http.post(self.url(&format!("/api/v1/jobs/{job}/status"))).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn tap(&self, job: &str, body: Value) -> (u16, Value) {
+        self.tap_raw(job, serde_json::to_vec(&body).unwrap(), &[("content-type", "application/json")]).await
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        self.http.get(self.url(path)).send().await.unwrap().json().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str) -> Value {
+        self.http.post(self.url(path)).send().await.unwrap().json().await.unwrap()
+    }
+
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.running.stop().await.unwrap();
+        self.dir
+    }
+}
+
+/// A free loopback port (bound and released).
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}

@@ -1,0 +1,285 @@
+//! Taps to webhooks end to end: a real agent in-process (real sled on a temp dir), real HTTP
+//! receivers on loopback, and the receiver misbehaving in every way the delivery rules name.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::agent::{TestAgent, free_addr, start};
+use crate::common::receiver::{Receiver, Reply};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn hook(name: &str, url: &str, extra: &str) -> String {
+    format!("[[webhook]]\nname = \"{name}\"\nurl = \"{url}\"\nretry_schedule = [\"150ms\"]\n{extra}\n")
+}
+
+async fn wait_for_fix(agent: &TestAgent) {
+    for _ in 0..100 {
+        if !agent.get("/api/v1/status").await["gps"]["fix"].is_null() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no fix from the simulator");
+}
+
+async fn pending(agent: &TestAgent) -> Vec<Value> {
+    agent.get("/api/v1/events?state=pending").await["deliveries"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tap_made_while_the_receiver_is_down_arrives_signed_with_location_once_it_is_up() {
+    let addr = free_addr();
+    let url = format!("http://{addr}/hook");
+    let extra = format!(
+        "secret = \"{SECRET}\"\nshared_token = \"shared-123\"\nbasic = {{ username = \"van\", password = \"pw\" }}\nheaders = {{ \"X-Api-Key\" = \"k-1\" }}"
+    );
+    let agent = start(&hook("backoffice", &url, &extra)).await;
+    wait_for_fix(&agent).await;
+    let (code, event) = agent.tap("JOB-1", json!({"status": "delivered", "received_by": "Jo", "note": "porch"})).await;
+    assert_eq!(code, 201, "{event}");
+    assert_eq!(event["location"]["mode"], "3d");
+
+    // Unreachable: no attempts are spent while it is down.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let p = pending(&agent).await;
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0]["delivery"]["attempts"], 0, "offline must not spend attempts: {p:?}");
+    let status = agent.get("/api/v1/status").await;
+    assert_eq!(status["webhooks"][0]["state"]["reachable"], false, "{status}");
+
+    let receiver = Receiver::start(Some(addr), vec![]).await;
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    let g = &got[0];
+    assert_eq!(g.header("content-type"), "application/json");
+    assert!(g.header("user-agent").starts_with("curbside/"), "{}", g.header("user-agent"));
+    assert_eq!(g.header("webhook-id"), event["id"].as_str().unwrap());
+    assert_eq!(g.header("x-webhook-shared-token"), "shared-123");
+    assert_eq!(g.header("x-api-key"), "k-1");
+    assert_eq!(g.header("authorization"), "Basic dmFuOnB3");
+    let ts: i64 = g.header("webhook-timestamp").parse().unwrap();
+    assert!((ts - chrono::Utc::now().timestamp()).abs() < 60);
+
+    // The signature verifies with the reference implementation, not ours.
+    let wh = standardwebhooks::Webhook::new(SECRET).unwrap();
+    let mut headers = http::HeaderMap::new();
+    for k in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        headers.insert(k, g.header(k).parse().unwrap());
+    }
+    wh.verify(&g.body, &headers).expect("signature verifies with standardwebhooks");
+
+    let body = g.json();
+    assert_eq!(body["type"], "job.status.delivered");
+    assert_eq!(body["data"], event, "the body carries the stored event");
+    for f in ["lat", "lng", "accuracy_m", "fix_age_s", "speed_mps", "course_deg", "mode"] {
+        assert!(body["data"]["location"].get(f).is_some(), "location.{f} missing");
+    }
+    // Delivered: nothing pending, the event is gone from the store.
+    for _ in 0..50 {
+        if pending(&agent).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(pending(&agent).await.is_empty());
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried_with_the_same_webhook_id_until_success() {
+    let r = Receiver::start(None, vec![Reply::Status(500), Reply::Status(502)]).await;
+    let agent = start(&hook("h", &r.url(), "")).await;
+    let (_, event) = agent.tap("J", json!({"status": "arrived"})).await;
+    let got = r.wait_for(3, Duration::from_secs(10)).await;
+    let ids: Vec<&str> = got.iter().map(|g| g.header("webhook-id")).collect();
+    assert_eq!(ids, vec![event["id"].as_str().unwrap(); 3]);
+    assert!(got[1].at - got[0].at >= Duration::from_millis(100), "backoff between attempts");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(r.got().len(), 3, "no more requests after the 2xx");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_on_429_and_503_is_honoured() {
+    let r = Receiver::start(
+        None,
+        vec![Reply::With(429, vec![("retry-after", "1".into())]), Reply::With(503, vec![("retry-after", "1".into())])],
+    )
+    .await;
+    let agent = start(&hook("h", &r.url(), "")).await;
+    agent.tap("J", json!({"status": "arrived"})).await;
+    let got = r.wait_for(3, Duration::from_secs(10)).await;
+    for w in got.windows(2) {
+        let gap = w[1].at - w[0].at;
+        assert!(gap >= Duration::from_millis(950), "Retry-After: 1 honoured, got {gap:?} (schedule alone is 150 ms)");
+    }
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_410_disables_the_endpoint_until_an_operator_enables_it() {
+    let r = Receiver::start(None, vec![Reply::Status(410)]).await;
+    let agent = start(&hook("h", &r.url(), "")).await;
+    agent.tap("J", json!({"status": "arrived"})).await;
+    r.wait_for(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(r.got().len(), 1, "a disabled endpoint gets nothing");
+    let status = agent.get("/api/v1/status").await;
+    assert!(status["webhooks"][0]["state"]["disabled"].as_str().unwrap().contains("410"), "{status}");
+    assert_eq!(status["webhooks"][0]["pending"], 1);
+    let enabled = agent.post("/api/v1/webhooks/h/enable").await;
+    assert_eq!(enabled["was_disabled"], true);
+    r.wait_for(2, Duration::from_secs(10)).await;
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_a_failure_and_is_not_followed() {
+    let target = Receiver::start(None, vec![]).await;
+    let r = Receiver::start(None, vec![Reply::With(301, vec![("location", target.url())])]).await;
+    let agent = start(&hook("h", &r.url(), "")).await;
+    agent.tap("J", json!({"status": "arrived"})).await;
+    let got = r.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
+    assert!(target.got().is_empty(), "the redirect was not followed");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_never_answers_times_out_and_is_retried() {
+    let r = Receiver::start(None, vec![Reply::Hang]).await;
+    let agent = start(&hook("h", &r.url(), "timeout = \"300ms\"")).await;
+    agent.tap("J", json!({"status": "arrived"})).await;
+    let got = r.wait_for(2, Duration::from_secs(10)).await;
+    assert!(got[1].at - got[0].at >= Duration::from_millis(300));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = agent.get("/api/v1/status").await;
+    assert!(log["webhooks"][0]["state"]["last_error"].as_str().unwrap().contains("no answer"), "{log}");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_body_after_a_2xx_status_is_a_delivery() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = sock.read(&mut buf).await;
+                tx.send(()).unwrap();
+                sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n").await.unwrap();
+                for _ in 0..1000 {
+                    if sock.write_all(b"x").await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+        }
+    });
+    let agent = start(&hook("h", &format!("http://{addr}/hook"), "timeout = \"2s\"")).await;
+    agent.tap("J", json!({"status": "arrived"})).await;
+    tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap();
+    // The body takes 20 s to arrive; the delivery counts at the status line.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(pending(&agent).await.is_empty(), "delivered without waiting for the body");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(rx.try_recv().is_err(), "not sent again");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_parks_the_event_and_holds_the_job_until_an_operator_retries() {
+    let r = Receiver::start(None, vec![Reply::Status(500); 4]).await;
+    let agent = start(&hook("h", &r.url(), "retry_budget = \"400ms\"")).await;
+    let (_, first) = agent.tap("J", json!({"status": "arrived"})).await;
+    let got = r.wait_for(3, Duration::from_secs(10)).await;
+    // Parked: failed, not pending.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let failed = agent.get("/api/v1/events?state=failed").await["deliveries"].as_array().unwrap().clone();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let attempts = failed[0]["delivery"]["attempts"].as_u64().unwrap();
+    assert_eq!(attempts as usize, r.got().len(), "every request counted");
+    assert!(got.len() >= 3);
+    // A later event of the same job waits behind the parked one.
+    let (_, second) = agent.tap("J", json!({"status": "delivered"})).await;
+    let (_, other) = agent.tap("K", json!({"status": "delivered"})).await;
+    let n = r.got().len();
+    let got = r.wait_for(n + 1, Duration::from_secs(10)).await;
+    assert_eq!(got[n].header("webhook-id"), other["id"].as_str().unwrap(), "other jobs proceed");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(r.got().len(), n + 1, "J's second event is held back");
+    let retried = agent.post(&format!("/api/v1/events/{}/retry", first["id"].as_str().unwrap())).await;
+    assert_eq!(retried["retried"], 1);
+    let got = r.wait_for(n + 3, Duration::from_secs(10)).await;
+    let order: Vec<&str> = got[n + 1..].iter().map(|g| g.header("webhook-id")).collect();
+    assert_eq!(order, vec![first["id"].as_str().unwrap(), second["id"].as_str().unwrap()], "order kept");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_one_job_arrive_in_order_while_jobs_proceed_concurrently() {
+    let r = Receiver::start(None, vec![]).await;
+    let agent = start(&hook("h", &r.url(), "concurrency = 4")).await;
+    let statuses = ["heading_to", "arrived", "delivered"];
+    let mut ids = std::collections::HashMap::new();
+    for s in statuses {
+        for job in 0..10 {
+            let (code, e) = agent.tap(&format!("JOB-{job}"), json!({"status": s})).await;
+            assert_eq!(code, 201);
+            ids.entry(e["job_id"].as_str().unwrap().to_string())
+                .or_insert_with(Vec::new)
+                .push(e["id"].as_str().unwrap().to_string());
+        }
+    }
+    let got = r.wait_for(30, Duration::from_secs(20)).await;
+    for (job, want) in ids {
+        let seen: Vec<String> = got
+            .iter()
+            .filter(|g| g.json()["data"]["job_id"] == job.as_str())
+            .map(|g| g.header("webhook-id").to_string())
+            .collect();
+        assert_eq!(seen, want, "order of {job}");
+    }
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_format_reaches_its_endpoint_and_filters_apply() {
+    let (std_r, det, car) =
+        (Receiver::start(None, vec![]).await, Receiver::start(None, vec![]).await, Receiver::start(None, vec![]).await);
+    let cfg = hook("std", &std_r.url(), "events = [\"failed\"]")
+        + &hook("det", &det.url(), "format = \"detrack-v1\"")
+        + &hook("car", &car.url(), "format = \"carrier\"");
+    let agent = start(&cfg).await;
+    wait_for_fix(&agent).await;
+    agent.tap("J-1", json!({"status": "heading_to"})).await;
+    let (_, failed) =
+        agent.tap("J-1", json!({"status": "failed", "reason_code": "refused", "reason": "wrong item"})).await;
+    let s = std_r.wait_for(1, Duration::from_secs(10)).await;
+    let d = det.wait_for(2, Duration::from_secs(10)).await;
+    let c = car.wait_for(2, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(std_r.got().len(), 1, "the filter passes only failed");
+    assert_eq!(s[0].json()["data"]["reason_code"], "refused");
+    let d1 = d[1].json();
+    assert_eq!(
+        (d1["do"].as_str(), d1["status"].as_str(), d1["reason"].as_str()),
+        (Some("J-1"), Some("Not Delivered"), Some("refused: wrong item"))
+    );
+    assert_eq!(d1["pod_lat"], failed["location"]["lat"]);
+    let (c0, c1) = (c[0].json(), c[1].json());
+    assert_eq!(c0["status"], "OUT_FOR_DELIVERY");
+    assert!(c0["location"]["lat"].is_number() && c0["location"]["lng"].is_number(), "{c0}");
+    assert_eq!(c1["status"], "FAILED_ATTEMPT");
+    assert_eq!(c1["failedStatus"], "REFUSED");
+    assert!(c1.get("location").is_none());
+    assert_eq!(c1["id"], failed["id"]);
+    agent.stop().await;
+}
