@@ -129,6 +129,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             Ok(())
         });
     }
+    {
+        // A store that failed a write is unusable until reopened: stop, so that systemd starts
+        // the agent again on a fresh handle (taps meanwhile get a clear error, never a 201).
+        let (outbox, shutdown) = (outbox.clone(), shutdown.clone());
+        parts.spawn(async move {
+            tokio::select! {
+                e = outbox.broken() => Err(anyhow::anyhow!("outbox storage failed ({e}); exiting so that the service restarts")),
+                _ = shutdown.cancelled() => Ok(()),
+            }
+        });
+    }
     let supervisor = {
         let (shutdown, outbox) = (shutdown.clone(), outbox.clone());
         tokio::spawn(async move {

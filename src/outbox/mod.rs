@@ -90,7 +90,10 @@ impl OutboxError {
 impl From<sled::Error> for OutboxError {
     fn from(e: sled::Error) -> Self {
         match e {
-            sled::Error::Io(io) if io.raw_os_error() == Some(28) => OutboxError::DiskFull,
+            // ENOSPC, however sled wrapped it.
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28) => {
+                OutboxError::DiskFull
+            }
             other => OutboxError::Storage(other.to_string()),
         }
     }
@@ -241,6 +244,7 @@ struct Inner {
     wake: Vec<Arc<Notify>>,
     log_len: AtomicU64,
     loss: Option<StoreLoss>,
+    broken: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -251,6 +255,17 @@ impl std::fmt::Debug for Outbox {
 
 fn open_db(path: &Path) -> sled::Result<sled::Db> {
     sled::Config::new().path(path).cache_capacity(CACHE_BYTES).flush_every_ms(Some(500)).open()
+}
+
+/// Errors that mean the store's files cannot be read as a store: moving it aside and starting
+/// fresh is the way on. Others (disk full, permissions) are not the store's fault: moving it
+/// aside would hide undelivered events, so they fail the start instead (systemd retries).
+fn is_unreadable(e: &sled::Error) -> bool {
+    match e {
+        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) | sled::Error::ReportableBug(_) => true,
+        sled::Error::Io(io) => matches!(io.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof),
+        _ => false,
+    }
 }
 
 fn is_lock_error(e: &sled::Error) -> bool {
@@ -268,6 +283,7 @@ impl Outbox {
         let (db, loss) = match open_db(&path) {
             Ok(db) => (db, None),
             Err(e) if is_lock_error(&e) => return Err(OutboxError::Locked(path)),
+            Err(e) if !is_unreadable(&e) => return Err(e.into()),
             Err(e) => {
                 let at = Utc::now();
                 let moved_to = state_dir.join(format!("outbox.corrupt-{}", at.format("%Y%m%dT%H%M%SZ")));
@@ -303,6 +319,7 @@ impl Outbox {
             wake: endpoints.iter().map(|_| Arc::new(Notify::new())).collect(),
             endpoints,
             loss,
+            broken: tokio::sync::watch::Sender::new(None),
             db,
         };
         let outbox = Outbox { inner: Arc::new(inner) };
@@ -335,6 +352,26 @@ impl Outbox {
             tracing::debug!(removed, "removed events with no delivery left");
         }
         Ok(())
+    }
+
+    fn mark_broken(&self, e: &sled::Error) {
+        tracing::error!(error = %e, "the outbox cannot write: refusing taps; the agent restarts to recover");
+        self.inner.broken.send_replace(Some(e.to_string()));
+    }
+
+    /// Resolves when a write has failed: sled 0.34 then refuses every later operation on this
+    /// handle, so the agent must stop and be restarted (systemd does) to recover from disk.
+    /// Returns the error.
+    pub async fn broken(&self) -> String {
+        let mut rx = self.inner.broken.subscribe();
+        loop {
+            if let Some(e) = rx.borrow_and_update().clone() {
+                return e;
+            }
+            if rx.changed().await.is_err() {
+                return "outbox closed".into();
+            }
+        }
     }
 
     /// The store lost at start-up, if any (shown in status until the state dir is cleaned).
@@ -397,6 +434,9 @@ impl Outbox {
             }
             Ok::<_, ConflictableTransactionError<OutboxError>>(None)
         });
+        if let Err(TransactionError::Storage(e)) = &outcome {
+            self.mark_broken(e);
+        }
         match outcome.map_err(OutboxError::from)? {
             Some(first) => {
                 // A concurrent tap with the same key won the race.
@@ -405,7 +445,13 @@ impl Outbox {
                 Ok(Appended { event, created: false })
             }
             None => {
-                i.db.flush_async().await?;
+                if let Err(e) = i.db.flush_async().await {
+                    // Not on disk, so not acknowledged. sled 0.34 refuses every operation after
+                    // an I/O error, so the store is now unusable in this process: mark it broken
+                    // (the agent restarts on a fresh handle; see `broken`).
+                    self.mark_broken(&e);
+                    return Err(e.into());
+                }
                 for t in &targets {
                     self.wake(&t.name);
                 }

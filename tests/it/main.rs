@@ -1,9 +1,12 @@
 //! curbside's integration tests: one binary, one module per concern, shared helpers in `common`.
 
+mod api_input;
 mod cli;
 mod common;
+mod crash;
 mod gps_corpus;
 mod gps_fuzz;
 mod gpsd_source;
+mod outbox;
 mod serial;
 mod webhooks;

@@ -20,10 +20,19 @@ pub async fn start(extra: &str) -> TestAgent {
     start_in(dir, extra).await
 }
 
+/// As [`start`], with the `[api]` section given.
+pub async fn start_with_api(api: &str, extra: &str) -> TestAgent {
+    start_full(tempfile::tempdir().unwrap(), api, extra).await
+}
+
 /// As [`start`], with a given state directory (to restart on the same store).
 pub async fn start_in(dir: tempfile::TempDir, extra: &str) -> TestAgent {
+    start_full(dir, "listen = \"127.0.0.1:0\"", extra).await
+}
+
+async fn start_full(dir: tempfile::TempDir, api: &str, extra: &str) -> TestAgent {
     let text = format!(
-        "vehicle_id = \"van-17\"\nstate_dir = {:?}\n[gps]\nsource = \"sim\"\n[api]\nlisten = \"127.0.0.1:0\"\n{extra}",
+        "vehicle_id = \"van-17\"\nstate_dir = {:?}\n[gps]\nsource = \"sim\"\n[api]\n{api}\n{extra}",
         dir.path().join("state").display().to_string()
     );
     let config = Config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));

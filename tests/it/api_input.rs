@@ -1,0 +1,123 @@
+//! Every bad input a driver's device or an integrator can send: a clear 4xx with a JSON error
+//! naming the field, and nothing stored. Also idempotent retries and the bearer token.
+
+use serde_json::{Value, json};
+
+use crate::common::agent::start;
+
+async fn stored(agent: &crate::common::agent::TestAgent) -> u64 {
+    agent.get("/api/v1/status").await["outbox"]["events"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_taps_get_a_4xx_naming_the_field_and_store_nothing() {
+    // An endpoint that never answers keeps stored events visible.
+    let agent = start("[[webhook]]\nname = \"h\"\nurl = \"http://127.0.0.1:9/hook\"\n").await;
+    let json_ct = [("content-type", "application/json")];
+    let big = format!("{{\"status\":\"delivered\",\"note\":\"{}\"}}", "x".repeat(70 * 1024));
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("J", b"{not json".to_vec(), 400, "body"),
+        ("J", vec![0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d], 400, "body"),
+        ("J", br#"{"status":"teleported"}"#.to_vec(), 422, "status"),
+        ("J", br#"{"note":"no status"}"#.to_vec(), 422, "status"),
+        ("J", br#"{"status":"failed"}"#.to_vec(), 422, "reason_code"),
+        ("J", br#"{"status":"failed","reason_code":"aliens"}"#.to_vec(), 422, "reason_code"),
+        ("J", format!(r#"{{"status":"delivered","note":"{}"}}"#, "n".repeat(2001)).into_bytes(), 422, "note"),
+        (
+            "J",
+            format!(r#"{{"status":"delivered","received_by":"{}"}}"#, "r".repeat(201)).into_bytes(),
+            422,
+            "received_by",
+        ),
+        ("J", br#"{"status":"delivered","items":[{"sku":"A","qty":"two"}]}"#.to_vec(), 422, "items[0].qty"),
+        ("J", br#"{"status":"delivered","extra":1}"#.to_vec(), 422, "extra"),
+        ("J", br#"[]"#.to_vec(), 422, "body"),
+        ("bad%20id", br#"{"status":"delivered"}"#.to_vec(), 422, "job_id"),
+        ("a..b*", br#"{"status":"delivered"}"#.to_vec(), 422, "job_id"),
+        ("J", big.into_bytes(), 413, "body"),
+    ];
+    let long_job = "j".repeat(65);
+    let mut all = cases;
+    all.push((long_job.as_str(), br#"{"status":"delivered"}"#.to_vec(), 422, "job_id"));
+    for (job, body, want, field) in all {
+        let (code, err) = agent.tap_raw(job, body.clone(), &json_ct).await;
+        assert_eq!(code, want, "{job} {}: {err}", String::from_utf8_lossy(&body[..body.len().min(80)]));
+        assert_eq!(err["field"], field, "{err}");
+        assert!(err["error"].as_str().unwrap().starts_with(field), "{err}");
+    }
+    let (code, err) = agent.tap_raw("J", br#"{"status":"delivered"}"#.to_vec(), &[("idempotency-key", "")]).await;
+    assert_eq!((code, err["field"].as_str()), (400, Some("Idempotency-Key")));
+    assert_eq!(stored(&agent).await, 0, "nothing stored");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_tap_with_the_same_idempotency_key_returns_the_first_event() {
+    let agent = start("[[webhook]]\nname = \"h\"\nurl = \"http://127.0.0.1:9/hook\"\n").await;
+    let body = serde_json::to_vec(&json!({"status": "delivered", "received_by": "Ann"})).unwrap();
+    let h = [("idempotency-key", "tap-7f3a"), ("content-type", "application/json")];
+    let (c1, first) = agent.tap_raw("J-9", body.clone(), &h).await;
+    let (c2, second) = agent.tap_raw("J-9", body.clone(), &h).await;
+    assert_eq!((c1, c2), (201, 201));
+    assert_eq!(first, second);
+    // The same key on another job is another tap.
+    let (_, other) = agent.tap_raw("J-10", body, &h).await;
+    assert_ne!(other["id"], first["id"]);
+    assert_eq!(stored(&agent).await, 2);
+
+    // Many concurrent retries of one tap store it once.
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (http, url) = (agent.http.clone(), agent.url("/api/v1/jobs/J-11/status"));
+        set.spawn(async move {
+            let r = http
+                .post(url)
+                .header("idempotency-key", "race")
+                .json(&json!({"status": "arrived"}))
+                .send()
+                .await
+                .unwrap();
+            r.json::<Value>().await.unwrap()["id"].clone()
+        });
+    }
+    let ids: std::collections::HashSet<String> = set.join_all().await.into_iter().map(|v| v.to_string()).collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(stored(&agent).await, 3);
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_every_request_needs_it() {
+    let agent =
+        crate::common::agent::start_with_api("listen = \"127.0.0.1:0\"\ntoken = \"0123456789abcdef-token\"", "").await;
+    let url = agent.url("/api/v1/status");
+    let none = agent.http.get(&url).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    let wrong = agent.http.get(&url).bearer_auth("0123456789abcdef-tokeX").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let body: Value = wrong.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("token"));
+    let ok = agent.http.get(&url).bearer_auth("0123456789abcdef-token").send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let tap =
+        agent.http.post(agent.url("/api/v1/jobs/J/status")).json(&json!({"status": "arrived"})).send().await.unwrap();
+    assert_eq!(tap.status(), 401);
+    agent.stop().await;
+}
+
+#[test]
+fn a_non_loopback_listen_without_a_token_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "vehicle_id = \"v\"\nstate_dir = \"s\"\n[api]\nlisten = \"0.0.0.0:18089\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_curbside"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("api.token") && err.contains("loopback"), "{err}");
+    assert!(!dir.path().join("s").exists(), "nothing started, nothing stored");
+}

@@ -1,0 +1,177 @@
+//! The outbox on real sled: a corrupt store is moved aside and a fresh one started, a store in
+//! use is refused, a full disk refuses taps instead of acknowledging them, and events survive a
+//! restart.
+
+use std::path::Path;
+
+use curbside::event::{Status, StatusEvent};
+use curbside::gps::clock::ClockSource;
+use curbside::outbox::{EndpointFilter, Outbox, OutboxError};
+
+fn endpoints() -> Vec<EndpointFilter> {
+    vec![EndpointFilter { name: "bo".into(), events: None }]
+}
+
+fn event(seq: u64, job: &str) -> StatusEvent {
+    StatusEvent {
+        id: uuid::Uuid::now_v7(),
+        sequence: seq,
+        job_id: job.into(),
+        status: Status::Delivered,
+        reason_code: None,
+        reason: None,
+        received_by: Some("x".repeat(200)),
+        note: None,
+        items: vec![],
+        occurred_at: chrono::Utc::now(),
+        clock_source: ClockSource::System,
+        location: None,
+        vehicle_id: "van-17".into(),
+        driver_id: None,
+    }
+}
+
+async fn append(o: &Outbox, job: &str) -> Result<StatusEvent, OutboxError> {
+    o.append(job, None, |s| event(s, job)).await.map(|a| a.event)
+}
+
+#[tokio::test]
+async fn events_and_their_deliveries_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = {
+        let o = Outbox::open(dir.path(), endpoints()).unwrap();
+        append(&o, "J1").await.unwrap()
+    };
+    let o = reopen(dir.path()).await.unwrap();
+    assert_eq!(o.event(e.sequence).unwrap(), Some(e.clone()));
+    let pending = o.pending_after("bo", None, 10).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].1.job_id, "J1");
+    o.delivered("bo", e.sequence).unwrap();
+    assert!(o.is_empty(), "delivered to every endpoint: removed");
+}
+
+fn corrupt(dir: &Path) {
+    let db = dir.join("outbox");
+    for entry in std::fs::read_dir(&db).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            let len = std::fs::metadata(&p).unwrap().len().max(64) as usize;
+            std::fs::write(&p, vec![0xA5u8; len]).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_store_is_moved_aside_and_a_fresh_one_started() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let o = Outbox::open(dir.path(), endpoints()).unwrap();
+        append(&o, "J1").await.unwrap();
+    }
+    reopen(dir.path()).await.unwrap();
+    corrupt(dir.path());
+    let o = reopen(dir.path()).await.unwrap();
+    let loss = o.loss().expect("the loss is reported").clone();
+    assert!(loss.moved_to.exists(), "the old store is kept for recovery");
+    assert!(loss.moved_to.file_name().unwrap().to_string_lossy().starts_with("outbox.corrupt-"));
+    assert!(o.is_empty());
+    append(&o, "J2").await.expect("the fresh store works");
+    drop(o);
+    // The loss stays visible after a restart.
+    let o = reopen(dir.path()).await.unwrap();
+    assert_eq!(o.loss().map(|l| l.moved_to.clone()), Some(loss.moved_to));
+    assert_eq!(o.len(), 1);
+}
+
+#[tokio::test]
+async fn a_store_in_use_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Outbox::open(dir.path(), endpoints()).unwrap();
+    append(&first, "J1").await.unwrap();
+    let second = Outbox::open(dir.path(), endpoints());
+    assert!(matches!(second, Err(OutboxError::Locked(_))), "{second:?}");
+    assert_eq!(first.len(), 1);
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains("corrupt"))
+    );
+}
+
+/// A real full filesystem: a small tmpfs (mounting needs root, which CI has).
+#[tokio::test]
+async fn a_full_disk_refuses_the_tap_instead_of_acknowledging_it() {
+    if !nix_is_root() {
+        eprintln!("needs root to mount a tmpfs; run the suite as root (CI does)");
+        return;
+    }
+    let mnt = tempfile::tempdir().unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(mnt.path())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mount tmpfs");
+    let outcome = fill_and_tap(mnt.path()).await;
+    let _ = std::process::Command::new("umount").arg(mnt.path()).status();
+    outcome.unwrap();
+}
+
+async fn fill_and_tap(dir: &Path) -> Result<(), String> {
+    let o = Outbox::open(dir, endpoints()).map_err(|e| e.to_string())?;
+    append(&o, "J0").await.map_err(|e| e.to_string())?;
+    let before = o.len();
+    // Fill the disk.
+    let filler = dir.join("filler");
+    let chunk = vec![0u8; 64 * 1024];
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let mut refused = None;
+    let mut acknowledged = 0;
+    for i in 0..200 {
+        match append(&o, &format!("J{}", i + 1)).await {
+            Ok(_) => acknowledged += 1,
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let e = refused.ok_or("every tap was acknowledged on a full disk")?;
+    if !e.is_disk_full() {
+        return Err(format!("expected disk full, got {e}"));
+    }
+    // The store says it is broken, so that the agent restarts on a fresh handle.
+    tokio::time::timeout(std::time::Duration::from_secs(1), o.broken()).await.map_err(|_| "not marked broken")?;
+    drop(o);
+    std::fs::remove_file(&filler).unwrap();
+    // Whatever was acknowledged is there after a restart; nothing else.
+    let o = reopen(dir).await.map_err(|e| e.to_string())?;
+    if o.len() != before + acknowledged {
+        return Err(format!("{} events after restart, {} acknowledged", o.len(), before + acknowledged));
+    }
+    append(&o, "after").await.map_err(|e| format!("with space again: {e}"))?;
+    Ok(())
+}
+
+/// Opens again after a drop in this process: sled's flusher thread lets go of the lock shortly
+/// after the last handle is dropped (a restarted process never waits).
+async fn reopen(dir: &Path) -> Result<Outbox, OutboxError> {
+    for _ in 0..50 {
+        match Outbox::open(dir, endpoints()) {
+            Err(OutboxError::Locked(_)) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            other => return other,
+        }
+    }
+    Outbox::open(dir, endpoints())
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
