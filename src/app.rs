@@ -92,7 +92,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         state_dir = %config.state_dir.display(),
         api = %api_addr,
         webhooks = endpoints.len(),
-        pending = outbox.len(),
         "curbside starting"
     );
     if let Some(loss) = outbox.loss() {
@@ -130,6 +129,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         });
     }
     {
+        let outbox = outbox.clone();
+        parts.spawn(async move {
+            if let Err(e) = tokio::task::spawn_blocking(move || outbox.sweep()).await? {
+                tracing::warn!(error = %e, "could not sweep orphan events");
+            }
+            Ok(())
+        });
+    }
+    {
         // A store that failed a write is unusable until reopened: stop, so that systemd starts
         // the agent again on a fresh handle (taps meanwhile get a clear error, never a 201).
         let (outbox, shutdown) = (outbox.clone(), shutdown.clone());
@@ -143,13 +151,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let supervisor = {
         let (shutdown, outbox) = (shutdown.clone(), outbox.clone());
         tokio::spawn(async move {
-            let outcome = tokio::select! {
-                _ = shutdown.cancelled() => Ok(()),
-                Some(done) = parts.join_next() => match done {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => { tracing::error!(error = format!("{e:#}"), "a part of the agent failed; stopping"); Err(e) }
-                    Err(e) => Err(anyhow::anyhow!("a part of the agent panicked: {e}")),
-                },
+            // Parts that finish normally (the start-up sweep) just end; the first failure, or
+            // shutdown, stops them all.
+            let outcome = loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break Ok(()),
+                    done = parts.join_next() => match done {
+                        None => break Ok(()),
+                        Some(Ok(Ok(()))) => continue,
+                        Some(Ok(Err(e))) => {
+                            tracing::error!(error = format!("{e:#}"), "a part of the agent failed; stopping");
+                            break Err(e);
+                        }
+                        Some(Err(e)) => break Err(anyhow::anyhow!("a part of the agent panicked: {e}")),
+                    },
+                }
             };
             shutdown.cancel();
             if tokio::time::timeout(GRACE, async { while parts.join_next().await.is_some() {} }).await.is_err() {

@@ -193,6 +193,7 @@ async fn status(State(api): State<Api>) -> Json<Value> {
                 "failed": depth.failed,
                 "oldest_age_s": oldest_age_s,
                 "state": api.webhooks.get(&ep.name),
+                "recent_failures": api.outbox.recent_attempts(Some(&ep.name), 10),
             })
         })
         .collect();

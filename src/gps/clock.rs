@@ -68,13 +68,13 @@ impl Clock {
 
     /// The system clock's verdict now.
     pub fn status(&self) -> ClockStatus {
-        judge(Utc::now(), self.latest.snapshot().last.as_ref(), self.max_skew)
+        judge(Utc::now(), self.latest.last().as_ref(), self.max_skew)
     }
 
     /// Now, and where it came from: the system clock when trusted, otherwise GPS time carried
     /// forward by the monotonic clock; the untrusted system clock only when there is no GPS time.
     pub fn now(&self) -> (DateTime<Utc>, ClockSource) {
-        let last = self.latest.snapshot().last;
+        let last = self.latest.last();
         let system = Utc::now();
         if judge(system, last.as_ref(), self.max_skew).trusted {
             return (system, ClockSource::System);

@@ -88,6 +88,11 @@ impl LatestFix {
         self.tx.borrow().last_valid.clone()
     }
 
+    /// The latest epoch, with or without a position.
+    pub fn last(&self) -> Option<Received> {
+        self.tx.borrow().last.clone()
+    }
+
     /// A copy of the whole state.
     pub fn snapshot(&self) -> GpsState {
         self.tx.borrow().clone()

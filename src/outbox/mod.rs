@@ -12,10 +12,10 @@
 //! | tree      | key                                   | value                                     |
 //! |-----------|---------------------------------------|-------------------------------------------|
 //! | `events`  | sequence, u64 big-endian              | [`record`]: version byte + JSON [`StatusEvent`] |
-//! | `idem`    | job id, NUL, Idempotency-Key          | sequence, u64 big-endian                  |
+//! | `idem`    | job id, NUL, Idempotency-Key          | version byte + JSON [`StatusEvent`] (the first one; kept 7 days, after its delivery too) |
 //! | `pending` | endpoint, NUL, sequence (BE)          | version byte + JSON [`DeliveryState`]     |
 //! | `failed`  | endpoint, NUL, sequence (BE)          | the same, for events parked after their retry budget |
-//! | `log`     | log id, u64 BE (monotonic)            | version byte + JSON [`Attempt`]; the newest 10,000 kept |
+//! | `log`     | log id, u64 BE (monotonic)            | version byte + JSON [`Attempt`] of failed attempts; the newest 10,000 kept |
 //! | `meta`    | `disabled/ENDPOINT`, `loss`           | JSON                                      |
 //!
 //! Big-endian sequences make sled's key order the outbox order, so a range scan over an
@@ -24,8 +24,9 @@
 //!
 //! # Durability
 //! [`Outbox::append`] writes the event, its idempotency key and one `pending` record per matching
-//! endpoint in one sled transaction, then awaits `flush_async` (fsync) before returning: only
-//! then does the API answer 201. Delivery bookkeeping (attempt counts, removals) is not flushed
+//! endpoint in one sled transaction, then waits for an fsync that covers it before returning:
+//! only then does the API answer 201. Concurrent appends share fsyncs (group commit in `commit`;
+//! sled's own `flush_async` deadlocks when awaited concurrently, sled #1308). Delivery bookkeeping (attempt counts, removals) is not flushed
 //! per write; sled flushes it within 500 ms, and losing it only means a retry.
 //!
 //! # When a record may be removed
@@ -34,6 +35,7 @@
 //! by an operator. A store that cannot be opened is moved aside (kept for recovery), never
 //! deleted; see [`Outbox::open`].
 
+mod commit;
 pub mod record;
 
 use std::collections::HashSet;
@@ -50,10 +52,12 @@ use tokio::sync::Notify;
 use crate::event::{Status, StatusEvent};
 use record::{decode, encode, endpoint_key, endpoint_prefix, key_seq, seq_key, split_endpoint_key};
 
+/// Days an Idempotency-Key keeps answering with its first event.
+const IDEM_KEEP_DAYS: i64 = 7;
 /// Newest delivery-log entries kept.
 const LOG_KEEP: u64 = 10_000;
 /// sled page cache: small on a gateway (sled's default is 1 GB).
-const CACHE_BYTES: u64 = 4 * 1024 * 1024;
+const CACHE_BYTES: u64 = 2 * 1024 * 1024;
 
 /// What went wrong, sorted by what the caller must do.
 #[derive(Debug, thiserror::Error)]
@@ -245,6 +249,10 @@ struct Inner {
     log_len: AtomicU64,
     loss: Option<StoreLoss>,
     broken: tokio::sync::watch::Sender<Option<String>>,
+    committer: commit::Committer,
+    /// Disabled endpoints (mirrors `meta`), read on every turn of a delivery loop. The lock is
+    /// never held across an `.await`.
+    disabled: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -307,7 +315,14 @@ impl Outbox {
             None => meta.get("loss")?.and_then(|v| serde_json::from_slice(&v).ok()),
         };
         let log = tree("log")?;
+        let mut disabled = std::collections::HashMap::new();
+        for kv in meta.scan_prefix("disabled/") {
+            let (k, v) = kv?;
+            let name = String::from_utf8_lossy(&k["disabled/".len()..]).into_owned();
+            disabled.insert(name, String::from_utf8_lossy(&v).into_owned());
+        }
         let inner = Inner {
+            disabled: std::sync::Mutex::new(disabled),
             path,
             events: tree("events")?,
             idem: tree("idem")?,
@@ -320,29 +335,30 @@ impl Outbox {
             endpoints,
             loss,
             broken: tokio::sync::watch::Sender::new(None),
+            committer: commit::Committer::start(db.clone())
+                .map_err(|source| OutboxError::Dir { path: state_dir.into(), source })?,
             db,
         };
-        let outbox = Outbox { inner: Arc::new(inner) };
-        outbox.sweep()?;
-        Ok(outbox)
+        Ok(Outbox { inner: Arc::new(inner) })
     }
 
     /// Removes events that no delivery refers to (left by a crash between the last delivery and
-    /// the event's removal, or stored when no endpoint wanted them).
-    fn sweep(&self) -> Result<(), OutboxError> {
+    /// the event's removal, or stored when no endpoint wanted them). It reads every key, so the
+    /// agent runs it in the background after start rather than before serving.
+    pub fn sweep(&self) -> Result<(), OutboxError> {
         let i = &self.inner;
         let mut referenced = HashSet::new();
         for tree in [&i.pending, &i.failed] {
-            for kv in tree.iter() {
-                let (k, _) = kv?;
+            for k in tree.iter().keys() {
+                let k = k?;
                 if let Some((_, seq)) = split_endpoint_key(&k) {
                     referenced.insert(seq);
                 }
             }
         }
         let mut removed = 0;
-        for kv in i.events.iter() {
-            let (k, _) = kv?;
+        for k in i.events.iter().keys() {
+            let k = k?;
             if key_seq(&k).is_some_and(|s| !referenced.contains(&s)) {
                 i.events.remove(k)?;
                 removed += 1;
@@ -350,6 +366,15 @@ impl Outbox {
         }
         if removed > 0 {
             tracing::debug!(removed, "removed events with no delivery left");
+        }
+        // Idempotency keys answer retries for a week; a tap retried later is a new tap.
+        let cutoff = Utc::now() - chrono::Duration::days(IDEM_KEEP_DAYS);
+        for kv in i.idem.iter() {
+            let (k, v) = kv?;
+            let old = decode::<StatusEvent>(&v).map(|e| e.occurred_at < cutoff).unwrap_or(true);
+            if old {
+                i.idem.remove(k)?;
+            }
         }
         Ok(())
     }
@@ -426,7 +451,9 @@ impl Outbox {
                 if let Some(first) = idem.get(k)? {
                     return Ok(Some(first));
                 }
-                idem.insert(k.as_slice(), &seq_key(seq))?;
+                // The event itself, not its sequence: a retry must get it back even after it
+                // was delivered and removed from `events`.
+                idem.insert(k.as_slice(), bytes.as_slice())?;
             }
             events.insert(&seq_key(seq), bytes.as_slice())?;
             for t in &targets {
@@ -440,12 +467,11 @@ impl Outbox {
         match outcome.map_err(OutboxError::from)? {
             Some(first) => {
                 // A concurrent tap with the same key won the race.
-                let first = key_seq(&first).and_then(|s| self.event(s).ok().flatten());
-                let event = first.ok_or_else(|| OutboxError::Storage("idempotency key without event".into()))?;
+                let event = decode(&first).map_err(|e| OutboxError::Storage(format!("idempotency record: {e}")))?;
                 Ok(Appended { event, created: false })
             }
             None => {
-                if let Err(e) = i.db.flush_async().await {
+                if let Err(e) = i.committer.commit().await {
                     // Not on disk, so not acknowledged. sled 0.34 refuses every operation after
                     // an I/O error, so the store is now unusable in this process: mark it broken
                     // (the agent restarts on a fresh handle; see `broken`).
@@ -462,7 +488,7 @@ impl Outbox {
 
     fn by_idem(&self, key: &[u8]) -> Result<Option<StatusEvent>, OutboxError> {
         match self.inner.idem.get(key)? {
-            Some(seq) => Ok(key_seq(&seq).and_then(|s| self.event(s).ok().flatten())),
+            Some(v) => Ok(Some(decode(&v).map_err(|e| OutboxError::Storage(format!("idempotency record: {e}")))?)),
             None => Ok(None),
         }
     }
@@ -502,6 +528,17 @@ impl Outbox {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<(u64, DeliveryState)>, OutboxError> {
+        self.pending_scan(endpoint, after, limit, |_| false)
+    }
+
+    /// As [`Outbox::pending_after`], not counting (nor decoding) sequences for which `skip` is true.
+    pub fn pending_scan(
+        &self,
+        endpoint: &str,
+        after: Option<u64>,
+        limit: usize,
+        skip: impl Fn(u64) -> bool,
+    ) -> Result<Vec<(u64, DeliveryState)>, OutboxError> {
         let start = match after {
             Some(s) => endpoint_key(endpoint, s.saturating_add(1)),
             None => endpoint_prefix(endpoint),
@@ -514,6 +551,9 @@ impl Outbox {
                 break;
             }
             let Some((_, seq)) = split_endpoint_key(&k) else { continue };
+            if skip(seq) {
+                continue;
+            }
             match decode::<DeliveryState>(&v) {
                 Ok(state) => out.push((seq, state)),
                 Err(e) => tracing::error!(endpoint, sequence = seq, error = %e, "unreadable delivery record; skipped"),
@@ -534,6 +574,13 @@ impl Outbox {
         let i = &self.inner;
         let others: Vec<Vec<u8>> =
             i.endpoints.iter().filter(|e| e.name != endpoint).map(|e| endpoint_key(&e.name, seq)).collect();
+        if others.is_empty() {
+            // One endpoint: nobody else can need the event. Removing the delivery first means a
+            // crash in between leaves only an orphan event, which `sweep` removes at start.
+            i.pending.remove(endpoint_key(endpoint, seq))?;
+            i.events.remove(seq_key(seq))?;
+            return Ok(());
+        }
         (&i.pending, &i.failed, &i.events).transaction(|(pending, failed, events)| {
             pending.remove(endpoint_key(endpoint, seq))?;
             let mut needed = false;
@@ -644,19 +691,22 @@ impl Outbox {
     pub fn disable(&self, endpoint: &str, reason: &str) -> Result<(), OutboxError> {
         self.inner.meta.insert(format!("disabled/{endpoint}"), reason.as_bytes())?;
         self.inner.db.flush()?;
+        if let Ok(mut d) = self.inner.disabled.lock() {
+            d.insert(endpoint.to_string(), reason.to_string());
+        }
         Ok(())
     }
 
     /// Why an endpoint is disabled, if it is.
     pub fn disabled(&self, endpoint: &str) -> Option<String> {
-        let v = self.inner.meta.get(format!("disabled/{endpoint}")).ok().flatten()?;
-        Some(String::from_utf8_lossy(&v).into_owned())
+        self.inner.disabled.lock().ok()?.get(endpoint).cloned()
     }
 
     /// Enables an endpoint again; returns whether it was disabled.
     pub fn enable(&self, endpoint: &str) -> Result<bool, OutboxError> {
-        let was = self.inner.meta.remove(format!("disabled/{endpoint}"))?.is_some();
+        self.inner.meta.remove(format!("disabled/{endpoint}"))?;
         self.inner.db.flush()?;
+        let was = self.inner.disabled.lock().map(|mut d| d.remove(endpoint).is_some()).unwrap_or(false);
         self.wake(endpoint);
         Ok(was)
     }
@@ -712,7 +762,7 @@ impl Outbox {
 
     /// Flushes everything to disk (on shutdown).
     pub async fn flush(&self) -> Result<(), OutboxError> {
-        self.inner.db.flush_async().await?;
+        self.inner.committer.commit().await?;
         Ok(())
     }
 }

@@ -122,10 +122,22 @@ pub fn carrier(e: &StatusEvent) -> Value {
     v
 }
 
+/// The standard payload, serialized straight from the event (the hot path: no JSON tree).
+#[derive(Serialize)]
+struct StandardRef<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    timestamp: chrono::DateTime<chrono::Utc>,
+    data: &'a StatusEvent,
+}
+
 /// The request body for `format`.
 pub fn body(format: Format, e: &StatusEvent) -> Vec<u8> {
     let v = match format {
-        Format::Standard => standard(e),
+        Format::Standard => {
+            let s = StandardRef { kind: event_type(e.status), timestamp: e.occurred_at, data: e };
+            return serde_json::to_vec(&s).expect("events serialize");
+        }
         Format::DetrackV1 => detrack_v1(e),
         Format::Carrier => carrier(e),
     };
@@ -170,6 +182,13 @@ mod tests {
         let mut e = sample("van-17");
         e.status = status;
         e
+    }
+
+    #[test]
+    fn the_fast_standard_body_equals_the_json_tree() {
+        let e = event(Status::Arrived);
+        let fast: Value = serde_json::from_slice(&body(Format::Standard, &e)).unwrap();
+        assert_eq!(fast, standard(&e));
     }
 
     #[test]

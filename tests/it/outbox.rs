@@ -51,6 +51,22 @@ async fn events_and_their_deliveries_survive_a_restart() {
     assert!(o.is_empty(), "delivered to every endpoint: removed");
 }
 
+/// Found by the crash test: a tap retried after its event was already delivered (and removed)
+/// must still get the first event back, not an error and not a second event.
+#[tokio::test]
+async fn an_idempotent_retry_after_delivery_returns_the_first_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Outbox::open(dir.path(), endpoints()).unwrap();
+    let first = o.append("J1", Some("k-1"), |s| event(s, "J1")).await.unwrap();
+    assert!(first.created);
+    o.delivered("bo", first.event.sequence).unwrap();
+    assert!(o.is_empty());
+    let again = o.append("J1", Some("k-1"), |s| event(s, "J1")).await.unwrap();
+    assert!(!again.created);
+    assert_eq!(again.event, first.event);
+    assert!(o.is_empty(), "nothing new stored");
+}
+
 fn corrupt(dir: &Path) {
     let db = dir.join("outbox");
     for entry in std::fs::read_dir(&db).unwrap() {

@@ -1,0 +1,331 @@
+//! Outbox benchmarks, each against a baseline measured in the same run on the same machine:
+//!
+//! 1. tap → 201 latency over 2,000 sequential taps (the real binary, over loopback) against a
+//!    bare append + fsync of 300 bytes in the same directory. Target: p50 ≤ 2× the bare fsync.
+//! 2. drain of 100,000 queued events to a loopback receiver answering 200 at once (a process of
+//!    its own), events/s, against a bare reqwest loop posting the same bodies at the same
+//!    concurrency to the same kind of receiver. Target ≥ 0.5×. Also the agent's peak RSS while draining, and the store's size before and after.
+//!
+//! Run: `cargo bench --bench outbox` (add `-- --events N` to drain fewer events).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::StatusCode;
+use curbside::event::{Status, StatusEvent};
+use curbside::gps::clock::ClockSource;
+use curbside::outbox::{EndpointFilter, Outbox};
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn dir_size(p: &Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    let m = e.metadata().unwrap();
+                    if m.is_dir() { dir_size(&e.path()) } else { m.len() }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn spawn_agent(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_curbside"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("agent starts")
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn write_config(dir: &Path, api: &str, hook: Option<&str>) -> PathBuf {
+    let path = dir.join("bench.toml");
+    let mut text = format!(
+        "vehicle_id = \"van-17\"\nstate_dir = {:?}\n[gps]\nsource = \"sim\"\n[api]\nlisten = \"{api}\"\n",
+        dir.join("state").display().to_string()
+    );
+    if let Some(url) = hook {
+        text.push_str(&format!("[[webhook]]\nname = \"bo\"\nurl = \"{url}\"\nconcurrency = 4\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn wait_up(http: &reqwest::Client, api: &str) {
+    for _ in 0..200 {
+        if http.get(format!("{api}/api/v1/status")).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("agent did not come up");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn tap_latency(base: &Path) {
+    const N: usize = 2000;
+    // Baseline: append 300 bytes and fsync, in the directory the store lives in.
+    let dir = tempfile::tempdir_in(base).unwrap();
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(dir.path().join("bare.log")).unwrap();
+    let record = [b'x'; 300];
+    let mut bare = Vec::with_capacity(N);
+    for _ in 0..N {
+        let t = Instant::now();
+        f.write_all(&record).unwrap();
+        f.sync_all().unwrap();
+        bare.push(t.elapsed());
+    }
+    bare.sort();
+
+    // The store alone, in process (no HTTP): where the time of a tap goes.
+    let mut appends = Vec::with_capacity(N);
+    {
+        let o =
+            Outbox::open(&dir.path().join("inproc"), vec![EndpointFilter { name: "bo".into(), events: None }]).unwrap();
+        for i in 0..N {
+            let t = Instant::now();
+            o.append("JOB-1", None, |s| event(s, i)).await.unwrap();
+            appends.push(t.elapsed());
+        }
+    }
+    appends.sort();
+
+    let api_addr = format!("127.0.0.1:{}", free_port());
+    // An endpoint that is down: events stay queued, as in a dead zone.
+    let config = write_config(dir.path(), &api_addr, Some("http://127.0.0.1:9/hook"));
+    let mut agent = spawn_agent(&config);
+    let api = format!("http://{api_addr}");
+    let http = reqwest::Client::new();
+    wait_up(&http, &api).await;
+    let mut taps = Vec::with_capacity(N);
+    let body = serde_json::json!({"status": "delivered", "received_by": "A. Customer", "note": "left at the door"});
+    for i in 0..N {
+        let t = Instant::now();
+        let r = http.post(format!("{api}/api/v1/jobs/JOB-{}/status", i % 50)).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+        taps.push(t.elapsed());
+    }
+    taps.sort();
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let (bp50, bp99) = (percentile(&bare, 0.5), percentile(&bare, 0.99));
+    let (tp50, tp99) = (percentile(&taps, 0.5), percentile(&taps, 0.99));
+    println!("tap -> 201, {N} sequential taps over loopback (store on {})", base.display());
+    println!("  bare append+fsync 300 B: p50 {:>8.3} ms  p99 {:>8.3} ms", ms(bp50), ms(bp99));
+    println!(
+        "  outbox append (no HTTP): p50 {:>8.3} ms  p99 {:>8.3} ms",
+        ms(percentile(&appends, 0.5)),
+        ms(percentile(&appends, 0.99))
+    );
+    println!("  tap -> 201:              p50 {:>8.3} ms  p99 {:>8.3} ms", ms(tp50), ms(tp99));
+    println!("  ratio p50 tap/fsync = {:.2}x (target <= 2x); p99 {:.2}x", ratio(tp50, bp50), ratio(tp99, bp99));
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+fn event(seq: u64, i: usize) -> StatusEvent {
+    StatusEvent {
+        id: uuid::Uuid::now_v7(),
+        sequence: seq,
+        job_id: format!("JOB-{}", i % 5000),
+        status: Status::Delivered,
+        reason_code: None,
+        reason: None,
+        received_by: Some("A. Customer".into()),
+        note: Some("left at the door".into()),
+        items: vec![],
+        occurred_at: chrono::Utc::now(),
+        clock_source: ClockSource::System,
+        location: None,
+        vehicle_id: "van-17".into(),
+        driver_id: None,
+    }
+}
+
+/// A receiver answering 200 at once, counting requests (`GET /count` answers the count). It runs
+/// in a process of its own, so that the bare loop and the agent both talk to another process,
+/// as a real receiver is.
+async fn serve_receiver(port_file: PathBuf) {
+    let count = Arc::new(AtomicU64::new(0));
+    let c = count.clone();
+    let app = Router::new()
+        .route(
+            "/count",
+            axum::routing::get(move || {
+                let c = count.clone();
+                async move { c.load(Ordering::Relaxed).to_string() }
+            }),
+        )
+        .fallback(move || {
+            let c = c.clone();
+            async move {
+                c.fetch_add(1, Ordering::Relaxed);
+                StatusCode::OK
+            }
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    std::fs::write(&port_file, listener.local_addr().unwrap().port().to_string()).unwrap();
+    axum::serve(listener, app).await.unwrap();
+}
+
+/// Starts a receiver process; returns it, its hook URL and a counter reader. (The caller kills
+/// and waits for it; if the bench panics first, the process ends with the bench.)
+#[allow(clippy::zombie_processes)]
+async fn receiver(dir: &Path) -> (Child, String, String) {
+    let port_file = dir.join(format!("port-{}", free_port()));
+    let child = Command::new(std::env::current_exe().unwrap())
+        .arg("--receive")
+        .arg(&port_file)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if let Ok(p) = std::fs::read_to_string(&port_file) {
+            if !p.is_empty() {
+                let base = format!("http://127.0.0.1:{p}");
+                return (child, format!("{base}/hook"), format!("{base}/count"));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("receiver did not start");
+}
+
+async fn count(http: &reqwest::Client, url: &str) -> usize {
+    http.get(url).send().await.unwrap().text().await.unwrap().parse().unwrap()
+}
+
+async fn drain(base: &Path, n: usize) {
+    let dir = tempfile::tempdir_in(base).unwrap();
+    // Queue n events directly in the store (as taps made offline would).
+    let bodies: Vec<Vec<u8>> = {
+        let outbox =
+            Outbox::open(&dir.path().join("state"), vec![EndpointFilter { name: "bo".into(), events: None }]).unwrap();
+        let mut set = tokio::task::JoinSet::new();
+        let next = Arc::new(AtomicU64::new(0));
+        for _ in 0..64 {
+            let (o, next) = (outbox.clone(), next.clone());
+            set.spawn(async move {
+                let mut bodies = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    if i >= n {
+                        return bodies;
+                    }
+                    let e = o.append(&format!("JOB-{}", i % 5000), None, |s| event(s, i)).await.unwrap().event;
+                    bodies.push(curbside::webhook::format::body(curbside::webhook::format::Format::Standard, &e));
+                }
+            });
+        }
+        let bodies = set.join_all().await.into_iter().flatten().collect();
+        outbox.flush().await.unwrap();
+        bodies
+    };
+    // Let sled's flusher let go of the lock.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let size_before = dir_size(&dir.path().join("state"));
+
+    // Baseline: a bare reqwest loop, same bodies, same concurrency (4).
+    let http = reqwest::Client::new();
+    let (mut rx1, url, count_url) = receiver(dir.path()).await;
+    let client = curbside::webhook::client();
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (client, url, bodies, next) = (client.clone(), url.clone(), bodies.clone(), next.clone());
+        set.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(b) = bodies.get(i) else { return };
+                let r =
+                    client.post(&url).header("content-type", "application/json").body(b.clone()).send().await.unwrap();
+                assert!(r.status().is_success());
+            }
+        });
+    }
+    set.join_all().await;
+    let bare = t.elapsed();
+    assert_eq!(count(&http, &count_url).await, n);
+    rx1.kill().unwrap();
+    rx1.wait().unwrap();
+
+    // The agent draining its store to a fresh receiver.
+    let (mut rx2, url, count_url) = receiver(dir.path()).await;
+    let api_addr = format!("127.0.0.1:{}", free_port());
+    let config = write_config(dir.path(), &api_addr, Some(&url));
+    let t = Instant::now();
+    let mut agent = spawn_agent(&config);
+    let pid = agent.id();
+    let mut peak = 0;
+    loop {
+        let got = count(&http, &count_url).await;
+        peak = peak.max(peak_rss_kb(pid));
+        if got >= n {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(900), "drain too slow: {got} of {n}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = t.elapsed();
+    peak = peak.max(peak_rss_kb(pid));
+    // Let the removals reach disk before stopping.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    agent.wait().unwrap();
+    rx2.kill().unwrap();
+    rx2.wait().unwrap();
+    let size_after = dir_size(&dir.path().join("state"));
+    let (ours, theirs) = (n as f64 / took.as_secs_f64(), n as f64 / bare.as_secs_f64());
+    println!("drain of {n} queued events to a loopback receiver answering 200, concurrency 4");
+    println!("  bare reqwest loop:  {:>9.0} events/s ({:.2} s)", theirs, bare.as_secs_f64());
+    println!("  curbside agent:     {:>9.0} events/s ({:.2} s, from process start)", ours, took.as_secs_f64());
+    println!("  ratio agent/bare = {:.2}x (target >= 0.5x)", ours / theirs);
+    println!("  agent peak RSS while draining: {:.1} MB (target <= 32 MB)", peak as f64 / 1024.0);
+    println!("  store on disk: {:.1} MB before, {:.1} MB after", size_before as f64 / 1e6, size_after as f64 / 1e6);
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--receive") {
+        serve_receiver(PathBuf::from(&args[i + 1])).await;
+        return;
+    }
+    let events =
+        args.iter().position(|a| a == "--events").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(100_000);
+    let base = std::env::var_os("CURBSIDE_BENCH_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    curbside::webhook::install_crypto();
+    tap_latency(&base).await;
+    drain(&base, events).await;
+}
