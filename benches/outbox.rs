@@ -6,7 +6,8 @@
 //!    its own), events/s, against a bare reqwest loop posting the same bodies at the same
 //!    concurrency to the same kind of receiver. Target ≥ 0.5×. Also the agent's peak RSS while draining, and the store's size before and after.
 //!
-//! Run: `cargo bench --bench outbox` (add `-- --events N` to drain fewer events).
+//! Run: `cargo bench --bench outbox` (add `-- --events N` to drain fewer events, `-- --only taps`
+//! or `-- --only drain` to run one part).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -326,6 +327,11 @@ async fn main() {
         args.iter().position(|a| a == "--events").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(100_000);
     let base = std::env::var_os("CURBSIDE_BENCH_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
     curbside::webhook::install_crypto();
-    tap_latency(&base).await;
-    drain(&base, events).await;
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).map(String::as_str);
+    if only != Some("drain") {
+        tap_latency(&base).await;
+    }
+    if only != Some("taps") {
+        drain(&base, events).await;
+    }
 }

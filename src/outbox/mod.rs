@@ -347,19 +347,21 @@ impl Outbox {
     /// agent runs it in the background after start rather than before serving.
     pub fn sweep(&self) -> Result<(), OutboxError> {
         let i = &self.inner;
-        let mut referenced = HashSet::new();
-        for tree in [&i.pending, &i.failed] {
-            for k in tree.iter().keys() {
-                let k = k?;
-                if let Some((_, seq)) = split_endpoint_key(&k) {
-                    referenced.insert(seq);
-                }
-            }
-        }
+        // Point lookups per event rather than a set of every referenced sequence: the sweep
+        // runs while a backlog drains, so it must not hold the whole index in memory.
         let mut removed = 0;
         for k in i.events.iter().keys() {
             let k = k?;
-            if key_seq(&k).is_some_and(|s| !referenced.contains(&s)) {
+            let Some(seq) = key_seq(&k) else { continue };
+            let mut referenced = false;
+            for e in &i.endpoints {
+                let dk = endpoint_key(&e.name, seq);
+                if i.pending.contains_key(&dk)? || i.failed.contains_key(&dk)? {
+                    referenced = true;
+                    break;
+                }
+            }
+            if !referenced {
                 i.events.remove(k)?;
                 removed += 1;
             }
@@ -377,6 +379,16 @@ impl Outbox {
             }
         }
         Ok(())
+    }
+
+    /// Waits for an fsync covering everything written so far. On failure the store is marked
+    /// broken: sled 0.34 refuses every operation after an I/O error, so the agent restarts on a
+    /// fresh handle (see [`Outbox::broken`]).
+    async fn commit_or_break(&self) -> Result<(), OutboxError> {
+        self.inner.committer.commit().await.map_err(|e| {
+            self.mark_broken(&e);
+            e.into()
+        })
     }
 
     fn mark_broken(&self, e: &sled::Error) {
@@ -438,6 +450,9 @@ impl Outbox {
         });
         if let Some(k) = &idem_key {
             if let Some(existing) = self.by_idem(k)? {
+                // The first request may still be waiting for its fsync (or may be about to lose
+                // it to a crash): answer the retry only once what it saw is on disk.
+                self.commit_or_break().await?;
                 return Ok(Appended { event: existing, created: false });
             }
         }
@@ -466,18 +481,15 @@ impl Outbox {
         }
         match outcome.map_err(OutboxError::from)? {
             Some(first) => {
-                // A concurrent tap with the same key won the race.
+                // A concurrent tap with the same key won the race; as above, answer only once
+                // its event is on disk.
                 let event = decode(&first).map_err(|e| OutboxError::Storage(format!("idempotency record: {e}")))?;
+                self.commit_or_break().await?;
                 Ok(Appended { event, created: false })
             }
             None => {
-                if let Err(e) = i.committer.commit().await {
-                    // Not on disk, so not acknowledged. sled 0.34 refuses every operation after
-                    // an I/O error, so the store is now unusable in this process: mark it broken
-                    // (the agent restarts on a fresh handle; see `broken`).
-                    self.mark_broken(&e);
-                    return Err(e.into());
-                }
+                // Not on disk, so not acknowledged on failure.
+                self.commit_or_break().await?;
                 for t in &targets {
                     self.wake(&t.name);
                 }

@@ -81,3 +81,65 @@ fn gps_watch_shows_the_live_fix_of_the_simulated_route() {
     assert_eq!(last["live"]["mode"], "3d", "{last}");
     assert!(last["live"]["lat"].as_f64().is_some_and(|lat| (53.5..53.6).contains(&lat)), "{last}");
 }
+
+#[test]
+fn tap_status_and_outbox_commands_talk_to_the_running_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "vehicle_id = \"van-17\"\nstate_dir = \"s\"\n[gps]\nsource = \"sim\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n\
+             [[webhook]]\nname = \"bo\"\nurl = \"http://127.0.0.1:9/hook\"\n"
+        ),
+    )
+    .unwrap();
+    let run =
+        |args: &[&str]| curbside().args(args).arg("--config").arg(&config).current_dir(dir.path()).output().unwrap();
+    // Not running yet: a clear error.
+    let down = run(&["status"]);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach the agent"));
+
+    let mut agent = curbside()
+        .args(["run", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if run(&["status"]).status.success() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(up, "agent did not come up");
+    let tap = run(&["tap", "delivered", "--job", "J-1", "--received-by", "Jo", "--idempotency-key", "k1"]);
+    assert!(tap.status.success(), "{}", String::from_utf8_lossy(&tap.stderr));
+    let event: serde_json::Value = serde_json::from_slice(&tap.stdout).unwrap();
+    assert_eq!((event["job_id"].as_str(), event["received_by"].as_str()), (Some("J-1"), Some("Jo")));
+    let again = run(&["tap", "delivered", "--job", "J-1", "--received-by", "Jo", "--idempotency-key", "k1"]);
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["id"], event["id"]);
+
+    let bad = run(&["tap", "failed", "--job", "J-1"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("422: reason_code"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+
+    let status = String::from_utf8(run(&["status"]).stdout).unwrap();
+    assert!(status.contains("webhook  bo") && status.contains("1 pending"), "{status}");
+    let list = String::from_utf8(run(&["outbox", "list"]).stdout).unwrap();
+    assert!(list.contains(event["id"].as_str().unwrap()) && list.contains("pending"), "{list}");
+    let failed = String::from_utf8(run(&["outbox", "list", "--failed"]).stdout).unwrap();
+    assert!(failed.contains("nothing waiting"), "{failed}");
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+}

@@ -19,12 +19,15 @@ const STATUSES: [&str; 3] = ["heading_to", "arrived", "delivered"];
 const KILLS: usize = 24;
 
 fn spawn(config: &std::path::Path) -> Child {
+    // The agents' logs go next to the config, for the failure message.
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(config.with_extension("log")).unwrap();
     Command::new(env!("CARGO_BIN_EXE_curbside"))
         .args(["run", "--config"])
         .arg(config)
         .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap()
 }
@@ -104,11 +107,15 @@ async fn acknowledged_taps_survive_sigkill_at_random_moments() {
         if want.iter().all(|id| ids.contains(*id)) {
             break got;
         }
+        let log = std::fs::read_to_string(config.with_extension("log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().filter(|l| !l.contains("unreachable")).rev().take(15).collect();
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{} of {} acknowledged events delivered",
+            "{} of {} acknowledged events delivered; missing {:?}; agent log tail:\n{}",
             want.iter().filter(|i| ids.contains(**i)).count(),
-            want.len()
+            want.len(),
+            want.iter().filter(|i| !ids.contains(**i)).collect::<Vec<_>>(),
+            tail.join("\n"),
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
