@@ -131,8 +131,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     {
         let outbox = outbox.clone();
         parts.spawn(async move {
-            if let Err(e) = tokio::task::spawn_blocking(move || outbox.sweep()).await? {
-                tracing::warn!(error = %e, "could not sweep orphan events");
+            if let Err(e) = tokio::task::spawn_blocking(move || outbox.prune_idempotency()).await? {
+                tracing::warn!(error = %e, "could not prune old idempotency keys");
             }
             Ok(())
         });
@@ -151,7 +151,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let supervisor = {
         let (shutdown, outbox) = (shutdown.clone(), outbox.clone());
         tokio::spawn(async move {
-            // Parts that finish normally (the start-up sweep) just end; the first failure, or
+            // Parts that finish normally (the start-up pruning) just end; the first failure, or
             // shutdown, stops them all.
             let outcome = loop {
                 tokio::select! {

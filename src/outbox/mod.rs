@@ -50,7 +50,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::Notify;
 
 use crate::event::{Status, StatusEvent};
-use record::{decode, encode, endpoint_key, endpoint_prefix, key_seq, seq_key, split_endpoint_key};
+use record::{decode, encode, endpoint_key, endpoint_prefix, seq_key, split_endpoint_key};
 
 /// Days an Idempotency-Key keeps answering with its first event.
 const IDEM_KEEP_DAYS: i64 = 7;
@@ -342,33 +342,10 @@ impl Outbox {
         Ok(Outbox { inner: Arc::new(inner) })
     }
 
-    /// Removes events that no delivery refers to (left by a crash between the last delivery and
-    /// the event's removal, or stored when no endpoint wanted them). It reads every key, so the
-    /// agent runs it in the background after start rather than before serving.
-    pub fn sweep(&self) -> Result<(), OutboxError> {
+    /// Forgets idempotency keys older than a week (a tap retried later is a new tap). Reads
+    /// the whole `idem` tree, so the agent runs it in the background after start.
+    pub fn prune_idempotency(&self) -> Result<(), OutboxError> {
         let i = &self.inner;
-        // Point lookups per event rather than a set of every referenced sequence: the sweep
-        // runs while a backlog drains, so it must not hold the whole index in memory.
-        let mut removed = 0;
-        for k in i.events.iter().keys() {
-            let k = k?;
-            let Some(seq) = key_seq(&k) else { continue };
-            let mut referenced = false;
-            for e in &i.endpoints {
-                let dk = endpoint_key(&e.name, seq);
-                if i.pending.contains_key(&dk)? || i.failed.contains_key(&dk)? {
-                    referenced = true;
-                    break;
-                }
-            }
-            if !referenced {
-                i.events.remove(k)?;
-                removed += 1;
-            }
-        }
-        if removed > 0 {
-            tracing::debug!(removed, "removed events with no delivery left");
-        }
         // Idempotency keys answer retries for a week; a tap retried later is a new tap.
         let cutoff = Utc::now() - chrono::Duration::days(IDEM_KEEP_DAYS);
         for kv in i.idem.iter() {
@@ -490,6 +467,11 @@ impl Outbox {
             None => {
                 // Not on disk, so not acknowledged on failure.
                 self.commit_or_break().await?;
+                if targets.is_empty() {
+                    // Acknowledged, and no endpoint wants it: nothing to keep but its
+                    // idempotency record.
+                    i.events.remove(seq_key(seq))?;
+                }
                 for t in &targets {
                     self.wake(&t.name);
                 }
@@ -587,10 +569,11 @@ impl Outbox {
         let others: Vec<Vec<u8>> =
             i.endpoints.iter().filter(|e| e.name != endpoint).map(|e| endpoint_key(&e.name, seq)).collect();
         if others.is_empty() {
-            // One endpoint: nobody else can need the event. Removing the delivery first means a
-            // crash in between leaves only an orphan event, which `sweep` removes at start.
-            i.pending.remove(endpoint_key(endpoint, seq))?;
+            // One endpoint: nobody else can need the event. The event goes first: a crash in
+            // between leaves a delivery without its event, which the delivery loop drops as
+            // delivered (it was), rather than an orphan event nothing would ever remove.
             i.events.remove(seq_key(seq))?;
+            i.pending.remove(endpoint_key(endpoint, seq))?;
             return Ok(());
         }
         (&i.pending, &i.failed, &i.events).transaction(|(pending, failed, events)| {
