@@ -121,3 +121,55 @@ fn a_non_loopback_listen_without_a_token_refuses_to_start() {
     assert!(err.contains("api.token") && err.contains("loopback"), "{err}");
     assert!(!dir.path().join("s").exists(), "nothing started, nothing stored");
 }
+
+/// A real full disk (a small tmpfs; mounting needs root, which CI has): the tap gets 507 with a
+/// JSON reason, never a 201, and the agent stops so that systemd restarts it on a fresh handle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_507_and_stops_the_agent() {
+    let uid = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if !uid.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")) {
+        eprintln!("needs root to mount a tmpfs; run the suite as root (CI does)");
+        return;
+    }
+    let mnt = tempfile::tempdir().unwrap();
+    assert!(
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+            .arg(mnt.path())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let result = async {
+        let mut agent = crate::common::agent::start_with_state(
+            mnt.path(),
+            "[[webhook]]\nname = \"h\"\nurl = \"http://127.0.0.1:9/hook\"\n",
+        )
+        .await;
+        let (code, _) = agent.tap("J", json!({"status": "arrived"})).await;
+        assert_eq!(code, 201);
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(mnt.path().join("filler")).unwrap();
+            let chunk = vec![0u8; 64 * 1024];
+            while f.write_all(&chunk).is_ok() {}
+        }
+        let mut refused = None;
+        for i in 0..200 {
+            let (code, body) =
+                agent.tap(&format!("J{i}"), json!({"status": "arrived", "note": "n".repeat(1500)})).await;
+            if code != 201 {
+                refused = Some((code, body));
+                break;
+            }
+        }
+        let (code, body) = refused.expect("a tap was refused once the disk filled");
+        assert_eq!(code, 507, "{body}");
+        assert!(body["error"].as_str().unwrap().contains("disk full"), "{body}");
+        let stopped = tokio::time::timeout(std::time::Duration::from_secs(10), agent.running.finished()).await;
+        assert!(matches!(stopped, Ok(Err(_))), "the agent stops with an error: {stopped:?}");
+    }
+    .await;
+    let _ = std::process::Command::new("umount").arg(mnt.path()).status();
+    result
+}

@@ -284,3 +284,18 @@ async fn each_format_reaches_its_endpoint_and_filters_apply() {
     assert_eq!(c1["id"], failed["id"]);
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_test_sends_a_signed_sample_and_reports_the_answer() {
+    let r = Receiver::start(None, vec![Reply::Status(202)]).await;
+    let agent = start(&hook("h", &r.url(), &format!("secret = \"{SECRET}\""))).await;
+    let answer = agent.post("/api/v1/webhooks/h/test").await;
+    assert_eq!(answer["status"], 202, "{answer}");
+    let got = r.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(got[0].header("webhook-id"), answer["event_id"].as_str().unwrap());
+    assert!(got[0].header("webhook-signature").starts_with("v1,"));
+    assert_eq!(got[0].json()["data"]["job_id"], "TEST-0001");
+    let missing = agent.http.post(agent.url("/api/v1/webhooks/nope/test")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    agent.stop().await;
+}

@@ -30,10 +30,20 @@ pub async fn start_in(dir: tempfile::TempDir, extra: &str) -> TestAgent {
     start_full(dir, "listen = \"127.0.0.1:0\"", extra).await
 }
 
+/// As [`start`], with the state directory at `state` (a mount point, say).
+pub async fn start_with_state(state: &std::path::Path, extra: &str) -> TestAgent {
+    start_at(tempfile::tempdir().unwrap(), state, "listen = \"127.0.0.1:0\"", extra).await
+}
+
 async fn start_full(dir: tempfile::TempDir, api: &str, extra: &str) -> TestAgent {
+    let state = dir.path().join("state");
+    start_at(dir, &state, api, extra).await
+}
+
+async fn start_at(dir: tempfile::TempDir, state: &std::path::Path, api: &str, extra: &str) -> TestAgent {
     let text = format!(
         "vehicle_id = \"van-17\"\nstate_dir = {:?}\n[gps]\nsource = \"sim\"\n[api]\n{api}\n{extra}",
-        dir.path().join("state").display().to_string()
+        state.display().to_string()
     );
     let config = Config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
     let running = app::start(config).await.unwrap();
