@@ -188,7 +188,7 @@ async fn status(State(api): State<Api>) -> Json<Value> {
                 .map(|e| (chrono::Utc::now() - e.occurred_at).num_seconds());
             json!({
                 "name": ep.name,
-                "url": ep.url.as_str(),
+                "url": webhook::redacted_url(&ep.url),
                 "pending": depth.pending,
                 "failed": depth.failed,
                 "oldest_age_s": oldest_age_s,

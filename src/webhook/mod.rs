@@ -72,7 +72,7 @@ impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Endpoint")
             .field("name", &self.name)
-            .field("url", &self.url.as_str())
+            .field("url", &redacted_url(&self.url))
             .field("format", &self.format)
             .field("signed", &self.secret.is_some())
             .field("auth", &(self.basic.is_some() || self.bearer.is_some() || self.shared_token.is_some()))
@@ -162,8 +162,19 @@ pub async fn attempt(client: &reqwest::Client, ep: &Endpoint, event: &StatusEven
             let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok());
             schedule::classify(resp.status().as_u16(), retry_after, now)
         }
-        Err(e) => classify_error(&e, ep.timeout),
+        Err(e) => classify_error(&e.without_url(), ep.timeout),
     }
+}
+
+/// The endpoint URL without credentials or query (which may carry tokens), for logs and status.
+pub fn redacted_url(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    if u.query().is_some() {
+        u.set_query(Some("…"));
+    }
+    u.to_string()
 }
 
 /// A transport error: offline if the connection was never made, otherwise a failed attempt.
@@ -593,6 +604,16 @@ mod tests {
 
     fn st(job: &str) -> DeliveryState {
         DeliveryState::new(job)
+    }
+
+    #[test]
+    fn urls_lose_credentials_and_query_before_they_are_shown() {
+        let u = reqwest::Url::parse("https://user:pw@example.com:8443/hook?token=s3cret").unwrap();
+        let shown = redacted_url(&u);
+        assert!(!shown.contains("pw") && !shown.contains("s3cret") && !shown.contains("user"), "{shown}");
+        assert!(shown.starts_with("https://example.com:8443/hook"), "{shown}");
+        let ep = Endpoint::new("h", u);
+        assert!(!format!("{ep:?}").contains("s3cret"));
     }
 
     #[test]

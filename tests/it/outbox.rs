@@ -85,7 +85,8 @@ async fn a_corrupt_store_is_moved_aside_and_a_fresh_one_started() {
         let o = Outbox::open(dir.path(), endpoints()).unwrap();
         append(&o, "J1").await.unwrap();
     }
-    reopen(dir.path()).await.unwrap();
+    // Wait until the first handle has let go of the files, then damage them.
+    drop(reopen(dir.path()).await.unwrap());
     corrupt(dir.path());
     let o = reopen(dir.path()).await.unwrap();
     let loss = o.loss().expect("the loss is reported").clone();
