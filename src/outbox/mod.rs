@@ -250,6 +250,9 @@ struct Inner {
     loss: Option<StoreLoss>,
     broken: tokio::sync::watch::Sender<Option<String>>,
     committer: commit::Committer,
+    /// Sequences written but not yet covered by an fsync: not acknowledged, so not delivered
+    /// either (a crash could still take them back). The lock is never held across an `.await`.
+    unflushed: std::sync::Mutex<HashSet<u64>>,
     /// Disabled endpoints (mirrors `meta`), read on every turn of a delivery loop. The lock is
     /// never held across an `.await`.
     disabled: std::sync::Mutex<std::collections::HashMap<String, String>>,
@@ -322,6 +325,7 @@ impl Outbox {
             disabled.insert(name, String::from_utf8_lossy(&v).into_owned());
         }
         let inner = Inner {
+            unflushed: std::sync::Mutex::new(HashSet::new()),
             disabled: std::sync::Mutex::new(disabled),
             path,
             events: tree("events")?,
@@ -434,6 +438,10 @@ impl Outbox {
             }
         }
         let seq = i.db.generate_id()?;
+        // Marked before it is written, so that no delivery loop can see it before its fsync.
+        if let Ok(mut u) = i.unflushed.lock() {
+            u.insert(seq);
+        }
         let event = make(seq);
         let bytes = encode(&event);
         let targets: Vec<&EndpointFilter> = i.endpoints.iter().filter(|e| e.wants(event.status)).collect();
@@ -465,8 +473,12 @@ impl Outbox {
                 Ok(Appended { event, created: false })
             }
             None => {
-                // Not on disk, so not acknowledged on failure.
+                // Not on disk, so not acknowledged on failure (and it stays unflushed: never
+                // delivered by this process, whose store is now broken).
                 self.commit_or_break().await?;
+                if let Ok(mut u) = i.unflushed.lock() {
+                    u.remove(&seq);
+                }
                 if targets.is_empty() {
                     // Acknowledged, and no endpoint wants it: nothing to keep but its
                     // idempotency record.
@@ -513,6 +525,11 @@ impl Outbox {
             }
         }
         Ok(None)
+    }
+
+    /// True once the event's write is covered by an fsync (always, for events from disk).
+    pub fn is_flushed(&self, seq: u64) -> bool {
+        self.inner.unflushed.lock().map(|u| !u.contains(&seq)).unwrap_or(false)
     }
 
     /// Up to `limit` pending deliveries of `endpoint` with sequence > `after`, oldest first.

@@ -412,7 +412,10 @@ pub async fn run(ep: Arc<Endpoint>, index: usize, deps: Deps, shutdown: Cancella
         if refill && window.len() < WINDOW {
             window.blocked = outbox.blocked_jobs(&name)?;
             let room = WINDOW - window.len();
-            for (seq, state) in outbox.pending_scan(&name, None, room, |s| window.loaded.contains(&s))? {
+            // Only events on disk: one still waiting for its fsync is not acknowledged yet, and
+            // a crash could take it back after the receiver had it (a delivery nobody made).
+            let skip = |s| window.loaded.contains(&s) || !outbox.is_flushed(s);
+            for (seq, state) in outbox.pending_scan(&name, None, room, skip)? {
                 window.add(seq, state);
             }
             refill = false;

@@ -40,7 +40,9 @@ async fn events_and_their_deliveries_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let e = {
         let o = Outbox::open(dir.path(), endpoints()).unwrap();
-        append(&o, "J1").await.unwrap()
+        let e = append(&o, "J1").await.unwrap();
+        assert!(o.is_flushed(e.sequence), "acknowledged means flushed, and only then deliverable");
+        e
     };
     let o = reopen(dir.path()).await.unwrap();
     assert_eq!(o.event(e.sequence).unwrap(), Some(e.clone()));
