@@ -16,6 +16,7 @@
 //! - [`event`]: the `StatusEvent` domain.
 //! - [`outbox`]: the durable queue (design doc in its module).
 //! - [`webhook`]: delivery loops, payload formats, signing, retry rules.
+//! - [`telemetry`]: MQTT telemetry (in progress: the acquisition rules).
 //! - [`gps`]: framing, decoding and assembling NMEA into one [`gps::Fix`] per epoch; the sources;
 //!   the live fix and GPS time.
 //! - [`config`]: the TOML config, parsed then validated once.
@@ -33,4 +34,5 @@ pub mod event;
 pub mod gps;
 pub mod outbox;
 pub mod taps;
+pub mod telemetry;
 pub mod webhook;

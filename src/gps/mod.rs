@@ -11,6 +11,7 @@ pub mod clock;
 pub mod decoder;
 pub mod fix;
 pub mod frame;
+pub mod geo;
 pub mod latest;
 pub mod sentence;
 pub mod sky;
