@@ -94,6 +94,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         webhooks = endpoints.len(),
         "curbside starting"
     );
+    if let Some(m) = &config.mqtt {
+        tracing::warn!(broker = %m.host, "[mqtt] is validated, but MQTT telemetry is not in this release yet: nothing is published");
+    }
     if let Some(loss) = outbox.loss() {
         tracing::error!(moved_to = %loss.moved_to.display(), at = %loss.at, "running on a fresh outbox after a store loss");
     }

@@ -51,6 +51,40 @@ pub struct RawConfig {
     /// `[[webhook]]` endpoints.
     #[serde(default)]
     pub webhook: Vec<RawWebhook>,
+    /// `[mqtt]` telemetry; absent means no telemetry.
+    pub mqtt: Option<RawMqtt>,
+}
+
+/// `[mqtt]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqtt {
+    /// `mqtt://host[:1883]` or `mqtts://host[:8883]`.
+    pub url: Option<String>,
+    /// User name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// CA certificates (PEM) for `mqtts://`, instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM), with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// Client key (PEM), with `client_cert`.
+    pub client_key: Option<PathBuf>,
+    /// Client id; default `curbside-{vehicle_id}`.
+    pub client_id: Option<String>,
+    /// MQTT keepalive.
+    pub keepalive: Option<String>,
+    /// Topic prefix; default `curbside/{vehicle_id}`.
+    pub topic_prefix: Option<String>,
+    /// QoS of positions (0, 1 or 2).
+    pub qos_position: Option<u8>,
+    /// `curbside` or `owntracks`.
+    pub mode: Option<String>,
+    /// OwnTracks user (topic `owntracks/{user}/{device}`); default `curbside`.
+    pub owntracks_user: Option<String>,
+    /// OwnTracks device; default the vehicle id.
+    pub owntracks_device: Option<String>,
 }
 
 /// `[[webhook]]` as written.
@@ -145,6 +179,65 @@ pub struct Config {
     pub api: ApiConfig,
     /// Webhook endpoints.
     pub webhooks: Vec<Arc<Endpoint>>,
+    /// MQTT telemetry, if configured.
+    pub mqtt: Option<MqttConfig>,
+}
+
+/// Which topics and payloads telemetry uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MqttMode {
+    /// `{topic_prefix}/position`, `/event`, `/state`.
+    Curbside,
+    /// `owntracks/{user}/{device}` with OwnTracks `_type: location` payloads.
+    OwnTracks {
+        /// User part of the topic.
+        user: String,
+        /// Device part of the topic.
+        device: String,
+    },
+}
+
+/// Validated `[mqtt]`.
+#[derive(Clone, PartialEq)]
+pub struct MqttConfig {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// TLS (`mqtts://`, rustls).
+    pub tls: bool,
+    /// User name and password.
+    pub credentials: Option<(String, String)>,
+    /// CA file for TLS.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key for TLS.
+    pub client_auth: Option<(PathBuf, PathBuf)>,
+    /// Client id.
+    pub client_id: String,
+    /// Keepalive.
+    pub keepalive: Duration,
+    /// Topic prefix (curbside mode).
+    pub topic_prefix: String,
+    /// QoS of positions.
+    pub qos_position: u8,
+    /// Topics and payloads.
+    pub mode: MqttMode,
+}
+
+impl std::fmt::Debug for MqttConfig {
+    // The password never reaches logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.credentials.as_ref().map(|c| &c.0))
+            .field("client_id", &self.client_id)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("qos_position", &self.qos_position)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Validated `[gps]`.
@@ -310,7 +403,10 @@ impl Config {
             webhooks.push(Arc::new(ep));
         }
 
+        let mqtt = raw.mqtt.map(|m| mqtt(m, &vehicle_id).map_err(|(k, msg)| err(&k, msg))).transpose()?;
+
         Ok(Config {
+            mqtt,
             origin: origin.into(),
             vehicle_id,
             driver_id,
@@ -320,6 +416,82 @@ impl Config {
             webhooks,
         })
     }
+}
+
+fn mqtt(m: RawMqtt, vehicle_id: &str) -> Result<MqttConfig, (String, String)> {
+    let key = |k: &str| format!("mqtt.{k}");
+    let url_text = m
+        .url
+        .ok_or_else(|| (key("url"), "is required in [mqtt] (e.g. \"mqtts://broker.example.com:8883\")".to_string()))?;
+    let url = reqwest::Url::parse(&url_text).map_err(|e| (key("url"), format!("is not a URL ({e}): {url_text:?}")))?;
+    let tls = match url.scheme() {
+        "mqtt" => false,
+        "mqtts" => true,
+        other => return Err((key("url"), format!("must start with mqtt:// or mqtts://, got {other}://"))),
+    };
+    let host =
+        url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| (key("url"), "needs a host".to_string()))?.to_string();
+    let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
+    let credentials = match (m.username, m.password) {
+        (Some(u), p) => Some((u, p.unwrap_or_default())),
+        (None, Some(_)) => return Err((key("password"), "needs mqtt.username".into())),
+        (None, None) => None,
+    };
+    let client_auth = match (m.client_cert, m.client_key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (Some(_), None) => return Err((key("client_key"), "is required with mqtt.client_cert".into())),
+        (None, Some(_)) => return Err((key("client_cert"), "is required with mqtt.client_key".into())),
+    };
+    if !tls && (m.ca_file.is_some() || client_auth.is_some()) {
+        return Err((key("url"), "ca_file and client certificates need an mqtts:// URL".into()));
+    }
+    let client_id = m.client_id.unwrap_or_else(|| format!("curbside-{vehicle_id}"));
+    if client_id.is_empty() || client_id.len() > 64 {
+        return Err((key("client_id"), "must be 1 to 64 characters".into()));
+    }
+    let keepalive = duration(m.keepalive.as_deref(), "30s").map_err(|e| (key("keepalive"), e))?;
+    if keepalive < Duration::from_secs(5) || keepalive > Duration::from_secs(65535) {
+        return Err((key("keepalive"), "must be between 5s and 65535s".into()));
+    }
+    let topic_prefix = m.topic_prefix.unwrap_or_else(|| format!("curbside/{vehicle_id}"));
+    if topic_prefix.is_empty() || topic_prefix.contains(['+', '#']) || topic_prefix.ends_with('/') {
+        return Err((
+            key("topic_prefix"),
+            format!("must be a topic without wildcards or a trailing '/', got {topic_prefix:?}"),
+        ));
+    }
+    let qos_position = m.qos_position.unwrap_or(1);
+    if qos_position > 2 {
+        return Err((key("qos_position"), format!("must be 0, 1 or 2, got {qos_position}")));
+    }
+    let mode = match m.mode.as_deref().unwrap_or("curbside") {
+        "curbside" => MqttMode::Curbside,
+        "owntracks" => {
+            let user = m.owntracks_user.unwrap_or_else(|| "curbside".into());
+            let device = m.owntracks_device.unwrap_or_else(|| vehicle_id.to_string());
+            for (k, v) in [("owntracks_user", &user), ("owntracks_device", &device)] {
+                if v.is_empty() || v.contains(['/', '+', '#']) {
+                    return Err((key(k), format!("must be a single topic level, got {v:?}")));
+                }
+            }
+            MqttMode::OwnTracks { user, device }
+        }
+        other => return Err((key("mode"), format!("must be \"curbside\" or \"owntracks\", got {other:?}"))),
+    };
+    Ok(MqttConfig {
+        host,
+        port,
+        tls,
+        credentials,
+        ca_file: m.ca_file,
+        client_auth,
+        client_id,
+        keepalive,
+        topic_prefix,
+        qos_position,
+        mode,
+    })
 }
 
 fn webhook(w: RawWebhook, i: usize) -> Result<Endpoint, (String, String)> {
@@ -485,6 +657,35 @@ mod tests {
             assert!(e.to_string().starts_with("test.toml: "), "{e}");
         }
         assert!(error_of("vehicle_id = \"v\"\n[gps]\ncolour = 1").message.contains("colour"));
+    }
+
+    #[test]
+    fn mqtt_defaults_follow_the_vehicle_and_errors_name_the_key() {
+        let c = Config::parse("vehicle_id = \"van-17\"\n[mqtt]\nurl = \"mqtts://broker.example.com\"\nusername = \"u\"\npassword = \"secret-pw\"", "t").unwrap();
+        let m = c.mqtt.unwrap();
+        assert_eq!((m.host.as_str(), m.port, m.tls), ("broker.example.com", 8883, true));
+        assert_eq!(
+            (m.client_id.as_str(), m.topic_prefix.as_str(), m.qos_position),
+            ("curbside-van-17", "curbside/van-17", 1)
+        );
+        assert!(!format!("{m:?}").contains("secret-pw"));
+        let ot =
+            Config::parse("vehicle_id = \"van-17\"\n[mqtt]\nurl = \"mqtt://localhost\"\nmode = \"owntracks\"", "t")
+                .unwrap();
+        assert_eq!(ot.mqtt.unwrap().mode, MqttMode::OwnTracks { user: "curbside".into(), device: "van-17".into() });
+        for (text, k) in [
+            ("[mqtt]\nusername = \"u\"", "mqtt.url"),
+            ("[mqtt]\nurl = \"http://b\"", "mqtt.url"),
+            ("[mqtt]\nurl = \"mqtt://b\"\nqos_position = 3", "mqtt.qos_position"),
+            ("[mqtt]\nurl = \"mqtt://b\"\nmode = \"x\"", "mqtt.mode"),
+            ("[mqtt]\nurl = \"mqtt://b\"\ntopic_prefix = \"a/#\"", "mqtt.topic_prefix"),
+            ("[mqtt]\nurl = \"mqtt://b\"\npassword = \"p\"", "mqtt.password"),
+            ("[mqtt]\nurl = \"mqtts://b\"\nclient_cert = \"c.pem\"", "mqtt.client_key"),
+            ("[mqtt]\nurl = \"mqtt://b\"\nca_file = \"ca.pem\"", "mqtt.url"),
+        ] {
+            let e = Config::parse(&format!("vehicle_id = \"v\"\n{text}"), "t").unwrap_err();
+            assert_eq!(e.key, k, "{text}: {e}");
+        }
     }
 
     #[test]
