@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::StatusCode;
-use curbside::event::{Status, StatusEvent};
-use curbside::gps::clock::ClockSource;
+use curbside::event::StatusEvent;
 use curbside::outbox::{EndpointFilter, Outbox};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -190,20 +189,13 @@ fn ratio(a: Duration, b: Duration) -> f64 {
 
 fn event(seq: u64, i: usize) -> StatusEvent {
     StatusEvent {
-        id: uuid::Uuid::now_v7(),
         sequence: seq,
         job_id: format!("JOB-{}", i % 5000),
-        status: Status::Delivered,
-        reason_code: None,
-        reason: None,
         received_by: Some("A. Customer".into()),
         note: Some("left at the door".into()),
         items: vec![],
-        occurred_at: chrono::Utc::now(),
-        clock_source: ClockSource::System,
         location: None,
-        vehicle_id: "van-17".into(),
-        driver_id: None,
+        ..curbside::webhook::format::sample("van-17")
     }
 }
 

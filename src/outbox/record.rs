@@ -72,11 +72,6 @@ pub fn seq_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
 
-/// A key back to a sequence.
-pub fn key_seq(key: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(key.try_into().ok()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

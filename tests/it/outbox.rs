@@ -4,8 +4,7 @@
 
 use std::path::Path;
 
-use curbside::event::{Status, StatusEvent};
-use curbside::gps::clock::ClockSource;
+use curbside::event::StatusEvent;
 use curbside::outbox::{EndpointFilter, Outbox, OutboxError};
 
 fn endpoints() -> Vec<EndpointFilter> {
@@ -14,20 +13,11 @@ fn endpoints() -> Vec<EndpointFilter> {
 
 fn event(seq: u64, job: &str) -> StatusEvent {
     StatusEvent {
-        id: uuid::Uuid::now_v7(),
         sequence: seq,
         job_id: job.into(),
-        status: Status::Delivered,
-        reason_code: None,
-        reason: None,
         received_by: Some("x".repeat(200)),
-        note: None,
-        items: vec![],
-        occurred_at: chrono::Utc::now(),
-        clock_source: ClockSource::System,
         location: None,
-        vehicle_id: "van-17".into(),
-        driver_id: None,
+        ..curbside::webhook::format::sample("van-17")
     }
 }
 

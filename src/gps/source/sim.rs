@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Feed;
 use crate::gps::frame::with_checksum;
-pub use crate::gps::geo::{bearing_deg, distance_m};
+use crate::gps::geo::{bearing_deg, distance_m};
 use crate::gps::latest::LatestFix;
 
 /// A closed loop of stops driven at a cruise speed, with a dwell at each stop.
