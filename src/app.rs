@@ -19,6 +19,7 @@ use crate::gps::latest::LatestFix;
 use crate::gps::source::{self, replay};
 use crate::outbox::{EndpointFilter, Outbox};
 use crate::taps::Taps;
+use crate::telemetry;
 use crate::webhook::{self, WebhookStatus};
 
 /// How long parts get to finish after shutdown is signalled.
@@ -56,8 +57,12 @@ impl Running {
 /// Builds every part from `config` (store opened, socket bound, client built: any failure here
 /// happens before anything runs), then spawns them under one shutdown.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let filters =
+    let mut filters: Vec<EndpointFilter> =
         config.webhooks.iter().map(|w| EndpointFilter { name: w.name.clone(), events: w.events.clone() }).collect();
+    if config.mqtt.is_some() {
+        // Status events wait for the broker in the outbox, like webhook deliveries.
+        filters.push(EndpointFilter { name: telemetry::EVENT_ENDPOINT.into(), events: None });
+    }
     let outbox = Outbox::open(&config.state_dir, filters)
         .with_context(|| format!("cannot open the outbox in {}", config.state_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(config.api.listen)
@@ -68,6 +73,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let clock = Clock::new(latest.clone(), config.gps.max_clock_skew);
     let client = webhook::client();
     let webhooks = WebhookStatus::default();
+    // Built before anything runs, so that unreadable TLS files fail the start.
+    let mqtt = match &config.mqtt {
+        Some(m) => Some((Arc::new(m.clone()), telemetry::options(m)?, telemetry::TelemetryStatus::default())),
+        None => None,
+    };
     let endpoints = Arc::new(config.webhooks.clone());
     let taps =
         Taps::new(outbox.clone(), latest.clone(), clock.clone(), config.vehicle_id.clone(), config.driver_id.clone());
@@ -82,6 +92,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         token: config.api.token.as_deref().map(Arc::from),
         vehicle_id: config.vehicle_id.clone(),
         gps_source: config.gps.source.kind(),
+        telemetry: mqtt.as_ref().map(|(m, _, status)| (status.clone(), format!("{}:{}", m.host, m.port))),
     };
     let shutdown = CancellationToken::new();
 
@@ -94,9 +105,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         webhooks = endpoints.len(),
         "curbside starting"
     );
-    if let Some(m) = &config.mqtt {
-        tracing::warn!(broker = %m.host, "[mqtt] is validated, but MQTT telemetry is not in this release yet: nothing is published");
-    }
     if let Some(loss) = outbox.loss() {
         tracing::error!(moved_to = %loss.moved_to.display(), at = %loss.at, "running on a fresh outbox after a store loss");
     }
@@ -124,6 +132,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             webhook::run(ep, index, deps, shutdown).await.with_context(|| format!("webhook {name} failed"))
         });
     }
+    if let Some((m, options, status)) = mqtt {
+        let deps = telemetry::Deps {
+            outbox: outbox.clone(),
+            latest: latest.clone(),
+            clock: clock.clone(),
+            status,
+            events: outbox.waker(config.webhooks.len()),
+        };
+        let (shutdown, vehicle_id) = (shutdown.clone(), config.vehicle_id.clone());
+        parts.spawn(async move {
+            telemetry::run(m, options, vehicle_id, deps, shutdown).await.context("mqtt telemetry failed")
+        });
+    }
     {
         let (latest, shutdown) = (latest.clone(), shutdown.clone());
         parts.spawn(async move {
@@ -133,10 +154,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     {
         let outbox = outbox.clone();
+        let mqtt_removed = config.mqtt.is_none();
         parts.spawn(async move {
-            if let Err(e) = tokio::task::spawn_blocking(move || outbox.prune_idempotency()).await? {
-                tracing::warn!(error = %e, "could not prune old idempotency keys");
-            }
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = outbox.prune_idempotency() {
+                    tracing::warn!(error = %e, "could not prune old idempotency keys");
+                }
+                if mqtt_removed {
+                    // Events mirrored for a broker that is no longer configured.
+                    match outbox.forget_endpoint(telemetry::EVENT_ENDPOINT) {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(events = n, "[mqtt] removed: dropped events waiting for the broker"),
+                        Err(e) => tracing::warn!(error = %e, "could not drop events waiting for a removed broker"),
+                    }
+                }
+            })
+            .await?;
             Ok(())
         });
     }

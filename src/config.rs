@@ -85,6 +85,24 @@ pub struct RawMqtt {
     pub owntracks_user: Option<String>,
     /// OwnTracks device; default the vehicle id.
     pub owntracks_device: Option<String>,
+    /// Acquisition: never more often than this while moving.
+    pub interval_moving_min: Option<String>,
+    /// Acquisition: at least this often while moving.
+    pub interval_moving_max: Option<String>,
+    /// Acquisition: heartbeat while stopped.
+    pub interval_stopped: Option<String>,
+    /// Acquisition: a point per this many metres.
+    pub distance_m: Option<f64>,
+    /// Acquisition: a point per this much turn, degrees.
+    pub heading_change_deg: Option<f64>,
+    /// Acquisition: moving at or above this speed, m/s.
+    pub moving_speed_mps: Option<f64>,
+    /// Offline ring: most positions kept.
+    pub backlog_max_points: Option<u64>,
+    /// Offline ring: most megabytes kept.
+    pub backlog_max_mb: Option<u64>,
+    /// Offline ring: oldest position kept.
+    pub backlog_max_age: Option<String>,
 }
 
 /// `[[webhook]]` as written.
@@ -222,6 +240,10 @@ pub struct MqttConfig {
     pub qos_position: u8,
     /// Topics and payloads.
     pub mode: MqttMode,
+    /// When a fix becomes a published position.
+    pub rules: crate::telemetry::rules::Rules,
+    /// Bounds of the offline backlog.
+    pub backlog: crate::outbox::RingLimits,
 }
 
 impl std::fmt::Debug for MqttConfig {
@@ -236,6 +258,8 @@ impl std::fmt::Debug for MqttConfig {
             .field("topic_prefix", &self.topic_prefix)
             .field("qos_position", &self.qos_position)
             .field("mode", &self.mode)
+            .field("rules", &self.rules)
+            .field("backlog", &self.backlog)
             .finish_non_exhaustive()
     }
 }
@@ -479,7 +503,58 @@ fn mqtt(m: RawMqtt, vehicle_id: &str) -> Result<MqttConfig, (String, String)> {
         }
         other => return Err((key("mode"), format!("must be \"curbside\" or \"owntracks\", got {other:?}"))),
     };
+    let d = crate::telemetry::rules::Rules::default();
+    let dur = |k: &str, v: Option<&str>, default: Duration| -> Result<Duration, (String, String)> {
+        match v {
+            None => Ok(default),
+            Some(t) => duration(Some(t), "0s").map_err(|e| (key(k), e)),
+        }
+    };
+    let positive = |k: &str, v: Option<f64>, default: f64| -> Result<f64, (String, String)> {
+        match v {
+            None => Ok(default),
+            Some(x) if x.is_finite() && x > 0.0 => Ok(x),
+            Some(x) => Err((key(k), format!("must be a positive number, got {x}"))),
+        }
+    };
+    let rules = crate::telemetry::rules::Rules {
+        min_interval_moving: dur("interval_moving_min", m.interval_moving_min.as_deref(), d.min_interval_moving)?,
+        max_interval_moving: dur("interval_moving_max", m.interval_moving_max.as_deref(), d.max_interval_moving)?,
+        heartbeat: dur("interval_stopped", m.interval_stopped.as_deref(), d.heartbeat)?,
+        min_distance_m: positive("distance_m", m.distance_m, d.min_distance_m)?,
+        min_heading_change_deg: positive("heading_change_deg", m.heading_change_deg, d.min_heading_change_deg)?,
+        moving_speed_mps: positive("moving_speed_mps", m.moving_speed_mps, d.moving_speed_mps)?,
+    };
+    if rules.max_interval_moving < rules.min_interval_moving {
+        return Err((key("interval_moving_max"), "must not be shorter than mqtt.interval_moving_min".into()));
+    }
+    if rules.heartbeat < Duration::from_secs(1) {
+        return Err((key("interval_stopped"), "must be at least 1s".into()));
+    }
+    if rules.min_heading_change_deg > 180.0 {
+        return Err((key("heading_change_deg"), "must be at most 180".into()));
+    }
+    let b = crate::outbox::RingLimits::default();
+    let backlog = crate::outbox::RingLimits {
+        max_points: match m.backlog_max_points {
+            Some(0) => return Err((key("backlog_max_points"), "must be at least 1".into())),
+            Some(n) => n,
+            None => b.max_points,
+        },
+        max_bytes: match m.backlog_max_mb {
+            Some(0) => return Err((key("backlog_max_mb"), "must be at least 1".into())),
+            Some(n) if n > 1 << 20 => return Err((key("backlog_max_mb"), "is unreasonably large".into())),
+            Some(n) => n * 1024 * 1024,
+            None => b.max_bytes,
+        },
+        max_age: dur("backlog_max_age", m.backlog_max_age.as_deref(), b.max_age)?,
+    };
+    if backlog.max_age < Duration::from_secs(60) {
+        return Err((key("backlog_max_age"), "must be at least 1m".into()));
+    }
     Ok(MqttConfig {
+        rules,
+        backlog,
         host,
         port,
         tls,
@@ -603,7 +678,8 @@ pub fn duration(text: Option<&str>, default: &str) -> Result<Duration, String> {
         "s" => n,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("needs a unit (ms, s, m, h), got {s:?}")),
+        "d" => n * 86_400.0,
+        _ => return Err(format!("needs a unit (ms, s, m, h, d), got {s:?}")),
     };
     Duration::try_from_secs_f64(secs).map_err(|_| format!("is out of range: {s:?}"))
 }
@@ -682,6 +758,13 @@ mod tests {
             ("[mqtt]\nurl = \"mqtt://b\"\npassword = \"p\"", "mqtt.password"),
             ("[mqtt]\nurl = \"mqtts://b\"\nclient_cert = \"c.pem\"", "mqtt.client_key"),
             ("[mqtt]\nurl = \"mqtt://b\"\nca_file = \"ca.pem\"", "mqtt.url"),
+            ("[mqtt]\nurl = \"mqtt://b\"\ninterval_moving_min = \"5\"", "mqtt.interval_moving_min"),
+            ("[mqtt]\nurl = \"mqtt://b\"\ninterval_moving_min = \"1m\"", "mqtt.interval_moving_max"),
+            ("[mqtt]\nurl = \"mqtt://b\"\ndistance_m = -1.0", "mqtt.distance_m"),
+            ("[mqtt]\nurl = \"mqtt://b\"\nheading_change_deg = 270.0", "mqtt.heading_change_deg"),
+            ("[mqtt]\nurl = \"mqtt://b\"\nbacklog_max_points = 0", "mqtt.backlog_max_points"),
+            ("[mqtt]\nurl = \"mqtt://b\"\nbacklog_max_mb = 0", "mqtt.backlog_max_mb"),
+            ("[mqtt]\nurl = \"mqtt://b\"\nbacklog_max_age = \"10s\"", "mqtt.backlog_max_age"),
         ] {
             let e = Config::parse(&format!("vehicle_id = \"v\"\n{text}"), "t").unwrap_err();
             assert_eq!(e.key, k, "{text}: {e}");

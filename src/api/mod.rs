@@ -50,6 +50,8 @@ pub struct Api {
     pub vehicle_id: String,
     /// The GPS source kind.
     pub gps_source: &'static str,
+    /// MQTT telemetry's status and its broker (`host:port`), when configured.
+    pub telemetry: Option<(crate::telemetry::TelemetryStatus, String)>,
 }
 
 /// An error answer: status, message, and the field at fault.
@@ -216,6 +218,11 @@ async fn status(State(api): State<Api>) -> Json<Value> {
             "store_loss": api.outbox.loss(),
         },
         "webhooks": endpoints,
+        "mqtt": api.telemetry.as_ref().map(|(t, broker)| {
+            let mut v = t.report(&api.outbox);
+            v["broker"] = broker.as_str().into();
+            v
+        }),
     }))
 }
 

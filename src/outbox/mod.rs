@@ -16,7 +16,8 @@
 //! | `pending` | endpoint, NUL, sequence (BE)          | version byte + JSON [`DeliveryState`]     |
 //! | `failed`  | endpoint, NUL, sequence (BE)          | the same, for events parked after their retry budget |
 //! | `log`     | log id, u64 BE (monotonic)            | version byte + JSON [`Attempt`] of failed attempts; the newest 10,000 kept |
-//! | `meta`    | `disabled/ENDPOINT`, `loss`           | JSON                                      |
+//! | `meta`    | `disabled/ENDPOINT`, `loss`, `telemetry_dropped` | JSON (the drop count: u64 BE)  |
+//! | `telemetry` | ring sequence, u64 BE               | positions waiting for the MQTT broker, see [`ring`] |
 //!
 //! Big-endian sequences make sled's key order the outbox order, so a range scan over an
 //! endpoint's prefix yields its deliveries oldest first, which is what per-job ordering needs.
@@ -37,6 +38,9 @@
 
 mod commit;
 pub mod record;
+mod ring;
+
+pub use ring::{RingLimits, RingPoint, RingStats};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -244,6 +248,9 @@ struct Inner {
     failed: sled::Tree,
     log: sled::Tree,
     meta: sled::Tree,
+    telemetry: sled::Tree,
+    /// The telemetry ring's ends and counters (see [`ring`]).
+    ring: std::sync::Mutex<ring::RingState>,
     endpoints: Vec<EndpointFilter>,
     wake: Vec<Arc<Notify>>,
     log_len: AtomicU64,
@@ -324,7 +331,11 @@ impl Outbox {
             let name = String::from_utf8_lossy(&k["disabled/".len()..]).into_owned();
             disabled.insert(name, String::from_utf8_lossy(&v).into_owned());
         }
+        let telemetry = tree("telemetry")?;
+        let ring = ring::RingState::load(&telemetry, &meta)?;
         let inner = Inner {
+            telemetry,
+            ring,
             unflushed: std::sync::Mutex::new(HashSet::new()),
             disabled: std::sync::Mutex::new(disabled),
             path,
@@ -608,6 +619,24 @@ impl Outbox {
             Ok::<_, ConflictableTransactionError<OutboxError>>(())
         })?;
         Ok(())
+    }
+
+    /// Drops every delivery to `endpoint` (and events nothing else needs), returning how many:
+    /// for the MQTT event mirror once `[mqtt]` is removed from the config. Webhook endpoints
+    /// are never forgotten this way: their events wait for an operator.
+    pub fn forget_endpoint(&self, endpoint: &str) -> Result<usize, OutboxError> {
+        let prefix = endpoint_prefix(endpoint);
+        let mut n = 0;
+        for tree in [&self.inner.pending, &self.inner.failed] {
+            let keys: Vec<sled::IVec> = tree.scan_prefix(&prefix).keys().collect::<Result<_, _>>()?;
+            for k in keys {
+                let Some((_, seq)) = split_endpoint_key(&k) else { continue };
+                tree.remove(&k)?;
+                self.delivered(endpoint, seq)?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Parks a delivery as failed after its retry budget; an operator's retry releases it.

@@ -1,6 +1,648 @@
-//! MQTT telemetry (issue 4, in progress): positions by time, distance and heading rules,
-//! mirrored status events, and a retained online/offline state. So far: the acquisition rules
-//! and the payloads (curbside and OwnTracks), both pure.
+//! MQTT telemetry: positions chosen by the acquisition rules, every status event mirrored, and a
+//! retained online/offline state with `offline` as the last will.
+//!
+//! # Data flow
+//! - The sampler watches the live fix and turns the fixes the [`rules`] pick into points.
+//! - The publisher owns one broker connection at a time. While connected, a new point is
+//!   published at once ("live"). While not, it goes to the outbox's telemetry ring (bounded; the
+//!   oldest are dropped and counted), and so does every live point still unacknowledged when a
+//!   connection drops. After a reconnect the ring (the "backlog") is published oldest first,
+//!   with at most [`WINDOW`] messages unacknowledged at once, so a live point waits behind at
+//!   most that many. A point leaves the ring only once the broker acknowledged it (QoS 1/2) or
+//!   it was written to the socket (QoS 0).
+//! - Status events are not points: they stay in the outbox as deliveries to the pseudo-endpoint
+//!   [`EVENT_ENDPOINT`] and are removed only on the broker's PUBACK, so they are never dropped and
+//!   survive restarts like webhooks do. They go before backlog points.
+//!
+//! # What a subscriber sees
+//! `online` (retained) on every connect; live positions as they happen; the backlog in time
+//! order, interleaved with live positions; events in the order they happened. Every position
+//! carries `tst`, so a consumer that needs one timeline sorts by it. Delivery is at least once: a
+//! connection lost between publish and acknowledgement means the message is sent again.
+//!
+//! Each connection is a fresh rumqttc client with a clean session: curbside, not the broker's
+//! session state, is the record of what was acknowledged.
 
 pub mod payload;
 pub mod rules;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use rumqttc::{AsyncClient, ConnectionError, Event, Incoming, LastWill, MqttOptions, Outgoing, QoS};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{MqttConfig, MqttMode};
+use crate::gps::Fix;
+use crate::gps::clock::Clock;
+use crate::gps::latest::LatestFix;
+use crate::outbox::Outbox;
+use crate::webhook::format;
+use rules::{Rules, Sent, Trigger};
+
+/// The outbox pseudo-endpoint that holds status events until the broker acknowledged them.
+/// Not a valid webhook name (`:`), so it cannot collide with one.
+pub const EVENT_ENDPOINT: &str = "mqtt:event";
+/// Backlog points and events unacknowledged at once.
+pub const WINDOW: usize = 64;
+/// Backlog points read from disk at a time.
+const READ_AHEAD: usize = 256;
+/// First and longest wait before reconnecting.
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+/// Longest wait before reconnecting.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long a clean shutdown waits for `offline` to be sent.
+const GOODBYE: Duration = Duration::from_secs(2);
+
+/// A position chosen by the rules, as kept in the ring.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// Unix seconds of the fix.
+    pub tst: i64,
+    /// Why it was chosen.
+    pub trigger: Trigger,
+    /// The fix.
+    pub fix: Fix,
+}
+
+/// The topics in use.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// Positions.
+    pub position: String,
+    /// Status events.
+    pub event: String,
+    /// Retained online/offline.
+    pub state: String,
+}
+
+impl Topics {
+    /// The topics of `cfg`. OwnTracks mode moves positions to `owntracks/{user}/{device}`;
+    /// events and state stay under the prefix (OwnTracks has no place for them).
+    pub fn of(cfg: &MqttConfig) -> Topics {
+        let p = &cfg.topic_prefix;
+        let position = match &cfg.mode {
+            MqttMode::Curbside => format!("{p}/position"),
+            MqttMode::OwnTracks { user, device } => format!("owntracks/{user}/{device}"),
+        };
+        Topics { position, event: format!("{p}/event"), state: format!("{p}/state") }
+    }
+}
+
+/// What the publisher reports, for status and metrics. Clones share one state.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryStatus(Arc<Mutex<Counters>>);
+
+/// Counters of the publisher.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counters {
+    /// Connected to the broker now.
+    pub connected: bool,
+    /// Since when connected (or when the last connection ended).
+    pub since: Option<DateTime<Utc>>,
+    /// Why the last connection failed or ended.
+    pub last_error: Option<String>,
+    /// Connections made since start.
+    pub connects: u64,
+    /// Positions the acquisition rules chose since start (published live or kept for later).
+    pub positions_made: u64,
+    /// Positions the broker acknowledged (or that were sent, at QoS 0) since start.
+    pub positions_published: u64,
+    /// Status events the broker acknowledged since start.
+    pub events_published: u64,
+}
+
+impl TelemetryStatus {
+    fn update(&self, f: impl FnOnce(&mut Counters)) {
+        if let Ok(mut c) = self.0.lock() {
+            f(&mut c);
+        }
+    }
+
+    /// A copy of the counters.
+    pub fn counters(&self) -> Counters {
+        self.0.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Counters, the offline backlog and the events waiting, as status shows them.
+    pub fn report(&self, outbox: &Outbox) -> serde_json::Value {
+        let mut v = serde_json::to_value(self.counters()).unwrap_or_default();
+        v["backlog"] = serde_json::to_value(outbox.ring_stats()).unwrap_or_default();
+        v["events_pending"] = outbox.depth(EVENT_ENDPOINT).pending.into();
+        v
+    }
+}
+
+/// What the telemetry part needs from the rest of the agent.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    /// Ring and event deliveries.
+    pub outbox: Outbox,
+    /// Fixes to sample.
+    pub latest: LatestFix,
+    /// Time for points without GPS time, and for the ring's age limit.
+    pub clock: Clock,
+    /// Counters.
+    pub status: TelemetryStatus,
+    /// Wakes when a new event is stored for [`EVENT_ENDPOINT`].
+    pub events: Arc<Notify>,
+}
+
+/// Builds the client options (TLS files are read here, so a bad file fails the start).
+pub fn options(cfg: &MqttConfig) -> anyhow::Result<MqttOptions> {
+    let mut o = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
+    o.set_keep_alive(cfg.keepalive);
+    o.set_clean_session(true);
+    o.set_inflight(100);
+    o.set_max_packet_size(256 * 1024, 256 * 1024);
+    if let Some((u, p)) = &cfg.credentials {
+        o.set_credentials(u, p);
+    }
+    o.set_last_will(LastWill::new(Topics::of(cfg).state, "offline", QoS::AtLeastOnce, true));
+    if cfg.tls {
+        o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(tls_config(
+            cfg,
+        )?))));
+    }
+    Ok(o)
+}
+
+fn tls_config(cfg: &MqttConfig) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    crate::webhook::install_crypto();
+    let builder = rustls::ClientConfig::builder();
+    let builder = match &cfg.ca_file {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .with_context(|| format!("mqtt.ca_file: cannot read certificates from {}", path.display()))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            anyhow::ensure!(added > 0, "mqtt.ca_file: no usable certificate in {}", path.display());
+            builder.with_root_certificates(roots)
+        }
+        None => {
+            use rustls_platform_verifier::BuilderVerifierExt;
+            builder.with_platform_verifier().context("cannot load the system's root certificates for mqtts://")?
+        }
+    };
+    Ok(match &cfg.client_auth {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let certs = CertificateDer::pem_file_iter(cert)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .with_context(|| format!("mqtt.client_cert: cannot read {}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .with_context(|| format!("mqtt.client_key: cannot read {}", key.display()))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .context("mqtt.client_cert/client_key do not make a client identity")?
+        }
+    })
+}
+
+/// Runs sampler and publisher until shutdown. Never fails because the broker is away.
+pub async fn run(
+    cfg: Arc<MqttConfig>,
+    options: MqttOptions,
+    vehicle_id: String,
+    deps: Deps,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (tx, rx) = mpsc::channel(1024);
+    let sampler = sample(cfg.rules.clone(), deps.clone(), tx, shutdown.clone());
+    let publisher = Publisher::new(&cfg, vehicle_id, options, deps);
+    tokio::join!(sampler, publisher.run(rx, shutdown));
+    Ok(())
+}
+
+/// Turns the fixes the rules pick into points.
+async fn sample(rules: Rules, deps: Deps, tx: mpsc::Sender<Point>, shutdown: CancellationToken) {
+    let mut changes = deps.latest.subscribe();
+    let mut last: Option<Sent> = None;
+    let mut seen: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            _ = shutdown.cancelled() => return,
+        }
+        let Some(r) = changes.borrow_and_update().last.clone() else { continue };
+        // The state also changes for counters and the sky: only a new epoch counts.
+        if seen == Some(r.at) {
+            continue;
+        }
+        seen = Some(r.at);
+        let Some(trigger) = rules.decide(last.as_ref(), &r.fix, r.at) else { continue };
+        last = rules.sent(&r.fix, r.at);
+        let tst = r.fix.time.unwrap_or_else(|| deps.clock.now().0).timestamp();
+        deps.status.update(|c| c.positions_made += 1);
+        if tx.send(Point { tst, trigger, fix: r.fix }).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A message handed to rumqttc and not yet acknowledged.
+#[derive(Debug)]
+enum Item {
+    /// A point published live (not in the ring).
+    Live(Point),
+    /// A point from the ring, by ring sequence.
+    Backlog(u64),
+    /// A status event, by outbox sequence.
+    Event(u64),
+    /// The retained state (or anything else not tracked).
+    Other,
+}
+
+struct Publisher {
+    topics: Topics,
+    mode: MqttMode,
+    qos: QoS,
+    tid: String,
+    limits: crate::outbox::RingLimits,
+    options: MqttOptions,
+    deps: Deps,
+}
+
+/// One connection's bookkeeping.
+struct Conn {
+    client: AsyncClient,
+    connected: bool,
+    /// Requested, in order, waiting for rumqttc to assign a packet id.
+    sent: VecDeque<Item>,
+    /// Written, waiting for the broker's acknowledgement.
+    awaiting: HashMap<u16, Item>,
+    /// A publish rumqttc holds back because its packet id is still in use.
+    collided: Option<(u16, Item)>,
+    /// Backlog points and events unacknowledged.
+    window: usize,
+    /// Ring points read ahead, and the last ring sequence read.
+    backlog: VecDeque<crate::outbox::RingPoint>,
+    backlog_read: Option<u64>,
+    backlog_done: bool,
+    /// Ring sequences in flight, and the highest acknowledged.
+    backlog_inflight: std::collections::BTreeSet<u64>,
+    backlog_acked: Option<u64>,
+    /// Last event sequence published.
+    events_read: Option<u64>,
+}
+
+enum Ended {
+    Shutdown,
+    Lost(String),
+}
+
+impl Publisher {
+    fn new(cfg: &MqttConfig, vehicle_id: String, options: MqttOptions, deps: Deps) -> Publisher {
+        let qos = match cfg.qos_position {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            _ => QoS::ExactlyOnce,
+        };
+        Publisher {
+            topics: Topics::of(cfg),
+            mode: cfg.mode.clone(),
+            qos,
+            tid: payload::tracker_id(&vehicle_id),
+            limits: cfg.backlog,
+            options,
+            deps,
+        }
+    }
+
+    async fn run(self, mut points: mpsc::Receiver<Point>, shutdown: CancellationToken) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 4 * WINDOW + 64);
+            let (events_tx, mut events_rx) = mpsc::channel(1024);
+            let poller = tokio::spawn(async move {
+                loop {
+                    let r = eventloop.poll().await;
+                    let stop = r.is_err();
+                    if events_tx.send(r).await.is_err() || stop {
+                        return;
+                    }
+                }
+            });
+            let mut conn = Conn::new(client);
+            let ended = self.connection(&mut conn, &mut points, &mut events_rx, &shutdown).await;
+            if matches!(ended, Ended::Shutdown) && conn.connected {
+                self.goodbye(&mut conn, &mut events_rx).await;
+            }
+            poller.abort();
+            let was_connected = conn.connected;
+            // Live points the broker has not acknowledged go to the ring, in the order made.
+            let unacked: Vec<Point> = std::mem::take(&mut conn.sent)
+                .into_iter()
+                .chain(conn.collided.take().map(|(_, i)| i))
+                .chain(sorted_by_pkid(std::mem::take(&mut conn.awaiting)))
+                .filter_map(|i| if let Item::Live(p) = i { Some(p) } else { None })
+                .collect();
+            let mut unacked = unacked;
+            unacked.sort_by_key(|p| p.tst);
+            for p in unacked {
+                self.store(&p);
+            }
+            match ended {
+                Ended::Shutdown => {
+                    while let Ok(p) = points.try_recv() {
+                        self.store(&p);
+                    }
+                    return;
+                }
+                Ended::Lost(e) => {
+                    if was_connected {
+                        tracing::warn!(error = %e, "mqtt connection lost; positions go to the backlog");
+                        backoff = BACKOFF_MIN;
+                    } else {
+                        tracing::debug!(error = %e, retry_in = ?backoff, "mqtt broker not reachable");
+                    }
+                    self.deps.status.update(|c| {
+                        c.connected = false;
+                        c.last_error = Some(e);
+                        if was_connected {
+                            c.since = Some(Utc::now());
+                        }
+                    });
+                }
+            }
+            // Wait before reconnecting; points keep going to the ring meanwhile.
+            let jitter = rand::random_range(0.8..1.2);
+            let until = Instant::now() + backoff.mul_f64(jitter);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    p = points.recv() => match p {
+                        Some(p) => self.store(&p),
+                        None => return,
+                    },
+                    _ = shutdown.cancelled() => {
+                        while let Ok(p) = points.try_recv() {
+                            self.store(&p);
+                        }
+                        return;
+                    }
+                }
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Serves one connection until it is lost or shutdown is asked.
+    async fn connection(
+        &self,
+        conn: &mut Conn,
+        points: &mut mpsc::Receiver<Point>,
+        events: &mut mpsc::Receiver<Result<Event, ConnectionError>>,
+        shutdown: &CancellationToken,
+    ) -> Ended {
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ended::Shutdown,
+                ev = events.recv() => match ev {
+                    None => return Ended::Lost("mqtt event loop ended".into()),
+                    Some(Err(e)) => return Ended::Lost(describe(&e)),
+                    Some(Ok(ev)) => {
+                        if let Err(e) = self.on_event(conn, ev) {
+                            return Ended::Lost(e);
+                        }
+                    }
+                },
+                p = points.recv() => match p {
+                    None => return Ended::Shutdown,
+                    Some(p) if conn.connected => self.send_live(conn, p),
+                    Some(p) => self.store(&p),
+                },
+                _ = self.deps.events.notified(), if conn.connected => {}
+            }
+            if conn.connected {
+                if let Err(e) = self.fill(conn) {
+                    return Ended::Lost(e);
+                }
+            }
+        }
+    }
+
+    fn on_event(&self, conn: &mut Conn, ev: Event) -> Result<(), String> {
+        match ev {
+            Event::Incoming(Incoming::ConnAck(_)) => {
+                conn.connected = true;
+                tracing::info!(broker = %self.options.broker_address().0, "mqtt connected");
+                self.deps.status.update(|c| {
+                    c.connected = true;
+                    c.since = Some(Utc::now());
+                    c.connects += 1;
+                });
+                conn.publish(&self.topics.state, QoS::AtLeastOnce, true, b"online".to_vec(), Item::Other)?;
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                let item = match conn.collided.take() {
+                    Some((id, item)) if id == pkid => item,
+                    other => {
+                        conn.collided = other;
+                        conn.sent.pop_front().ok_or("rumqttc sent a publish curbside did not ask for")?
+                    }
+                };
+                if pkid == 0 {
+                    self.done(conn, item)?; // QoS 0: written is all there is
+                } else {
+                    conn.awaiting.insert(pkid, item);
+                }
+            }
+            Event::Outgoing(Outgoing::AwaitAck(pkid)) => {
+                let item = conn.sent.pop_front().ok_or("rumqttc held a publish curbside did not ask for")?;
+                conn.collided = Some((pkid, item));
+            }
+            Event::Incoming(Incoming::PubAck(a)) => self.acked(conn, a.pkid)?,
+            Event::Incoming(Incoming::PubComp(c)) => self.acked(conn, c.pkid)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn acked(&self, conn: &mut Conn, pkid: u16) -> Result<(), String> {
+        match conn.awaiting.remove(&pkid) {
+            Some(item) => self.done(conn, item),
+            None => Ok(()), // e.g. a PUBREC's PUBCOMP bookkeeping, or an ack after a reset
+        }
+    }
+
+    fn done(&self, conn: &mut Conn, item: Item) -> Result<(), String> {
+        let o = &self.deps.outbox;
+        match item {
+            Item::Live(_) => self.deps.status.update(|c| c.positions_published += 1),
+            Item::Backlog(seq) => {
+                conn.window -= 1;
+                conn.backlog_inflight.remove(&seq);
+                conn.backlog_acked = conn.backlog_acked.max(Some(seq));
+                // Only a prefix leaves the ring: everything below the oldest still in flight.
+                let through = match conn.backlog_inflight.first() {
+                    Some(&oldest) => oldest.checked_sub(1),
+                    None => conn.backlog_acked,
+                };
+                if let Some(t) = through {
+                    o.ring_remove_through(t).map_err(|e| format!("telemetry ring: {e}"))?;
+                }
+                self.deps.status.update(|c| c.positions_published += 1);
+            }
+            Item::Event(seq) => {
+                conn.window -= 1;
+                o.delivered(EVENT_ENDPOINT, seq).map_err(|e| format!("outbox: {e}"))?;
+                self.deps.status.update(|c| c.events_published += 1);
+            }
+            Item::Other => {}
+        }
+        Ok(())
+    }
+
+    /// Hands events, then backlog points, to rumqttc while the window has room.
+    fn fill(&self, conn: &mut Conn) -> Result<(), String> {
+        let o = &self.deps.outbox;
+        'events: while conn.window < WINDOW {
+            let events = o
+                .pending_after(EVENT_ENDPOINT, conn.events_read, WINDOW - conn.window)
+                .map_err(|e| format!("outbox: {e}"))?;
+            if events.is_empty() {
+                break;
+            }
+            for (seq, _) in events {
+                if !o.is_flushed(seq) {
+                    // Not acknowledged to the driver yet; in order, nothing after it either.
+                    // The append wakes this loop once its fsync is done.
+                    break 'events;
+                }
+                conn.events_read = Some(seq);
+                let Some(event) = o.event(seq).map_err(|e| format!("outbox: {e}"))? else {
+                    // Delivered and removed by an earlier run's crash window: nothing to send.
+                    o.delivered(EVENT_ENDPOINT, seq).map_err(|e| format!("outbox: {e}"))?;
+                    continue;
+                };
+                let body = format::body(format::Format::Standard, &event);
+                conn.window += 1;
+                conn.publish(&self.topics.event, QoS::AtLeastOnce, false, body, Item::Event(seq))?;
+            }
+        }
+        let now = self.deps.clock.now().0.timestamp();
+        let oldest = now.saturating_sub(self.limits.max_age.as_secs() as i64);
+        while conn.window < WINDOW {
+            if conn.backlog.is_empty() && !conn.backlog_done {
+                let more = o.ring_after(conn.backlog_read, READ_AHEAD).map_err(|e| format!("telemetry ring: {e}"))?;
+                conn.backlog_done = more.len() < READ_AHEAD;
+                conn.backlog.extend(more);
+            }
+            let Some(p) = conn.backlog.pop_front() else { break };
+            conn.backlog_read = Some(p.seq);
+            let point: Option<Point> = serde_json::from_slice(&p.payload).ok();
+            let body = point.filter(|_| p.tst >= oldest).and_then(|pt| self.body(&pt));
+            let Some(body) = body else {
+                // Unreadable or past the age limit: it leaves with the next acknowledged prefix.
+                continue;
+            };
+            conn.window += 1;
+            conn.backlog_inflight.insert(p.seq);
+            conn.publish(&self.topics.position, self.qos, false, body, Item::Backlog(p.seq))?;
+        }
+        Ok(())
+    }
+
+    fn send_live(&self, conn: &mut Conn, p: Point) {
+        let Some(body) = self.body(&p) else { return };
+        let topic = self.topics.position.clone();
+        if let Err(e) = conn.publish(&topic, self.qos, false, body, Item::Live(p.clone())) {
+            tracing::debug!(error = %e, "live position stored instead");
+            self.store(&p);
+        }
+    }
+
+    fn body(&self, p: &Point) -> Option<Vec<u8>> {
+        let v = match &self.mode {
+            MqttMode::Curbside => payload::position(&p.fix, p.tst),
+            MqttMode::OwnTracks { .. } => payload::owntracks(&p.fix, p.tst, &self.tid, p.trigger)?,
+        };
+        serde_json::to_vec(&v).ok()
+    }
+
+    /// Keeps a point for later.
+    fn store(&self, p: &Point) {
+        let Ok(bytes) = serde_json::to_vec(p) else { return };
+        let now = self.deps.clock.now().0.timestamp();
+        match self.deps.outbox.ring_push(p.tst, &bytes, self.limits, now) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(dropped = n, "telemetry backlog full: oldest positions dropped"),
+            Err(e) => tracing::warn!(error = %e, "cannot keep a position for later; dropped"),
+        }
+    }
+
+    /// Clean shutdown: retained `offline`, then DISCONNECT, within [`GOODBYE`].
+    async fn goodbye(&self, conn: &mut Conn, events: &mut mpsc::Receiver<Result<Event, ConnectionError>>) {
+        let sent = conn.publish(&self.topics.state, QoS::AtLeastOnce, true, b"offline".to_vec(), Item::Other).is_ok()
+            && conn.client.try_disconnect().is_ok();
+        if !sent {
+            return;
+        }
+        let _ = tokio::time::timeout(GOODBYE, async {
+            while let Some(Ok(ev)) = events.recv().await {
+                if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
+                    return;
+                }
+                // Acknowledgements still arriving count (fewer duplicates next time).
+                let _ = self.on_event(conn, ev);
+            }
+        })
+        .await;
+        self.deps.status.update(|c| {
+            c.connected = false;
+            c.since = Some(Utc::now());
+        });
+        tracing::info!("mqtt disconnected (offline published)");
+    }
+}
+
+impl Conn {
+    /// Hands a message to rumqttc and remembers what it was, to match the packet id it gets.
+    fn publish(&mut self, topic: &str, qos: QoS, retain: bool, body: Vec<u8>, item: Item) -> Result<(), String> {
+        self.client.try_publish(topic, qos, retain, body).map_err(|e| format!("mqtt client: {e}"))?;
+        self.sent.push_back(item);
+        Ok(())
+    }
+
+    fn new(client: AsyncClient) -> Conn {
+        Conn {
+            client,
+            connected: false,
+            sent: VecDeque::new(),
+            awaiting: HashMap::new(),
+            collided: None,
+            window: 0,
+            backlog: VecDeque::new(),
+            backlog_read: None,
+            backlog_done: false,
+            backlog_inflight: Default::default(),
+            backlog_acked: None,
+            events_read: None,
+        }
+    }
+}
+
+fn sorted_by_pkid(m: HashMap<u16, Item>) -> impl Iterator<Item = Item> {
+    let mut v: Vec<(u16, Item)> = m.into_iter().collect();
+    v.sort_by_key(|(k, _)| *k);
+    v.into_iter().map(|(_, i)| i)
+}
+
+/// A connection error for logs and status, with the reason a broker refused us.
+fn describe(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(code) => format!("broker refused the connection: {code:?}"),
+        other => other.to_string(),
+    }
+}

@@ -44,7 +44,8 @@ impl Default for Rules {
 }
 
 /// Why a point is published (OwnTracks reports it as the trigger).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Trigger {
     /// The first fix since start.
     First,

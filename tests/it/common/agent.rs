@@ -40,13 +40,41 @@ async fn start_full(dir: tempfile::TempDir, api: &str, extra: &str) -> TestAgent
     start_at(dir, &state, api, extra).await
 }
 
-async fn start_at(dir: tempfile::TempDir, state: &std::path::Path, api: &str, extra: &str) -> TestAgent {
-    let text = format!(
-        "vehicle_id = \"van-17\"\nstate_dir = {:?}\n[gps]\nsource = \"sim\"\n[api]\n{api}\n{extra}",
+/// As [`start_in`], with the `[gps]` section given.
+pub async fn start_with_gps(dir: tempfile::TempDir, gps: &str, extra: &str) -> TestAgent {
+    let state = dir.path().join("state");
+    let text = config_text(&state, gps, "listen = \"127.0.0.1:0\"", extra);
+    start_text(dir, &text).await
+}
+
+/// A whole test config: state in `state`, the given `[gps]` and `[api]` sections, then `extra`.
+pub fn config_text(state: &std::path::Path, gps: &str, api: &str, extra: &str) -> String {
+    format!(
+        "vehicle_id = \"van-17\"\nstate_dir = {:?}\n[gps]\n{gps}\n[api]\n{api}\n{extra}",
         state.display().to_string()
-    );
-    let config = Config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let running = app::start(config).await.unwrap();
+    )
+}
+
+async fn start_at(dir: tempfile::TempDir, state: &std::path::Path, api: &str, extra: &str) -> TestAgent {
+    let text = config_text(state, "source = \"sim\"", api, extra);
+    start_text(dir, &text).await
+}
+
+async fn start_text(dir: tempfile::TempDir, text: &str) -> TestAgent {
+    let config = || Config::parse(text, "test.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    // Restarted in this process on the same store: sled's threads let go of the lock shortly
+    // after the last handle is dropped (a restarted process never waits).
+    let mut running = app::start(config()).await;
+    for _ in 0..100 {
+        match &running {
+            Err(e) if format!("{e:#}").contains("in use by another process") => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                running = app::start(config()).await;
+            }
+            _ => break,
+        }
+    }
+    let running = running.unwrap();
     curbside::webhook::install_crypto();
     TestAgent { running, dir, http: reqwest::Client::new() }
 }

@@ -41,4 +41,5 @@ pub async fn wait_for(latest: &LatestFix, limit: Duration, what: &str, pred: imp
 }
 
 pub mod agent;
+pub mod broker;
 pub mod receiver;

@@ -1,0 +1,282 @@
+//! MQTT telemetry against real brokers: rumqttd in-process (behind a link the test can cut) and
+//! mosquitto as a child process, with a real subscriber. Fixes are fed to the agent directly (its
+//! GPS source waits for a device that never appears), so the test knows every position made.
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use curbside::gps::{Fix, Mode};
+use serde_json::{Value, json};
+
+use crate::common::agent::{TestAgent, config_text, free_addr, start_with_gps};
+use crate::common::broker::{Link, Mosquitto, Msg, Subscriber, rumqttd, rumqttd_at};
+
+const POSITION: &str = "curbside/van-17/position";
+const EVENT: &str = "curbside/van-17/event";
+const STATE: &str = "curbside/van-17/state";
+/// A GPS that never delivers: the test feeds fixes itself.
+const NO_GPS: &str = "source = \"serial\"\ndevice = \"/nonexistent/curbside-test-tty\"";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Every fix becomes a point: no interval, 1 m distance, fixes 11 m apart.
+fn mqtt(broker: std::net::SocketAddr, extra: &str) -> String {
+    format!(
+        "[mqtt]\nurl = \"mqtt://{broker}\"\ninterval_moving_min = \"0s\"\ninterval_moving_max = \"1s\"\ndistance_m = 1.0\n{extra}"
+    )
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap()
+}
+
+/// Fix number `i` of a van driving north at 11 m/s, one second apart.
+fn fix(i: i64) -> Fix {
+    Fix {
+        time: Some(t0() + chrono::Duration::seconds(i)),
+        lat: Some(53.55 + i as f64 * 0.0001),
+        lon: Some(9.99),
+        alt_m: Some(12.0),
+        speed_mps: Some(11.0),
+        course_deg: Some(0.0),
+        mode: Mode::ThreeD,
+        quality: Some(1),
+        sats: Some(9),
+        hdop: Some(0.8),
+    }
+}
+
+async fn feed(agent: &TestAgent, range: std::ops::Range<i64>) {
+    for i in range {
+        agent.running.latest.publish(fix(i));
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+}
+
+/// Seconds since t0 of every position received, in arrival order.
+fn positions(msgs: &[Msg]) -> Vec<i64> {
+    msgs.iter().filter(|m| m.topic == POSITION).map(|m| m.json()["tst"].as_i64().unwrap() - t0().timestamp()).collect()
+}
+
+fn distinct(v: &[i64]) -> BTreeSet<i64> {
+    v.iter().copied().collect()
+}
+
+/// First arrivals only, in arrival order.
+fn first_arrivals(v: &[i64]) -> Vec<i64> {
+    let mut seen = BTreeSet::new();
+    v.iter().copied().filter(|t| seen.insert(*t)).collect()
+}
+
+async fn mqtt_status(agent: &TestAgent) -> Value {
+    agent.get("/api/v1/status").await["mqtt"].clone()
+}
+
+async fn wait_status(agent: &TestAgent, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let s = mqtt_status(agent).await;
+        if pred(&s) {
+            return s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; mqtt status: {s:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn tap(agent: &TestAgent, job: &str) -> String {
+    let (code, body) = agent.tap(job, json!({"status": "delivered", "received_by": "J. Doe"})).await;
+    assert_eq!(code, 201, "{body}");
+    body["id"].as_str().unwrap().to_string()
+}
+
+fn event_ids(msgs: &[Msg]) -> Vec<String> {
+    msgs.iter()
+        .filter(|m| m.topic == EVENT)
+        .map(|m| m.json()["data"]["id"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_positions_retained_state_and_mirrored_events() {
+    let broker = rumqttd().await;
+    let sub = Subscriber::connect(broker, "curbside/van-17/#").await;
+    let agent = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &mqtt(broker, "")).await;
+    sub.wait_until(WAIT, "retained online", |m| m.iter().any(|m| m.topic == STATE && m.text() == "online")).await;
+    let state = sub.on(STATE);
+    assert!(state[0].retain || state.len() == 1, "state is published retained");
+
+    feed(&agent, 0..5).await;
+    let msgs = sub.wait_until(WAIT, "5 positions", |m| distinct(&positions(m)).len() == 5).await;
+    let first = msgs.iter().find(|m| m.topic == POSITION).unwrap().json();
+    assert_eq!(first["tst"], t0().timestamp());
+    assert_eq!(
+        (first["lat"].as_f64(), first["speed_mps"].as_f64(), &first["mode"]),
+        (Some(53.55), Some(11.0), &json!("3d"))
+    );
+
+    let id = tap(&agent, "job-1").await;
+    let msgs = sub.wait_until(WAIT, "the event", |m| event_ids(m).contains(&id)).await;
+    let ev = msgs.iter().find(|m| m.topic == EVENT).unwrap().json();
+    assert_eq!(ev["type"], "job.status.delivered");
+    assert_eq!(ev["data"]["job_id"], "job-1");
+    assert_eq!(ev["data"]["location"]["lat"].as_f64(), fix(4).lat, "stamped with the last fix");
+
+    let s = wait_status(&agent, "counters", |s| s["events_published"] == 1 && s["positions_published"] == 5).await;
+    assert_eq!((s["connected"].as_bool(), s["positions_made"].as_u64()), (Some(true), Some(5)));
+    assert_eq!((s["backlog"]["points"].as_u64(), s["events_pending"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(s["broker"], broker.to_string());
+
+    // A clean stop says offline, retained: a subscriber arriving later still sees it.
+    agent.stop().await;
+    sub.wait_until(WAIT, "offline", |m| {
+        m.iter().rev().find(|m| m.topic == STATE).is_some_and(|m| m.text() == "offline")
+    })
+    .await;
+    let late = Subscriber::connect(broker, STATE).await;
+    let got = late.wait_until(WAIT, "retained offline", |m| !m.is_empty()).await;
+    assert_eq!((got[0].text().as_str(), got[0].retain), ("offline", true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_made_while_the_broker_is_away_arrive_afterwards_in_order() {
+    let broker = rumqttd().await;
+    let mut link = Link::to(broker).await;
+    let sub = Subscriber::connect(broker, "curbside/van-17/#").await;
+    let agent = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &mqtt(link.addr, "")).await;
+    wait_status(&agent, "connected", |s| s["connected"] == true).await;
+    feed(&agent, 0..10).await;
+    sub.wait_until(WAIT, "live positions", |m| distinct(&positions(m)).len() == 10).await;
+
+    link.cut();
+    wait_status(&agent, "disconnected", |s| s["connected"] == false).await;
+    feed(&agent, 10..40).await;
+    let id = tap(&agent, "job-away").await;
+    let s = wait_status(&agent, "backlog", |s| s["backlog"]["points"].as_u64() >= Some(30)).await;
+    assert_eq!(s["events_pending"], 1);
+    assert!(s["last_error"].is_string());
+
+    link.restore().await;
+    wait_status(&agent, "reconnected", |s| s["connected"] == true).await;
+    feed(&agent, 40..45).await;
+    let msgs = sub
+        .wait_until(WAIT, "every position and the event", |m| {
+            distinct(&positions(m)).len() == 45 && event_ids(m).contains(&id)
+        })
+        .await;
+    let got = positions(&msgs);
+    assert_eq!(distinct(&got), (0..45).collect(), "every position arrived");
+    let backlog: Vec<i64> = first_arrivals(&got).into_iter().filter(|t| (10..40).contains(t)).collect();
+    assert!(backlog.windows(2).all(|w| w[0] < w[1]), "the backlog arrives in time order: {backlog:?}");
+    let s = wait_status(&agent, "drained", |s| s["backlog"]["points"] == 0 && s["events_pending"] == 0).await;
+    assert_eq!((s["positions_made"].as_u64(), s["backlog"]["dropped"].as_u64()), (Some(45), Some(0)));
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ring_keeps_the_newest_points_within_its_limit_across_a_restart() {
+    let broker = free_addr(); // nothing there yet
+    let config = mqtt(broker, "backlog_max_points = 5");
+    let agent = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &config).await;
+    feed(&agent, 0..12).await;
+    let id = tap(&agent, "job-offline").await;
+    let s = wait_status(&agent, "a full ring", |s| s["backlog"]["dropped"] == 7).await;
+    assert_eq!((s["backlog"]["points"].as_u64(), s["connected"].as_bool()), (Some(5), Some(false)));
+    assert_eq!(s["backlog"]["oldest_tst"].as_i64(), Some(t0().timestamp() + 7));
+
+    // Restarted while still offline: the ring, its drop count and the event are on disk.
+    let dir = agent.stop().await;
+    let agent = start_with_gps(dir, NO_GPS, &config).await;
+    let s = mqtt_status(&agent).await;
+    assert_eq!((s["backlog"]["points"].as_u64(), s["backlog"]["dropped"].as_u64()), (Some(5), Some(7)));
+    assert_eq!(s["events_pending"], 1);
+
+    rumqttd_at(broker).await;
+    let sub = Subscriber::connect(broker, "curbside/van-17/#").await;
+    let msgs = sub
+        .wait_until(WAIT, "the kept points and the event", |m| {
+            distinct(&positions(m)).len() == 5 && event_ids(m).contains(&id)
+        })
+        .await;
+    assert_eq!(distinct(&positions(&msgs)), (7..12).collect(), "the newest five were kept");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_leaves_its_last_will() {
+    let broker = rumqttd().await;
+    let sub = Subscriber::connect(broker, STATE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("curbside.toml");
+    let api = format!("listen = \"{}\"", free_addr());
+    std::fs::write(&config, config_text(&dir.path().join("state"), "source = \"sim\"", &api, &mqtt(broker, "")))
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_curbside"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    sub.wait_until(WAIT, "online", |m| m.last().is_some_and(|m| m.text() == "online")).await;
+    child.kill().unwrap(); // SIGKILL: no goodbye, only the will
+    child.wait().unwrap();
+    sub.wait_until(WAIT, "the last will", |m| m.last().is_some_and(|m| m.text() == "offline")).await;
+    let late = Subscriber::connect(broker, STATE).await;
+    let got = late.wait_until(WAIT, "retained will", |m| !m.is_empty()).await;
+    assert_eq!((got[0].text().as_str(), got[0].retain), ("offline", true));
+}
+
+/// The same through mosquitto, stopped by its PID and started again while the agent runs.
+/// mosquitto persists the subscriber's session across its restart (SIGTERM saves it), so the
+/// subscriber misses nothing the agent publishes after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_stopped_and_restarted() {
+    let mut mosq = Mosquitto::start().await;
+    let sub = Subscriber::connect_persistent(mosq.addr, "curbside/van-17/#").await;
+    let agent = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &mqtt(mosq.addr, "")).await;
+    sub.wait_until(WAIT, "retained online", |m| m.iter().any(|m| m.topic == STATE && m.text() == "online")).await;
+    feed(&agent, 0..10).await;
+    sub.wait_until(WAIT, "live positions", |m| distinct(&positions(m)).len() == 10).await;
+
+    mosq.stop();
+    wait_status(&agent, "disconnected", |s| s["connected"] == false).await;
+    feed(&agent, 10..30).await;
+    let id = tap(&agent, "job-mosq").await;
+    wait_status(&agent, "backlog", |s| s["backlog"]["points"].as_u64() >= Some(20)).await;
+
+    mosq.restart().await;
+    let msgs = sub
+        .wait_until(WAIT, "every position and the event", |m| {
+            distinct(&positions(m)).len() == 30 && event_ids(m).contains(&id)
+        })
+        .await;
+    let backlog: Vec<i64> = first_arrivals(&positions(&msgs)).into_iter().filter(|t| (10..30).contains(t)).collect();
+    assert!(backlog.windows(2).all(|w| w[0] < w[1]), "the backlog arrives in time order: {backlog:?}");
+    sub.wait_until(WAIT, "online again", |m| {
+        m.iter().filter(|m| m.topic == STATE && m.text() == "online").count() >= 2
+    })
+    .await;
+    agent.stop().await;
+    sub.wait_until(WAIT, "offline", |m| {
+        m.iter().rev().find(|m| m.topic == STATE).is_some_and(|m| m.text() == "offline")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_mqtt_from_the_config_drops_the_events_waiting_for_it() {
+    let agent = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &mqtt(free_addr(), "")).await;
+    tap(&agent, "job-1").await;
+    assert_eq!(agent.get("/api/v1/status").await["outbox"]["events"], 1);
+    let agent = start_with_gps(agent.stop().await, NO_GPS, "").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while agent.get("/api/v1/status").await["outbox"]["events"] != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the mirrored event was not dropped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(agent.get("/api/v1/status").await["mqtt"].is_null());
+    agent.stop().await;
+}
