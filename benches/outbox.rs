@@ -21,41 +21,11 @@ use axum::http::StatusCode;
 use curbside::event::StatusEvent;
 use curbside::outbox::{EndpointFilter, Outbox};
 
+mod common;
+use common::{dir_size, free_port, peak_rss_kb, spawn_agent};
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn dir_size(p: &Path) -> u64 {
-    std::fs::read_dir(p)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| {
-                    let m = e.metadata().unwrap();
-                    if m.is_dir() { dir_size(&e.path()) } else { m.len() }
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
-fn spawn_agent(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_curbside"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("agent starts")
-}
-
-fn peak_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn write_config(dir: &Path, api: &str, hook: Option<&str>) -> PathBuf {
@@ -79,10 +49,6 @@ async fn wait_up(http: &reqwest::Client, api: &str) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("agent did not come up");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 async fn tap_latency(base: &Path) {

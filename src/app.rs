@@ -438,6 +438,26 @@ pub fn status_text(s: &serde_json::Value) -> String {
             st["last_error"].as_str().unwrap_or("-"),
         );
     }
+    let m = &s["mqtt"];
+    if !m.is_null() {
+        let b = &m["backlog"];
+        let _ = writeln!(
+            out,
+            "mqtt     {} {}; {} positions published, backlog {} ({} bytes{}), {} dropped; {} events waiting; last error {}",
+            m["broker"].as_str().unwrap_or("?"),
+            if m["connected"].as_bool() == Some(true) { "connected" } else { "NOT CONNECTED" },
+            m["positions_published"],
+            b["points"],
+            b["bytes"],
+            b["oldest_tst"]
+                .as_i64()
+                .map(|t| format!(", oldest {} s old", chrono::Utc::now().timestamp() - t))
+                .unwrap_or_default(),
+            b["dropped"],
+            m["events_pending"],
+            m["last_error"].as_str().unwrap_or("-"),
+        );
+    }
     out
 }
 
@@ -465,4 +485,32 @@ pub fn outbox_text(list: &serde_json::Value) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn status_text_shows_the_broker_and_its_backlog() {
+        let s = json!({
+            "version": "0.1.0", "vehicle_id": "van-17",
+            "gps": {"source": "sim", "connected": true, "fix": null, "last_known": null, "bad_sentences": 0},
+            "clock": {"trusted": true, "reason": "system clock agrees with GPS"},
+            "outbox": {"events": 1, "size_on_disk": 4096, "store_loss": null},
+            "webhooks": [],
+            "mqtt": {"broker": "broker.example.com:8883", "connected": false, "positions_published": 12,
+                     "backlog": {"points": 30, "bytes": 9000, "oldest_tst": null, "dropped": 2},
+                     "events_pending": 1, "last_error": "connection refused"},
+        });
+        let text = status_text(&s);
+        let line = text.lines().find(|l| l.starts_with("mqtt")).unwrap();
+        assert_eq!(
+            line,
+            "mqtt     broker.example.com:8883 NOT CONNECTED; 12 positions published, backlog 30 (9000 bytes), 2 dropped; 1 events waiting; last error connection refused"
+        );
+        let without = status_text(&json!({"mqtt": null}));
+        assert!(!without.contains("mqtt"));
+    }
 }

@@ -700,6 +700,26 @@ mod tests {
     }
 
     #[test]
+    fn the_example_mqtt_section_documents_the_defaults() {
+        let start = EXAMPLE.find("# [mqtt]").expect("the example has an [mqtt] section");
+        let uncommented: String = EXAMPLE[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let documented = format!("vehicle_id = \"van-17\"\n{uncommented}");
+        let d = Config::parse(&documented, "example").unwrap_or_else(|e| panic!("{e}\n{documented}"));
+        let minimal = Config::parse(
+            "vehicle_id = \"van-17\"\n[mqtt]\nurl = \"mqtts://broker.example.com:8883\"\nusername = \"van-17\"\npassword = \"...\"\nca_file = \"/etc/curbside/ca.pem\"\nclient_cert = \"/etc/curbside/van.pem\"\nclient_key = \"/etc/curbside/van.key\"",
+            "example",
+        )
+        .unwrap();
+        assert_eq!(d.mqtt, minimal.mqtt, "every other documented value is the default");
+    }
+
+    #[test]
     fn embedded_defaults_run_the_simulator() {
         let c = Config::embedded();
         assert_eq!(c.gps.source.kind(), "sim");

@@ -120,8 +120,25 @@ impl RingState {
         Ok(Mutex::new(s))
     }
 
-    /// Re-reads the front record after removals.
+    /// Re-reads the front record after removals. Keys are contiguous, so the new front is
+    /// looked up by key: sled's `first()` walks the emptied leaves at the front of the tree,
+    /// which made draining a large backlog quadratic.
     fn refresh_front(&mut self, tree: &sled::Tree) -> Result<(), OutboxError> {
+        if let Some((front, back)) = self.ends {
+            if front > back {
+                self.ends = None;
+                self.oldest_tst = None;
+                self.before_front = self.cum_back;
+                return Ok(());
+            }
+            if let Some(v) = tree.get(front.to_be_bytes())? {
+                if let Some(h) = header(&v) {
+                    self.before_front = h.cum.saturating_sub(v.len() as u64);
+                    self.oldest_tst = Some(h.tst);
+                    return Ok(());
+                }
+            }
+        }
         loop {
             match tree.first()? {
                 None => {
@@ -216,6 +233,7 @@ impl Outbox {
             tree.remove(front.to_be_bytes())?;
             dropped += 1;
             s.dropped += 1;
+            s.ends = s.ends.map(|(f, b)| (f + 1, b));
             s.refresh_front(tree)?;
         }
         if dropped > 0 {
@@ -226,7 +244,9 @@ impl Outbox {
 
     /// Up to `limit` points after ring sequence `after` (from the front when `None`), oldest first.
     pub fn ring_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<RingPoint>, OutboxError> {
-        let start = after.map_or(0, |a| a.saturating_add(1));
+        // From the front, not from key 0: the removed keys before it are empty leaves to sled.
+        let front = self.ring().ends.map_or(0, |(f, _)| f);
+        let start = after.map_or(front, |a| a.saturating_add(1)).max(front);
         let mut out = Vec::with_capacity(limit.min(1024));
         for kv in self.inner.telemetry.range(start.to_be_bytes()..).take(limit) {
             let (k, v) = kv?;
@@ -250,6 +270,7 @@ impl Outbox {
             batch.remove(&k.to_be_bytes());
         }
         tree.apply_batch(batch)?;
+        s.ends = Some((seq.min(back) + 1, back));
         s.refresh_front(tree)?;
         Ok(())
     }

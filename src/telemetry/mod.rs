@@ -51,6 +51,8 @@ use rules::{Rules, Sent, Trigger};
 pub const EVENT_ENDPOINT: &str = "mqtt:event";
 /// Backlog points and events unacknowledged at once.
 pub const WINDOW: usize = 64;
+/// Acknowledged backlog points removed from the ring at a time.
+const REMOVE_BATCH: u64 = 32;
 /// Backlog points read from disk at a time.
 const READ_AHEAD: usize = 256;
 /// First and longest wait before reconnecting.
@@ -291,6 +293,8 @@ struct Conn {
     /// Ring sequences in flight, and the highest acknowledged.
     backlog_inflight: std::collections::BTreeSet<u64>,
     backlog_acked: Option<u64>,
+    /// The last ring sequence removed.
+    backlog_removed: Option<u64>,
     /// Last event sequence published.
     events_read: Option<u64>,
 }
@@ -338,6 +342,9 @@ impl Publisher {
                 self.goodbye(&mut conn, &mut events_rx).await;
             }
             poller.abort();
+            if let Err(e) = conn.remove_acked(&self.deps.outbox) {
+                tracing::warn!(error = %e, "telemetry ring: acknowledged points stay (sent again later)");
+            }
             let was_connected = conn.connected;
             // Live points the broker has not acknowledged go to the ring, in the order made.
             let unacked: Vec<Point> = std::mem::take(&mut conn.sent)
@@ -484,13 +491,17 @@ impl Publisher {
                 conn.window -= 1;
                 conn.backlog_inflight.remove(&seq);
                 conn.backlog_acked = conn.backlog_acked.max(Some(seq));
-                // Only a prefix leaves the ring: everything below the oldest still in flight.
+                // Only a prefix leaves the ring: everything below the oldest still in flight,
+                // in batches (a crash in between only means those points are sent again).
                 let through = match conn.backlog_inflight.first() {
                     Some(&oldest) => oldest.checked_sub(1),
                     None => conn.backlog_acked,
                 };
                 if let Some(t) = through {
-                    o.ring_remove_through(t).map_err(|e| format!("telemetry ring: {e}"))?;
+                    let pending = t.saturating_sub(conn.backlog_removed.map_or(0, |r| r + 1)) + 1;
+                    if conn.backlog_inflight.is_empty() || pending >= REMOVE_BATCH {
+                        conn.remove_acked(o).map_err(|e| format!("telemetry ring: {e}"))?;
+                    }
                 }
                 self.deps.status.update(|c| c.positions_published += 1);
             }
@@ -615,6 +626,19 @@ impl Conn {
         Ok(())
     }
 
+    /// Removes the acknowledged prefix of the backlog from the ring.
+    fn remove_acked(&mut self, outbox: &Outbox) -> Result<(), crate::outbox::OutboxError> {
+        let through = match self.backlog_inflight.first() {
+            Some(&oldest) => oldest.checked_sub(1),
+            None => self.backlog_acked,
+        };
+        if let Some(t) = through.filter(|t| Some(*t) > self.backlog_removed) {
+            outbox.ring_remove_through(t)?;
+            self.backlog_removed = Some(t);
+        }
+        Ok(())
+    }
+
     fn new(client: AsyncClient) -> Conn {
         Conn {
             client,
@@ -628,6 +652,7 @@ impl Conn {
             backlog_done: false,
             backlog_inflight: Default::default(),
             backlog_acked: None,
+            backlog_removed: None,
             events_read: None,
         }
     }

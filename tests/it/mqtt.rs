@@ -280,3 +280,57 @@ async fn removing_mqtt_from_the_config_drops_the_events_waiting_for_it() {
     assert!(agent.get("/api/v1/status").await["mqtt"].is_null());
     agent.stop().await;
 }
+
+/// OwnTracks mode: positions on `owntracks/{user}/{device}` as OwnTracks location messages, the
+/// way OwnTracks Recorder reads them; events and state stay under the prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owntracks_mode_publishes_location_messages() {
+    let broker = rumqttd().await;
+    let sub = Subscriber::connect(broker, "#").await;
+    let config = mqtt(broker, "mode = \"owntracks\"\nowntracks_user = \"fleet\"");
+    let agent = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &config).await;
+    sub.wait_until(WAIT, "online", |m| m.iter().any(|m| m.topic == STATE && m.text() == "online")).await;
+    feed(&agent, 0..3).await;
+    let msgs = sub
+        .wait_until(WAIT, "3 locations", |m| m.iter().filter(|m| m.topic == "owntracks/fleet/van-17").count() >= 3)
+        .await;
+    let loc = msgs.iter().find(|m| m.topic == "owntracks/fleet/van-17").unwrap().json();
+    assert_eq!(
+        loc,
+        json!({"_type": "location", "lat": 53.55, "lon": 9.99, "tst": t0().timestamp(), "tid": "17", "t": "t",
+               "acc": 4, "alt": 12, "vel": 40, "cog": 0}),
+        "11 m/s is 40 km/h; acc is hdop × 5 m"
+    );
+    assert!(sub.on(POSITION).is_empty());
+    agent.stop().await;
+}
+
+/// A long backlog does not hold live positions back: one made while the backlog drains arrives
+/// before the backlog's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_position_overtakes_a_long_backlog() {
+    const BACKLOG: i64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        use curbside::telemetry::{EVENT_ENDPOINT, Point, rules::Trigger};
+        let filters = vec![curbside::outbox::EndpointFilter { name: EVENT_ENDPOINT.into(), events: None }];
+        let outbox = curbside::outbox::Outbox::open(&dir.path().join("state"), filters).unwrap();
+        for i in -BACKLOG..0 {
+            let p = Point { tst: t0().timestamp() + i, trigger: Trigger::Distance, fix: fix(i) };
+            outbox.ring_push(p.tst, &serde_json::to_vec(&p).unwrap(), Default::default(), p.tst).unwrap();
+        }
+        outbox.flush().await.unwrap();
+    }
+    let broker = rumqttd().await;
+    let sub = Subscriber::connect(broker, POSITION).await;
+    let agent = start_with_gps(dir, NO_GPS, &mqtt(broker, "")).await;
+    wait_status(&agent, "connected", |s| s["connected"] == true).await;
+    agent.running.latest.publish(fix(0));
+    let msgs = sub.wait_until(WAIT, "backlog and live", |m| distinct(&positions(m)).len() as i64 == BACKLOG + 1).await;
+    let got = first_arrivals(&positions(&msgs));
+    let live_at = got.iter().position(|t| *t == 0).unwrap();
+    let backlog_end = got.iter().position(|t| *t == -1).unwrap();
+    assert!(live_at < backlog_end, "the live point came {live_at}th, the backlog ended {backlog_end}th");
+    assert!(got.iter().filter(|t| **t < 0).is_sorted(), "the backlog in time order");
+    agent.stop().await;
+}
