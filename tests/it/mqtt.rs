@@ -334,3 +334,76 @@ async fn a_live_position_overtakes_a_long_backlog() {
     assert!(got.iter().filter(|t| **t < 0).is_sorted(), "the backlog in time order");
     agent.stop().await;
 }
+
+/// A test CA, a server certificate for `localhost` and a client certificate, as PEM files.
+fn pki(dir: &std::path::Path) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "curbside test CA");
+    std::fs::write(dir.join("ca.pem"), ca.self_signed(&ca_key).unwrap().pem()).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    for (name, sans, usage) in [
+        ("server", vec!["localhost".to_string()], ExtendedKeyUsagePurpose::ServerAuth),
+        ("client", vec![], ExtendedKeyUsagePurpose::ClientAuth),
+    ] {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.distinguished_name.push(DnType::CommonName, format!("curbside test {name}"));
+        params.extended_key_usages = vec![usage];
+        std::fs::write(dir.join(format!("{name}.pem")), params.signed_by(&key, &issuer).unwrap().pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+/// mqtts:// through rustls: the broker's certificate checked against `ca_file`, and a client
+/// certificate the broker requires. Without the client certificate the broker refuses, and
+/// status says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtts_with_a_private_ca_and_a_client_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    pki(certs.path());
+    let tls = free_addr();
+    let p = |f: &str| certs.path().join(f).display().to_string();
+    let mosq = Mosquitto::start_with(&format!(
+        "listener {} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+        tls.port(),
+        p("ca.pem"),
+        p("server.pem"),
+        p("server.key")
+    ))
+    .await;
+    let sub = Subscriber::connect(mosq.addr, "curbside/van-17/#").await;
+    let url = format!("[mqtt]\nurl = \"mqtts://localhost:{}\"\nca_file = {:?}\n", tls.port(), p("ca.pem"));
+
+    let without = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &url).await;
+    let s = wait_status(&without, "a refusal", |s| s["last_error"].is_string()).await;
+    assert_eq!(s["connected"], false, "{s}");
+    without.stop().await;
+
+    let with = format!(
+        "{url}client_cert = {:?}\nclient_key = {:?}\ninterval_moving_min = \"0s\"\ndistance_m = 1.0\n",
+        p("client.pem"),
+        p("client.key")
+    );
+    let agent = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &with).await;
+    sub.wait_until(WAIT, "online over TLS", |m| m.iter().any(|m| m.topic == STATE && m.text() == "online")).await;
+    feed(&agent, 0..3).await;
+    sub.wait_until(WAIT, "positions over TLS", |m| distinct(&positions(m)).len() == 3).await;
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreadable_ca_file_fails_the_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        &dir.path().join("state"),
+        NO_GPS,
+        "listen = \"127.0.0.1:0\"",
+        "[mqtt]\nurl = \"mqtts://localhost:8883\"\nca_file = \"/nonexistent/ca.pem\"",
+    );
+    let config = curbside::config::Config::parse(&text, "t.toml").unwrap();
+    let err = format!("{:#}", curbside::app::start(config).await.unwrap_err());
+    assert!(err.contains("mqtt.ca_file") && err.contains("/nonexistent/ca.pem"), "{err}");
+}

@@ -118,13 +118,19 @@ impl Drop for Link {
 pub struct Mosquitto {
     pub addr: SocketAddr,
     dir: tempfile::TempDir,
+    extra: String,
     child: Option<Child>,
 }
 
 impl Mosquitto {
     pub async fn start() -> Mosquitto {
+        Self::start_with("").await
+    }
+
+    /// With more configuration lines (another listener, say) after the loopback listener.
+    pub async fn start_with(extra: &str) -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
-        let mut m = Mosquitto { addr: free_addr(), dir, child: None };
+        let mut m = Mosquitto { addr: free_addr(), dir, extra: extra.to_string(), child: None };
         m.restart().await;
         m
     }
@@ -133,9 +139,10 @@ impl Mosquitto {
     pub async fn restart(&mut self) {
         let conf = self.dir.path().join("mosquitto.conf");
         let text = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n",
+            "allow_anonymous true\npersistence true\npersistence_location {}/\nlistener {} 127.0.0.1\n{}\n",
+            self.dir.path().display(),
             self.addr.port(),
-            self.dir.path().display()
+            self.extra
         );
         std::fs::write(&conf, text).unwrap();
         // Debian puts it in /usr/sbin, which a user's PATH may lack.
