@@ -3,10 +3,10 @@
 //! Data flow (see DESIGN.md in the repository for the whole picture):
 //!
 //! ```text
-//! GPS receiver ──serial NMEA / gpsd / replay / sim──▶ gps ──LatestFix──┐
-//!                                                                      ▼
-//! driver taps ──HTTP API / CLI──▶ api ──▶ taps ──StatusEvent──▶ outbox (sled, flushed before 201)
-//!                                                                      │
+//! GPS receiver ──serial NMEA / gpsd / replay / sim──▶ gps ──LatestFix──┬─────────────▶ telemetry ──MQTT──▶ broker
+//!                                                                      ▼                 ▲
+//! driver taps ──HTTP API / CLI──▶ api ──▶ taps ──StatusEvent──▶ outbox (sled) ──────────┘ events; ring of
+//!                                                   flushed before 201 │                   positions while offline
 //!                                             webhook (one loop per endpoint) ──HTTPS──▶ back office
 //! ```
 //!
@@ -16,7 +16,7 @@
 //! - [`event`]: the `StatusEvent` domain.
 //! - [`outbox`]: the durable queue (design doc in its module).
 //! - [`webhook`]: delivery loops, payload formats, signing, retry rules.
-//! - [`telemetry`]: MQTT telemetry (in progress: the acquisition rules).
+//! - [`telemetry`]: MQTT telemetry: acquisition rules, the publisher, the offline backlog.
 //! - [`gps`]: framing, decoding and assembling NMEA into one [`gps::Fix`] per epoch; the sources;
 //!   the live fix and GPS time.
 //! - [`config`]: the TOML config, parsed then validated once.

@@ -38,7 +38,7 @@
 
 mod commit;
 pub mod record;
-mod ring;
+pub mod ring;
 
 pub use ring::{RingLimits, RingPoint, RingStats};
 
