@@ -287,7 +287,7 @@ async fn removing_mqtt_from_the_config_drops_the_events_waiting_for_it() {
 async fn owntracks_mode_publishes_location_messages() {
     let broker = rumqttd().await;
     let sub = Subscriber::connect(broker, "#").await;
-    let config = mqtt(broker, "mode = \"owntracks\"\nowntracks_user = \"fleet\"");
+    let config = mqtt(broker, "mode = \"owntracks\"\nowntracks_user = \"fleet\"\nqos_position = 0");
     let agent = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &config).await;
     sub.wait_until(WAIT, "online", |m| m.iter().any(|m| m.topic == STATE && m.text() == "online")).await;
     feed(&agent, 0..3).await;
@@ -406,4 +406,27 @@ async fn an_unreadable_ca_file_fails_the_start_naming_the_key() {
     let config = curbside::config::Config::parse(&text, "t.toml").unwrap();
     let err = format!("{:#}", curbside::app::start(config).await.unwrap_err());
     assert!(err.contains("mqtt.ca_file") && err.contains("/nonexistent/ca.pem"), "{err}");
+}
+
+/// Username and password reach the broker; a wrong password is refused with the broker's reason
+/// in status, and the password appears in neither status nor the agent's config debug output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_used_and_never_shown() {
+    let broker = crate::common::broker::rumqttd_with_user("van17", "s3cret-pw").await;
+    let wrong = mqtt(broker, "username = \"van17\"\npassword = \"wrong-pw\"");
+    let agent = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &wrong).await;
+    let s = wait_status(&agent, "a refusal", |s| s["last_error"].is_string()).await;
+    assert_eq!(s["connected"], false);
+    assert!(!s.to_string().contains("wrong-pw"), "{s}");
+    agent.stop().await;
+
+    let right = mqtt(broker, "username = \"van17\"\npassword = \"s3cret-pw\"");
+    let agent = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &right).await;
+    let status = wait_status(&agent, "connected", |s| s["connected"] == true).await;
+    let all = agent.get("/api/v1/status").await.to_string();
+    assert!(!all.contains("s3cret-pw") && !status.to_string().contains("s3cret-pw"));
+    let config =
+        curbside::config::Config::parse(&config_text(std::path::Path::new("/tmp"), NO_GPS, "", &right), "t").unwrap();
+    assert!(!format!("{config:?}").contains("s3cret-pw"));
+    agent.stop().await;
 }

@@ -23,6 +23,17 @@ pub async fn rumqttd() -> SocketAddr {
 
 /// Starts rumqttd at `addr`.
 pub async fn rumqttd_at(addr: SocketAddr) {
+    rumqttd_with(addr, "").await
+}
+
+/// Starts rumqttd on a free port accepting only `user` with `password`.
+pub async fn rumqttd_with_user(user: &str, password: &str) -> SocketAddr {
+    let addr = free_addr();
+    rumqttd_with(addr, &format!("auth = {{ {user} = \"{password}\" }}\n")).await;
+    addr
+}
+
+async fn rumqttd_with(addr: SocketAddr, connections: &str) {
     let text = format!(
         r#"id = 0
 [router]
@@ -39,7 +50,7 @@ connection_timeout_ms = 60000
 max_payload_size = 262144
 max_inflight_count = 200
 dynamic_filters = true
-"#
+{connections}"#
     );
     let config: rumqttd::Config = toml::from_str(&text).expect("rumqttd config");
     std::thread::Builder::new()
