@@ -324,6 +324,8 @@ impl Publisher {
 
     async fn run(self, mut points: mpsc::Receiver<Point>, shutdown: CancellationToken) {
         let mut backoff = BACKOFF_MIN;
+        // Said once at `warn` per outage, then at `debug` on every retry.
+        let mut said_unreachable = false;
         loop {
             let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 4 * WINDOW + 64);
             let (events_tx, mut events_rx) = mpsc::channel(1024);
@@ -369,8 +371,12 @@ impl Publisher {
                     if was_connected {
                         tracing::warn!(error = %e, "mqtt connection lost; positions go to the backlog");
                         backoff = BACKOFF_MIN;
+                        said_unreachable = true;
+                    } else if !said_unreachable {
+                        tracing::warn!(error = %e, "mqtt broker not reachable; positions go to the backlog");
+                        said_unreachable = true;
                     } else {
-                        tracing::debug!(error = %e, retry_in = ?backoff, "mqtt broker not reachable");
+                        tracing::debug!(error = %e, retry_in = ?backoff, "mqtt broker still not reachable");
                     }
                     self.deps.status.update(|c| {
                         c.connected = false;
