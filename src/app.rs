@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::gps::clock::Clock;
 use crate::gps::latest::LatestFix;
 use crate::gps::source::{self, replay};
+use crate::health::{self, Health, Notifier, watched};
 use crate::outbox::{EndpointFilter, Outbox};
 use crate::taps::Taps;
 use crate::telemetry;
@@ -54,9 +55,31 @@ impl Running {
     }
 }
 
+/// How the agent reports to its service manager.
+#[derive(Debug, Clone, Default)]
+pub struct Supervision {
+    /// systemd's notify socket.
+    pub notifier: Notifier,
+    /// systemd's watchdog interval, if enabled.
+    pub watchdog: Option<Duration>,
+}
+
+impl Supervision {
+    /// From systemd's environment (`NOTIFY_SOCKET`, `WATCHDOG_USEC`, `WATCHDOG_PID`).
+    pub fn from_env() -> Supervision {
+        Supervision { notifier: Notifier::from_env(), watchdog: health::watchdog_from_env() }
+    }
+}
+
 /// Builds every part from `config` (store opened, socket bound, client built: any failure here
 /// happens before anything runs), then spawns them under one shutdown.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_supervised(config, Supervision::default()).await
+}
+
+/// As [`start`], telling systemd `READY=1` once every part runs, a `STATUS=` line every 10 s,
+/// and `WATCHDOG=1` only while every main loop is alive (see [`health`]).
+pub async fn start_supervised(config: Config, supervision: Supervision) -> anyhow::Result<Running> {
     let mut filters: Vec<EndpointFilter> =
         config.webhooks.iter().map(|w| EndpointFilter { name: w.name.clone(), events: w.events.clone() }).collect();
     if config.mqtt.is_some() {
@@ -95,6 +118,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         telemetry: mqtt.as_ref().map(|(m, _, status)| (status.clone(), format!("{}:{}", m.host, m.port))),
     };
     let shutdown = CancellationToken::new();
+    let health = Health::for_watchdog(supervision.watchdog);
+    let every = health.every();
+    // A part runs as a watched loop: it beats while its task is being polled (see `health`).
+    let watch = |name: &str| (health.register(name), name.to_string());
 
     tracing::info!(
         config = %config.origin,
@@ -112,12 +139,28 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     {
         let (latest, shutdown) = (latest.clone(), shutdown.clone());
         let source = config.gps.source.clone();
-        parts.spawn(async move { source::run(source, latest, shutdown).await.context("gps source failed") });
+        let (beat, name) = watch("gps");
+        parts.spawn(watched(
+            beat,
+            every,
+            stall_for_tests(
+                name,
+                async move { source::run(source, latest, shutdown).await.context("gps source failed") },
+            ),
+        ));
     }
     {
         let shutdown = shutdown.clone();
         let router = api::router(api);
-        parts.spawn(async move { api::serve(listener, router, shutdown).await.context("local API failed") });
+        let (beat, name) = watch("api");
+        parts.spawn(watched(
+            beat,
+            every,
+            stall_for_tests(
+                name,
+                async move { api::serve(listener, router, shutdown).await.context("local API failed") },
+            ),
+        ));
     }
     for (index, ep) in endpoints.iter().enumerate() {
         let deps = webhook::Deps {
@@ -127,11 +170,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             status: webhooks.clone(),
         };
         let (ep, shutdown) = (ep.clone(), shutdown.clone());
-        parts.spawn(async move {
-            let name = ep.name.clone();
-            webhook::run(ep, index, deps, shutdown).await.with_context(|| format!("webhook {name} failed"))
-        });
+        let (beat, part) = watch(&format!("webhook {}", ep.name));
+        parts.spawn(watched(
+            beat,
+            every,
+            stall_for_tests(part, async move {
+                let name = ep.name.clone();
+                webhook::run(ep, index, deps, shutdown).await.with_context(|| format!("webhook {name} failed"))
+            }),
+        ));
     }
+    let telemetry_status = mqtt.as_ref().map(|(_, _, status)| status.clone());
     if let Some((m, options, status)) = mqtt {
         let deps = telemetry::Deps {
             outbox: outbox.clone(),
@@ -141,14 +190,39 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             events: outbox.waker(config.webhooks.len()),
         };
         let (shutdown, vehicle_id) = (shutdown.clone(), config.vehicle_id.clone());
-        parts.spawn(async move {
-            telemetry::run(m, options, vehicle_id, deps, shutdown).await.context("mqtt telemetry failed")
-        });
+        let (beat, name) = watch("mqtt");
+        parts.spawn(watched(
+            beat,
+            every,
+            stall_for_tests(name, async move {
+                telemetry::run(m, options, vehicle_id, deps, shutdown).await.context("mqtt telemetry failed")
+            }),
+        ));
     }
     {
         let (latest, shutdown) = (latest.clone(), shutdown.clone());
+        let (beat, name) = watch("summary");
+        parts.spawn(watched(
+            beat,
+            every,
+            stall_for_tests(name, async move {
+                summarise(latest, clock, shutdown).await;
+                Ok(())
+            }),
+        ));
+    }
+    {
+        let line = StatusLine {
+            latest: latest.clone(),
+            outbox: outbox.clone(),
+            webhooks: (endpoints.iter().map(|e| e.name.clone()).collect(), webhooks.clone()),
+            telemetry: telemetry_status.clone(),
+        };
+        let (outbox, shutdown, health) = (outbox.clone(), shutdown.clone(), health.clone());
+        let notifier = supervision.notifier.clone();
+        let watchdog = supervision.watchdog;
         parts.spawn(async move {
-            summarise(latest, clock, shutdown).await;
+            watchdog_loop(health, outbox, notifier, watchdog, line, shutdown).await;
             Ok(())
         });
     }
@@ -186,6 +260,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let supervisor = {
         let (shutdown, outbox) = (shutdown.clone(), outbox.clone());
+        let notifier = supervision.notifier.clone();
         tokio::spawn(async move {
             // Parts that finish normally (the start-up pruning) just end; the first failure, or
             // shutdown, stops them all.
@@ -204,6 +279,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 }
             };
             shutdown.cancel();
+            notifier.send("STOPPING=1");
             if tokio::time::timeout(GRACE, async { while parts.join_next().await.is_some() {} }).await.is_err() {
                 tracing::warn!(grace = ?GRACE, "parts still running after the grace period; stopping anyway");
             }
@@ -214,14 +290,111 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             outcome
         })
     };
+    supervision.notifier.send("READY=1\nSTATUS=curbside running");
     Ok(Running { api_addr, shutdown, outbox, latest, supervisor })
+}
+
+/// What the one-line `STATUS=` summary is made of.
+struct StatusLine {
+    latest: LatestFix,
+    outbox: Outbox,
+    webhooks: (Vec<String>, WebhookStatus),
+    telemetry: Option<telemetry::TelemetryStatus>,
+}
+
+impl StatusLine {
+    fn render(&self) -> String {
+        let gps = match self.latest.live() {
+            Some(r) => format!("gps {:?} fix, {} sats", r.fix.mode, r.fix.sats.map_or("?".into(), |n| n.to_string())),
+            None if self.latest.snapshot().connected => "gps no fix".to_string(),
+            None => "gps not connected".to_string(),
+        };
+        let (names, status) = &self.webhooks;
+        let down = names.iter().filter(|n| !status.get(n).reachable || status.get(n).disabled.is_some()).count();
+        let mut line =
+            format!("{gps}; outbox {} events; webhooks {}/{} ok", self.outbox.len(), names.len() - down, names.len());
+        if let Some(t) = &self.telemetry {
+            let connected = t.counters().connected;
+            let backlog = self.outbox.ring_stats().points;
+            line.push_str(&format!(
+                "; mqtt {}, backlog {backlog}",
+                if connected { "connected" } else { "not connected" }
+            ));
+        }
+        line
+    }
+}
+
+/// Sends `WATCHDOG=1` every half watchdog interval while every main loop and the commit thread
+/// are alive, and a `STATUS=` line every [`SUMMARY_EVERY`]. A stuck loop is logged once.
+async fn watchdog_loop(
+    health: Health,
+    outbox: Outbox,
+    notifier: Notifier,
+    watchdog: Option<Duration>,
+    line: StatusLine,
+    shutdown: CancellationToken,
+) {
+    let period = watchdog.map_or(health.every(), |w| w / 2);
+    let budget = watchdog.map_or(health.every() * 3, |w| w / 2);
+    // The first beat comes a period after start, after READY=1.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut last_status: Option<tokio::time::Instant> = None;
+    let mut was_stuck = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let mut stuck = health.stuck(budget);
+        let silence = outbox.commit_thread_silence();
+        if silence > budget {
+            stuck.push(("outbox commit thread".into(), silence));
+        }
+        if stuck.is_empty() {
+            if watchdog.is_some() {
+                notifier.send("WATCHDOG=1");
+            }
+            if was_stuck {
+                tracing::warn!("every main loop is alive again");
+            }
+            was_stuck = false;
+        } else if !was_stuck {
+            was_stuck = true;
+            let names: Vec<String> = stuck.iter().map(|(n, ago)| format!("{n} ({:.1} s)", ago.as_secs_f64())).collect();
+            tracing::error!(stuck = %names.join(", "), "a main loop is stuck: withholding the systemd watchdog");
+        }
+        if notifier.enabled() && last_status.is_none_or(|t| t.elapsed() >= SUMMARY_EVERY) {
+            last_status = Some(tokio::time::Instant::now());
+            notifier.send(&format!("STATUS={}", line.render()));
+        }
+    }
+}
+
+/// Debug builds only: `CURBSIDE_DEBUG_STALL=PART` blocks that part's thread 2 s after start,
+/// inside its loop, so that the notify test can see the watchdog stop. Release builds (and debug
+/// builds without the variable) run `fut` as it is.
+async fn stall_for_tests<T>(part: String, fut: impl std::future::Future<Output = T>) -> T {
+    #[cfg(debug_assertions)]
+    if std::env::var("CURBSIDE_DEBUG_STALL").is_ok_and(|p| p == part) {
+        tokio::select! {
+            r = fut => return r,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {
+                tracing::warn!(part, "CURBSIDE_DEBUG_STALL: blocking this part's thread");
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        unreachable!("the stalled part never resumes");
+    }
+    let _ = part;
+    fut.await
 }
 
 /// Runs the agent until SIGINT/SIGTERM or until a part fails.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
-    let mut running = start(config).await?;
+    let mut running = start_supervised(config, Supervision::from_env()).await?;
     tokio::select! {
         s = shutdown_signal() => {
             tracing::info!(signal = s, "shutting down");

@@ -20,6 +20,7 @@
 //! - [`gps`]: framing, decoding and assembling NMEA into one [`gps::Fix`] per epoch; the sources;
 //!   the live fix and GPS time.
 //! - [`config`]: the TOML config, parsed then validated once.
+//! - [`health`]: liveness of the main loops; systemd's notify protocol and watchdog.
 //! - [`app`]: builds every part from a config and runs them under one shutdown.
 //! - [`cli`]: command-line arguments.
 #![forbid(unsafe_code)]
@@ -32,6 +33,7 @@ pub mod client;
 pub mod config;
 pub mod event;
 pub mod gps;
+pub mod health;
 pub mod outbox;
 pub mod taps;
 pub mod telemetry;

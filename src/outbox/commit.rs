@@ -4,7 +4,9 @@
 //! This replaces sled's `flush_async`, which deadlocks when awaited concurrently (sled issue
 //! #1308, open in 0.34.7, and reproduced here by the drain benchmark's concurrent appenders).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -27,7 +29,13 @@ struct Done {
 pub struct Committer {
     requests: Arc<(Mutex<Requests>, Condvar)>,
     done: watch::Sender<Done>,
+    /// Milliseconds after `origin` when the thread was last seen alive (waiting or done).
+    alive: Arc<AtomicU64>,
+    origin: Instant,
 }
+
+/// How often an idle commit thread wakes to show it is alive.
+const IDLE_BEAT: Duration = Duration::from_millis(250);
 
 impl Committer {
     /// Starts the thread that fsyncs `db` whenever a commit is waiting.
@@ -35,17 +43,22 @@ impl Committer {
         let requests = Arc::new((Mutex::new(Requests::default()), Condvar::new()));
         let done = watch::Sender::new(Done::default());
         let (r, d) = (requests.clone(), done.clone());
+        let (alive, origin) = (Arc::new(AtomicU64::new(0)), Instant::now());
+        let beat = alive.clone();
+        let seen = move || beat.store(origin.elapsed().as_millis() as u64, Ordering::Relaxed);
         std::thread::Builder::new().name("outbox-commit".into()).spawn(move || {
             let (lock, cvar) = &*r;
             let mut finished = 0;
             loop {
+                seen();
                 let target = {
                     let Ok(mut q) = lock.lock() else { return };
                     while q.requested == finished && !q.stop {
-                        q = match cvar.wait(q) {
-                            Ok(q) => q,
+                        q = match cvar.wait_timeout(q, IDLE_BEAT) {
+                            Ok((q, _)) => q,
                             Err(_) => return,
                         };
+                        seen();
                     }
                     if q.stop {
                         return;
@@ -58,7 +71,14 @@ impl Committer {
                 d.send_replace(Done { generation: target, error });
             }
         })?;
-        Ok(Committer { requests, done })
+        Ok(Committer { requests, done, alive, origin })
+    }
+
+    /// How long since the thread was last seen alive: about [`IDLE_BEAT`] at most while idle,
+    /// the length of the fsync in progress while committing.
+    pub fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.alive.load(Ordering::Relaxed));
+        self.origin.elapsed().saturating_sub(last)
     }
 
     /// Waits until everything written before this call is on disk.

@@ -801,6 +801,12 @@ impl Outbox {
         self.inner.db.size_on_disk().unwrap_or(0)
     }
 
+    /// How long the commit thread has not been seen alive (for the watchdog): at most about a
+    /// quarter of a second while idle; a stuck fsync makes it grow.
+    pub fn commit_thread_silence(&self) -> std::time::Duration {
+        self.inner.committer.idle_for()
+    }
+
     /// Flushes everything to disk (on shutdown).
     pub async fn flush(&self) -> Result<(), OutboxError> {
         self.inner.committer.commit().await?;

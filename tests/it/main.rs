@@ -8,6 +8,8 @@ mod gps_corpus;
 mod gps_fuzz;
 mod gpsd_source;
 mod mqtt;
+mod notify;
 mod outbox;
 mod serial;
+mod systemd;
 mod webhooks;
