@@ -85,7 +85,7 @@ fn gps_watch_shows_the_live_fix_of_the_simulated_route() {
 #[test]
 fn tap_status_and_outbox_commands_talk_to_the_running_agent() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::common::agent::free_addr().port();
     let config = dir.path().join("c.toml");
     std::fs::write(
         &config,

@@ -117,7 +117,16 @@ impl TestAgent {
     }
 }
 
-/// A free loopback port (bound and released).
+/// A free loopback port (bound and released), never the same twice in this process: a port
+/// handed to one test (for a broker it has yet to start, say) is not handed to another.
 pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return addr;
+        }
+    }
 }

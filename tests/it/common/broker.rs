@@ -150,7 +150,11 @@ impl Mosquitto {
     pub async fn restart(&mut self) {
         let conf = self.dir.path().join("mosquitto.conf");
         let text = format!(
-            "allow_anonymous true\npersistence true\npersistence_location {}/\nlistener {} 127.0.0.1\n{}\n",
+            // Started as root (as CI is), mosquitto would switch to user `mosquitto`, which
+            // cannot write the test's private directory: `user root` keeps it as it was started.
+            "user root\nallow_anonymous true\npersistence true\npersistence_location {0}/\n\
+             log_dest file {0}/mosquitto.log\n\
+             listener {1} 127.0.0.1\n{2}\n",
             self.dir.path().display(),
             self.addr.port(),
             self.extra
@@ -164,7 +168,21 @@ impl Mosquitto {
                 |e| panic!("cannot run mosquitto ({e}): install it (Debian: apt-get install mosquitto); .ci/run does"),
             );
         self.child = Some(child);
-        wait_listening(self.addr).await;
+        // Listening, and it is ours (its log says so): not something else on the port.
+        let log = self.dir.path().join("mosquitto.log");
+        let opened = format!("listen socket on port {}", self.addr.port());
+        for _ in 0..200 {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains(&opened) {
+                wait_listening(self.addr).await;
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("mosquitto exited ({status}):\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("mosquitto did not open port {} within 5 s", self.addr.port());
     }
 
     /// Stops it by PID (SIGTERM: it saves its persistent sessions) and waits for it to be gone.
