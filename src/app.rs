@@ -391,16 +391,68 @@ async fn stall_for_tests<T>(part: String, fut: impl std::future::Future<Output =
 }
 
 /// Runs the agent until SIGINT/SIGTERM or until a part fails.
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.state_dir)
-        .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
-    let mut running = start_supervised(config, Supervision::from_env()).await?;
-    tokio::select! {
-        s = shutdown_signal() => {
-            tracing::info!(signal = s, "shutting down");
-            running.stop().await
+///
+/// On SIGHUP the config is read again from `config_file` (when there is one) and, if it is
+/// valid, every part is stopped (each finishes within the grace period; the outbox is flushed)
+/// and started again on the new config: webhook endpoints, telemetry rules, everything. Queued
+/// events and positions are on disk and carry on; taps in the fraction of a second between
+/// stop and start are refused (connection refused) and are retried by their client. An invalid
+/// config is logged and changes nothing.
+pub async fn run(config: Config, config_file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let supervision = Supervision::from_env();
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let mut config = config;
+    loop {
+        std::fs::create_dir_all(&config.state_dir)
+            .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
+        let mut running = start_again(&config, &supervision).await?;
+        let next = loop {
+            tokio::select! {
+                s = shutdown_signal() => {
+                    tracing::info!(signal = s, "shutting down");
+                    return running.stop().await;
+                }
+                r = running.finished() => return r,
+                _ = hangup.recv() => {
+                    let Some(file) = &config_file else {
+                        tracing::warn!("SIGHUP: running on embedded defaults, no config file to reload");
+                        continue;
+                    };
+                    match Config::load(file) {
+                        Ok(c) => break c,
+                        Err(e) => {
+                            tracing::error!(error = %e, "SIGHUP: the new config is invalid; still running on the old one");
+                            supervision.notifier.send(&format!("STATUS=reload refused: {e}"));
+                        }
+                    }
+                }
+            }
+        };
+        tracing::info!(config = %next.origin, "SIGHUP: reloading: restarting every part on the new config");
+        supervision.notifier.send("RELOADING=1");
+        running.stop().await?;
+        config = next;
+    }
+}
+
+/// Starts the agent; after a reload, waits (up to 5 s) for the previous store handle to let go
+/// of its lock (sled's flusher thread ends within its flush interval after the last handle).
+async fn start_again(config: &Config, supervision: &Supervision) -> anyhow::Result<Running> {
+    let locked = |e: &anyhow::Error| {
+        e.chain().any(|c| {
+            matches!(c.downcast_ref::<crate::outbox::OutboxError>(), Some(crate::outbox::OutboxError::Locked(_)))
+        })
+    };
+    let mut tries = 0;
+    loop {
+        match start_supervised(config.clone(), supervision.clone()).await {
+            Err(e) if locked(&e) && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
         }
-        r = running.finished() => r,
     }
 }
 

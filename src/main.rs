@@ -80,7 +80,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(arg) => {
             let config = load(&arg)?;
-            runtime()?.block_on(curbside::app::run(config))
+            runtime()?.block_on(curbside::app::run(config, arg.config.clone()))
         }
         Command::Config(ConfigCommand::Check { file }) => {
             let c = Config::load(&file)?;

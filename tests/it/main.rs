@@ -10,6 +10,7 @@ mod gpsd_source;
 mod mqtt;
 mod notify;
 mod outbox;
+mod reload;
 mod serial;
 mod systemd;
 mod webhooks;
