@@ -3,6 +3,8 @@
 //! needs `Authorization: Bearer TOKEN`. Bad input gets a 4xx with `{"error", "field"}` and
 //! nothing stored.
 
+pub mod metrics;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,6 +108,7 @@ pub fn router(api: Api) -> Router {
     Router::new()
         .route("/api/v1/jobs/{job_id}/status", post(tap))
         .route("/api/v1/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/api/v1/events", get(events))
         .route("/api/v1/events/{id}/retry", post(retry))
         .route("/api/v1/events/retry-failed", post(retry_all))
@@ -199,6 +202,9 @@ async fn status(State(api): State<Api>) -> Json<Value> {
             })
         })
         .collect();
+    // The verdict on the system clock, and where event stamps take their time from now.
+    let mut clock = serde_json::to_value(api.clock.status()).unwrap_or_default();
+    clock["source"] = serde_json::to_value(api.clock.now().1).unwrap_or_default();
     Json(json!({
         "vehicle_id": api.vehicle_id,
         "version": env!("CARGO_PKG_VERSION"),
@@ -211,7 +217,7 @@ async fn status(State(api): State<Api>) -> Json<Value> {
             "sentences": gps.stats.sentences,
             "bad_sentences": gps.stats.bad_sentences,
         },
-        "clock": api.clock.status(),
+        "clock": clock,
         "outbox": {
             "events": api.outbox.len(),
             "size_on_disk": api.outbox.size_on_disk(),
@@ -224,6 +230,10 @@ async fn status(State(api): State<Api>) -> Json<Value> {
             v
         }),
     }))
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render(&api)).into_response()
 }
 
 #[derive(Deserialize)]

@@ -110,12 +110,8 @@ fn a_non_loopback_listen_without_a_token_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
     std::fs::write(&config, "vehicle_id = \"v\"\nstate_dir = \"s\"\n[api]\nlisten = \"0.0.0.0:18089\"\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_curbside"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let out =
+        crate::common::curbside().args(["run", "--config"]).arg(&config).current_dir(dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("api.token") && err.contains("loopback"), "{err}");

@@ -3,7 +3,7 @@
 use std::process::Command;
 
 fn curbside() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_curbside"))
+    crate::common::curbside()
 }
 
 #[test]

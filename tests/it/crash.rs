@@ -3,7 +3,7 @@
 //! duplicate always carries the same webhook-id and body; each job's events arrive in order.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ const KILLS: usize = 24;
 fn spawn(config: &std::path::Path) -> Child {
     // The agents' logs go next to the config, for the failure message.
     let log = std::fs::OpenOptions::new().create(true).append(true).open(config.with_extension("log")).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_curbside"))
+    crate::common::curbside()
         .args(["run", "--config"])
         .arg(config)
         .env("RUST_LOG", "warn")

@@ -7,6 +7,7 @@ mod crash;
 mod gps_corpus;
 mod gps_fuzz;
 mod gpsd_source;
+mod metrics;
 mod mqtt;
 mod notify;
 mod outbox;

@@ -3,7 +3,7 @@
 //! GPS source waits for a device that never appears), so the test knows every position made.
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -212,7 +212,7 @@ async fn a_killed_agent_leaves_its_last_will() {
     let api = format!("listen = \"{}\"", free_addr());
     std::fs::write(&config, config_text(&dir.path().join("state"), "source = \"sim\"", &api, &mqtt(broker, "")))
         .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_curbside"))
+    let mut child = crate::common::curbside()
         .args(["run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn")

@@ -2,7 +2,7 @@
 //! `NOTIFY_SOCKET` and `WATCHDOG_USEC` as systemd would set them, and reads what arrives.
 
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::agent::{config_text, free_addr};
@@ -22,7 +22,7 @@ impl Agent {
         let config = dir.path().join("curbside.toml");
         let api = format!("listen = \"{}\"", free_addr());
         std::fs::write(&config, config_text(&dir.path().join("state"), "source = \"sim\"", &api, "")).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_curbside"));
+        let mut cmd = crate::common::curbside();
         cmd.args(["run", "--config"])
             .arg(&config)
             .env("NOTIFY_SOCKET", &sock_path)

@@ -47,7 +47,7 @@ async fn sighup_applies_a_new_endpoint_and_keeps_the_queued_events() {
     // First the back office is somewhere nothing answers: events queue.
     write(&format!("http://{}/hook", free_addr()));
     let agent = Agent(
-        Command::new(env!("CARGO_BIN_EXE_curbside"))
+        crate::common::curbside()
             .args(["run", "--config"])
             .arg(&config)
             .env("RUST_LOG", "warn")

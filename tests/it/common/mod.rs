@@ -43,3 +43,20 @@ pub async fn wait_for(latest: &LatestFix, limit: Duration, what: &str, pred: imp
 pub mod agent;
 pub mod broker;
 pub mod receiver;
+
+/// A command running the curbside binary under test. When the suite itself runs under an
+/// emulator (the ARM builds in CI run under qemu-user, which cannot start foreign binaries by
+/// itself without binfmt_misc), `CURBSIDE_TEST_RUNNER` names the emulator and its arguments,
+/// e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`.
+pub fn curbside() -> std::process::Command {
+    let bin = env!("CARGO_BIN_EXE_curbside");
+    match std::env::var("CURBSIDE_TEST_RUNNER").ok().filter(|r| !r.trim().is_empty()) {
+        Some(runner) => {
+            let mut words = runner.split_whitespace();
+            let mut cmd = std::process::Command::new(words.next().expect("a runner"));
+            cmd.args(words).arg(bin);
+            cmd
+        }
+        None => std::process::Command::new(bin),
+    }
+}
