@@ -55,6 +55,9 @@ pub fn curbside() -> std::process::Command {
             let mut words = runner.split_whitespace();
             let mut cmd = std::process::Command::new(words.next().expect("a runner"));
             cmd.args(words).arg(bin);
+            // `curbside run` re-executes itself to cap malloc arenas unless this is set; an
+            // emulated process cannot exec a foreign binary (no binfmt_misc), so set it here.
+            cmd.env("MALLOC_ARENA_MAX", "2");
             cmd
         }
         None => std::process::Command::new(bin),
