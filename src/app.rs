@@ -25,6 +25,8 @@ use crate::webhook::{self, WebhookStatus};
 
 /// How long parts get to finish after shutdown is signalled.
 const GRACE: Duration = Duration::from_secs(5);
+/// How often `clock.set_system_time` checks the system clock against GPS time.
+const CLOCK_EVERY: Duration = Duration::from_secs(10);
 /// How often the agent logs a one-line summary of the GPS.
 const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 
@@ -207,6 +209,25 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
             every,
             stall_for_tests(name, async move {
                 summarise(latest, clock, shutdown).await;
+                Ok(())
+            }),
+        ));
+    }
+    if config.set_system_time {
+        let (latest, shutdown, skew) = (latest.clone(), shutdown.clone(), config.gps.max_clock_skew);
+        let (beat, name) = watch("clock");
+        parts.spawn(watched(
+            beat,
+            every,
+            stall_for_tests(name, async move {
+                crate::gps::clock::keep_system_time(
+                    latest,
+                    skew,
+                    CLOCK_EVERY,
+                    crate::gps::clock::set_system_clock,
+                    shutdown,
+                )
+                .await;
                 Ok(())
             }),
         ));

@@ -45,6 +45,9 @@ pub struct RawConfig {
     /// `[gps]`.
     #[serde(default)]
     pub gps: RawGps,
+    /// `[clock]`.
+    #[serde(default)]
+    pub clock: RawClock,
     /// `[api]`.
     #[serde(default)]
     pub api: RawApi,
@@ -147,6 +150,14 @@ pub struct RawBasic {
     pub password: String,
 }
 
+/// `[clock]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClock {
+    /// Set the system clock from GPS time when it is untrusted (needs CAP_SYS_TIME).
+    pub set_system_time: Option<bool>,
+}
+
 /// `[gps]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -199,6 +210,8 @@ pub struct Config {
     pub webhooks: Vec<Arc<Endpoint>>,
     /// MQTT telemetry, if configured.
     pub mqtt: Option<MqttConfig>,
+    /// Set the system clock from GPS time when it is untrusted (`clock.set_system_time`).
+    pub set_system_time: bool,
 }
 
 /// Which topics and payloads telemetry uses.
@@ -431,6 +444,7 @@ impl Config {
 
         Ok(Config {
             mqtt,
+            set_system_time: raw.clock.set_system_time.unwrap_or(false),
             origin: origin.into(),
             vehicle_id,
             driver_id,

@@ -86,6 +86,58 @@ impl Clock {
     }
 }
 
+/// When the system clock is untrusted and the live fix carries plausible GPS time: the time to
+/// set the system clock to (GPS time carried forward by the fix's age). `None` otherwise.
+pub fn correction(system_now: DateTime<Utc>, live: Option<&Received>, max_skew: Duration) -> Option<DateTime<Utc>> {
+    let r = live?;
+    if judge(system_now, Some(r), max_skew).trusted {
+        return None;
+    }
+    let t = r.fix.time.filter(|t| *t >= floor())?;
+    Some(t + chrono::Duration::from_std(r.age()).ok()?)
+}
+
+/// Sets the system clock (`clock_settime(CLOCK_REALTIME)`; needs CAP_SYS_TIME).
+pub fn set_system_clock(to: DateTime<Utc>) -> std::io::Result<()> {
+    use nix::sys::time::TimeSpec;
+    // time_t and the nanoseconds field are 32-bit on armv7: `as _` takes the platform types.
+    let ts = TimeSpec::new(to.timestamp() as _, to.timestamp_subsec_nanos() as _);
+    nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts).map_err(std::io::Error::from)
+}
+
+/// `clock.set_system_time`: every `every`, sets the system clock from GPS time when it is
+/// untrusted, through `set` (the real one is [`set_system_clock`]). Without the permission it
+/// says so once and keeps stamping events with GPS time, as it does anyway.
+pub async fn keep_system_time(
+    latest: LatestFix,
+    max_skew: Duration,
+    every: Duration,
+    set: impl Fn(DateTime<Utc>) -> std::io::Result<()>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    let mut refused = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let system = Utc::now();
+        let Some(to) = correction(system, latest.live().as_ref(), max_skew) else { continue };
+        match set(to) {
+            Ok(()) => tracing::warn!(was = %system, now = %to, "system clock set from GPS time"),
+            Err(e) if !refused => {
+                refused = true;
+                tracing::warn!(
+                    error = %e,
+                    "clock.set_system_time: cannot set the system clock (the service needs CAP_SYS_TIME; see README); events keep GPS time"
+                );
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +153,52 @@ mod tests {
 
     fn t(y: i32, s: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, 12, 1, 10, 0, s).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_clock_is_corrected_only_when_untrusted_and_gps_time_is_plausible() {
+        let skew = Duration::from_secs(2);
+        // A Pi that booted in 1970 with a live fix: set it to GPS time.
+        let gps = received(t(2026, 0), t(1970, 0));
+        assert_eq!(correction(t(1970, 5), Some(&gps), skew), Some(t(2026, 0)));
+        // A trusted clock is left alone; no fix, no GPS time, or week-rollover time: nothing.
+        assert_eq!(correction(t(2026, 1), Some(&received(t(2026, 0), t(2026, 1))), skew), None);
+        assert_eq!(correction(t(1970, 5), None, skew), None);
+        assert_eq!(correction(t(1970, 5), Some(&received(t(2006, 0), t(1970, 0))), skew), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_system_time_sets_the_clock_through_the_setter_it_is_given() {
+        let latest = LatestFix::new(Duration::from_secs(60));
+        // GPS says 2026; the system clock (real, now) is after the floor, so it is off by the
+        // difference: a day ahead of GPS here.
+        let gps_time = Utc::now() - chrono::Duration::days(1);
+        latest.publish(Fix {
+            time: Some(gps_time),
+            mode: Mode::ThreeD,
+            lat: Some(1.0),
+            lon: Some(1.0),
+            ..Fix::default()
+        });
+        let set = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = set.clone();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(keep_system_time(
+            latest,
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+            move |to| {
+                seen.lock().unwrap().push(to);
+                Err(std::io::Error::from_raw_os_error(1))
+            },
+            shutdown.clone(),
+        ));
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        shutdown.cancel();
+        task.await.unwrap();
+        let calls = set.lock().unwrap().clone();
+        assert_eq!(calls.len(), 3, "at 0, 10 and 20 s: {calls:?}");
+        assert!((calls[0] - gps_time).num_seconds().abs() <= 1, "set to GPS time: {calls:?}");
     }
 
     #[test]
