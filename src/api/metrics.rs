@@ -110,11 +110,7 @@ pub fn render(api: &Api) -> String {
         .endpoints
         .iter()
         .map(|ep| {
-            let depth = api.outbox.depth(&ep.name);
-            let age = depth
-                .oldest_sequence
-                .and_then(|s| api.outbox.event(s).ok().flatten())
-                .map(|e| (chrono::Utc::now() - e.occurred_at).num_seconds());
+            let (depth, age) = super::depth_and_oldest_age(api, &ep.name);
             (ep.name.as_str(), depth, api.webhooks.get(&ep.name), age)
         })
         .collect();

@@ -179,6 +179,16 @@ async fn tap(
     Ok(resp)
 }
 
+/// An endpoint's pending and failed counts, and the age in seconds of its oldest waiting event.
+fn depth_and_oldest_age(api: &Api, endpoint: &str) -> (crate::outbox::Depth, Option<i64>) {
+    let depth = api.outbox.depth(endpoint);
+    let age = depth
+        .oldest_sequence
+        .and_then(|s| api.outbox.event(s).ok().flatten())
+        .map(|e| (chrono::Utc::now() - e.occurred_at).num_seconds());
+    (depth, age)
+}
+
 async fn status(State(api): State<Api>) -> Json<Value> {
     let gps = api.latest.snapshot();
     let live = api.latest.live();
@@ -186,11 +196,7 @@ async fn status(State(api): State<Api>) -> Json<Value> {
         .endpoints
         .iter()
         .map(|ep| {
-            let depth = api.outbox.depth(&ep.name);
-            let oldest_age_s = depth
-                .oldest_sequence
-                .and_then(|s| api.outbox.event(s).ok().flatten())
-                .map(|e| (chrono::Utc::now() - e.occurred_at).num_seconds());
+            let (depth, oldest_age_s) = depth_and_oldest_age(&api, &ep.name);
             json!({
                 "name": ep.name,
                 "url": webhook::redacted_url(&ep.url),
