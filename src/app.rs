@@ -331,7 +331,7 @@ impl StatusLine {
             None => "gps not connected".to_string(),
         };
         let (names, status) = &self.webhooks;
-        let down = names.iter().filter(|n| !status.get(n).reachable || status.get(n).disabled.is_some()).count();
+        let down = names.iter().map(|n| status.get(n)).filter(|s| !s.reachable || s.disabled.is_some()).count();
         let mut line =
             format!("{gps}; outbox {} events; webhooks {}/{} ok", self.outbox.len(), names.len() - down, names.len());
         if let Some(t) = &self.telemetry {

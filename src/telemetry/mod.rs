@@ -497,17 +497,13 @@ impl Publisher {
                 conn.window -= 1;
                 conn.backlog_inflight.remove(&seq);
                 conn.backlog_acked = conn.backlog_acked.max(Some(seq));
-                // Only a prefix leaves the ring: everything below the oldest still in flight,
-                // in batches (a crash in between only means those points are sent again).
-                let through = match conn.backlog_inflight.first() {
-                    Some(&oldest) => oldest.checked_sub(1),
-                    None => conn.backlog_acked,
-                };
-                if let Some(t) = through {
-                    let pending = t.saturating_sub(conn.backlog_removed.map_or(0, |r| r + 1)) + 1;
-                    if conn.backlog_inflight.is_empty() || pending >= REMOVE_BATCH {
-                        conn.remove_acked(o).map_err(|e| format!("telemetry ring: {e}"))?;
-                    }
+                // Acknowledged points leave the ring in batches (a crash in between only means
+                // those points are sent again), and all at once when nothing is left in flight.
+                let waiting = conn
+                    .acked_prefix()
+                    .map_or(0, |t| (t + 1).saturating_sub(conn.backlog_removed.map_or(0, |r| r + 1)));
+                if conn.backlog_inflight.is_empty() || waiting >= REMOVE_BATCH {
+                    conn.remove_acked(o).map_err(|e| format!("telemetry ring: {e}"))?;
                 }
                 self.deps.status.update(|c| c.positions_published += 1);
             }
@@ -573,8 +569,7 @@ impl Publisher {
 
     fn send_live(&self, conn: &mut Conn, p: Point) {
         let Some(body) = self.body(&p) else { return };
-        let topic = self.topics.position.clone();
-        if let Err(e) = conn.publish(&topic, self.qos, false, body, Item::Live(p.clone())) {
+        if let Err(e) = conn.publish(&self.topics.position, self.qos, false, body, Item::Live(p.clone())) {
             tracing::debug!(error = %e, "live position stored instead");
             self.store(&p);
         }
@@ -632,13 +627,18 @@ impl Conn {
         Ok(())
     }
 
-    /// Removes the acknowledged prefix of the backlog from the ring.
-    fn remove_acked(&mut self, outbox: &Outbox) -> Result<(), crate::outbox::OutboxError> {
-        let through = match self.backlog_inflight.first() {
+    /// The last ring sequence of the acknowledged prefix: only a prefix leaves the ring,
+    /// everything below the oldest point still in flight.
+    fn acked_prefix(&self) -> Option<u64> {
+        match self.backlog_inflight.first() {
             Some(&oldest) => oldest.checked_sub(1),
             None => self.backlog_acked,
-        };
-        if let Some(t) = through.filter(|t| Some(*t) > self.backlog_removed) {
+        }
+    }
+
+    /// Removes the acknowledged prefix of the backlog from the ring.
+    fn remove_acked(&mut self, outbox: &Outbox) -> Result<(), crate::outbox::OutboxError> {
+        if let Some(t) = self.acked_prefix().filter(|t| Some(*t) > self.backlog_removed) {
             outbox.ring_remove_through(t)?;
             self.backlog_removed = Some(t);
         }

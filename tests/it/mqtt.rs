@@ -3,7 +3,6 @@
 //! GPS source waits for a device that never appears), so the test knows every position made.
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -221,14 +220,7 @@ async fn a_killed_agent_leaves_its_last_will() {
     let api = format!("listen = \"{}\"", free_addr());
     std::fs::write(&config, config_text(&dir.path().join("state"), "source = \"sim\"", &api, &mqtt(broker, "")))
         .unwrap();
-    let mut child = crate::common::curbside()
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = crate::common::run_agent(&config).spawn().unwrap();
     sub.wait_until(WAIT, "online", |m| m.last().is_some_and(|m| m.text() == "online")).await;
     child.kill().unwrap(); // SIGKILL: no goodbye, only the will
     child.wait().unwrap();

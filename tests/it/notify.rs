@@ -2,7 +2,7 @@
 //! `NOTIFY_SOCKET` and `WATCHDOG_USEC` as systemd would set them, and reads what arrives.
 
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::common::agent::{config_text, free_addr};
@@ -22,14 +22,8 @@ impl Agent {
         let config = dir.path().join("curbside.toml");
         let api = format!("listen = \"{}\"", free_addr());
         std::fs::write(&config, config_text(&dir.path().join("state"), "source = \"sim\"", &api, "")).unwrap();
-        let mut cmd = crate::common::curbside();
-        cmd.args(["run", "--config"])
-            .arg(&config)
-            .env("NOTIFY_SOCKET", &sock_path)
-            .env("WATCHDOG_USEC", "1000000")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut cmd = crate::common::run_agent(&config);
+        cmd.env("NOTIFY_SOCKET", &sock_path).env("WATCHDOG_USEC", "1000000");
         if let Some(part) = stall {
             cmd.env("CURBSIDE_DEBUG_STALL", part);
         }

@@ -1,7 +1,7 @@
 //! SIGHUP with the real binary: a new webhook endpoint takes effect without losing the events
 //! queued for the old one; an invalid config changes nothing.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::json;
@@ -46,16 +46,7 @@ async fn sighup_applies_a_new_endpoint_and_keeps_the_queued_events() {
     };
     // First the back office is somewhere nothing answers: events queue.
     write(&format!("http://{}/hook", free_addr()));
-    let agent = Agent(
-        crate::common::curbside()
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let agent = Agent(crate::common::run_agent(&config).spawn().unwrap());
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     for _ in 0..200 {
         if status(&http, &api).await.is_some() {

@@ -63,3 +63,14 @@ pub fn curbside() -> std::process::Command {
         None => std::process::Command::new(bin),
     }
 }
+
+/// `curbside run --config CONFIG`, quiet (warnings only, output discarded), ready to spawn.
+pub fn run_agent(config: &std::path::Path) -> std::process::Command {
+    let mut cmd = curbside();
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd
+}
