@@ -98,7 +98,7 @@ async fn main() {
     let n: i64 =
         args.iter().position(|a| a == "--points").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(100_000);
     let base = std::env::var_os("CURBSIDE_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    curbside::webhook::install_crypto();
+    curbside::tls::install_crypto();
     let dir = tempfile::tempdir_in(base).unwrap();
     let state = dir.path().join("state");
 

@@ -251,7 +251,7 @@ async fn drain(base: &Path, n: usize) {
     // Baseline: a bare reqwest loop, same bodies, same concurrency (4).
     let http = reqwest::Client::new();
     let (mut rx1, url, count_url) = receiver(dir.path()).await;
-    let client = curbside::webhook::client();
+    let client = curbside::webhook::client(std::iter::empty()).unwrap();
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicU64::new(0));
     let t = Instant::now();
@@ -319,7 +319,7 @@ async fn main() {
     let events =
         args.iter().position(|a| a == "--events").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(100_000);
     let base = std::env::var_os("CURBSIDE_BENCH_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    curbside::webhook::install_crypto();
+    curbside::tls::install_crypto();
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).map(String::as_str);
     if only != Some("drain") {
         tap_latency(&base).await;

@@ -96,7 +96,7 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
     let api_addr = listener.local_addr()?;
     let latest = LatestFix::new(config.gps.stale_after);
     let clock = Clock::new(latest.clone(), config.gps.max_clock_skew);
-    let client = webhook::client();
+    let client = webhook::client(config.webhooks.iter().map(|e| &**e))?;
     let webhooks = WebhookStatus::default();
     // Built before anything runs, so that unreadable TLS files fail the start.
     let mqtt = match &config.mqtt {
@@ -300,7 +300,11 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
                 }
             };
             shutdown.cancel();
-            notifier.send("STOPPING=1");
+            if outcome.is_err() {
+                // The process is about to exit. A stop for a signal or a reload is announced by
+                // `run` (STOPPING=1, or RELOADING=1 followed by READY=1 from the new parts).
+                notifier.send("STOPPING=1");
+            }
             if tokio::time::timeout(GRACE, async { while parts.join_next().await.is_some() {} }).await.is_err() {
                 tracing::warn!(grace = ?GRACE, "parts still running after the grace period; stopping anyway");
             }
@@ -432,6 +436,7 @@ pub async fn run(config: Config, config_file: Option<std::path::PathBuf>) -> any
             tokio::select! {
                 s = shutdown_signal() => {
                     tracing::info!(signal = s, "shutting down");
+                    supervision.notifier.send("STOPPING=1");
                     return running.stop().await;
                 }
                 r = running.finished() => return r,
@@ -451,7 +456,9 @@ pub async fn run(config: Config, config_file: Option<std::path::PathBuf>) -> any
             }
         };
         tracing::info!(config = %next.origin, "SIGHUP: reloading: restarting every part on the new config");
-        supervision.notifier.send("RELOADING=1");
+        // systemd (253+) matches the reload to this message by its timestamp; the new parts
+        // send READY=1 once they run. STOPPING=1 here would make systemd take it for a stop.
+        supervision.notifier.send(&health::reloading_message());
         running.stop().await?;
         config = next;
     }

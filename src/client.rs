@@ -23,7 +23,7 @@ impl ApiClient {
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
-        crate::webhook::install_crypto();
+        crate::tls::install_crypto();
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("HTTP client builds");
         Self { base: format!("http://{addr}"), token: config.api.token.clone(), http }
     }

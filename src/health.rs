@@ -126,6 +126,15 @@ impl Notifier {
     }
 }
 
+/// `RELOADING=1` with `MONOTONIC_USEC=` (CLOCK_MONOTONIC now), as sd_notify(3) documents for a
+/// service that reloads in process.
+pub fn reloading_message() -> String {
+    let usec = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1_000)
+        .unwrap_or(0);
+    format!("RELOADING=1\nMONOTONIC_USEC={usec}")
+}
+
 fn send_to(path: &std::path::Path, msg: &str) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::net::UnixDatagram;

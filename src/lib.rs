@@ -19,6 +19,7 @@
 //! - [`telemetry`]: MQTT telemetry: acquisition rules, the publisher, the offline backlog.
 //! - [`gps`]: framing, decoding and assembling NMEA into one [`gps::Fix`] per epoch; the sources;
 //!   the live fix and GPS time.
+//! - [`tls`]: rustls with ring and the system's trust store, for every outbound connection.
 //! - [`config`]: the TOML config, parsed then validated once.
 //! - [`health`]: liveness of the main loops; systemd's notify protocol and watchdog.
 //! - [`app`]: builds every part from a config and runs them under one shutdown.
@@ -37,4 +38,5 @@ pub mod health;
 pub mod outbox;
 pub mod taps;
 pub mod telemetry;
+pub mod tls;
 pub mod webhook;

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::durable::Durable;
+
 #[derive(Debug, Default)]
 struct Requests {
     /// Generations asked for so far; each append asks for the next one.
@@ -38,8 +40,8 @@ pub struct Committer {
 const IDLE_BEAT: Duration = Duration::from_millis(250);
 
 impl Committer {
-    /// Starts the thread that fsyncs `db` whenever a commit is waiting.
-    pub fn start(db: sled::Db) -> std::io::Result<Committer> {
+    /// Starts the thread that makes the store durable whenever a commit is waiting.
+    pub fn start(store: Arc<Durable>) -> std::io::Result<Committer> {
         let requests = Arc::new((Mutex::new(Requests::default()), Condvar::new()));
         let done = watch::Sender::new(Done::default());
         let (r, d) = (requests.clone(), done.clone());
@@ -66,7 +68,7 @@ impl Committer {
                     q.requested
                 };
                 // Everything written before `target` was requested is covered by this flush.
-                let error = db.flush().err();
+                let error = store.sync().err();
                 finished = target;
                 d.send_replace(Done { generation: target, error });
             }
@@ -126,7 +128,7 @@ mod tests {
     async fn many_concurrent_commits_all_complete() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let c = Arc::new(Committer::start(db.clone()).unwrap());
+        let c = Arc::new(Committer::start(Arc::new(Durable::open(db.clone(), dir.path()).unwrap())).unwrap());
         let mut set = tokio::task::JoinSet::new();
         for i in 0..200u32 {
             let (c, db) = (c.clone(), db.clone());

@@ -37,6 +37,7 @@
 //! deleted; see [`Outbox::open`].
 
 mod commit;
+mod durable;
 pub mod record;
 pub mod ring;
 
@@ -256,6 +257,8 @@ struct Inner {
     log_len: AtomicU64,
     loss: Option<StoreLoss>,
     broken: tokio::sync::watch::Sender<Option<String>>,
+    /// sled's flush plus the syncs it leaves out: every durable write goes through it.
+    durable: Arc<durable::Durable>,
     committer: commit::Committer,
     /// Sequences written but not yet covered by an fsync: not acknowledged, so not delivered
     /// either (a crash could still take them back). The lock is never held across an `.await`.
@@ -314,12 +317,16 @@ impl Outbox {
                 (open_db(&path)?, Some(loss))
             }
         };
+        let durable = Arc::new(
+            durable::Durable::open(db.clone(), &path)
+                .map_err(|source| OutboxError::Dir { path: path.clone(), source })?,
+        );
         let tree = |name: &str| db.open_tree(name);
         let meta = tree("meta")?;
         let loss = match loss {
             Some(l) => {
                 meta.insert("loss", serde_json::to_vec(&l).unwrap_or_default())?;
-                db.flush()?;
+                durable.sync()?;
                 Some(l)
             }
             None => meta.get("loss")?.and_then(|v| serde_json::from_slice(&v).ok()),
@@ -350,7 +357,8 @@ impl Outbox {
             endpoints,
             loss,
             broken: tokio::sync::watch::Sender::new(None),
-            committer: commit::Committer::start(db.clone())
+            durable: durable.clone(),
+            committer: commit::Committer::start(durable.clone())
                 .map_err(|source| OutboxError::Dir { path: state_dir.into(), source })?,
             db,
         };
@@ -648,7 +656,7 @@ impl Outbox {
             failed.insert(key.as_slice(), value.as_slice())?;
             Ok::<_, ConflictableTransactionError<OutboxError>>(())
         })?;
-        self.inner.db.flush()?;
+        self.inner.durable.sync()?;
         Ok(())
     }
 
@@ -693,7 +701,7 @@ impl Outbox {
             endpoints.insert(endpoint.to_string());
             moved += 1;
         }
-        self.inner.db.flush()?;
+        self.inner.durable.sync()?;
         for e in endpoints {
             self.wake(&e);
         }
@@ -731,7 +739,7 @@ impl Outbox {
     /// Disables an endpoint (it answered 410 Gone) until an operator enables it.
     pub fn disable(&self, endpoint: &str, reason: &str) -> Result<(), OutboxError> {
         self.inner.meta.insert(format!("disabled/{endpoint}"), reason.as_bytes())?;
-        self.inner.db.flush()?;
+        self.inner.durable.sync()?;
         if let Ok(mut d) = self.inner.disabled.lock() {
             d.insert(endpoint.to_string(), reason.to_string());
         }
@@ -746,7 +754,7 @@ impl Outbox {
     /// Enables an endpoint again; returns whether it was disabled.
     pub fn enable(&self, endpoint: &str) -> Result<bool, OutboxError> {
         self.inner.meta.remove(format!("disabled/{endpoint}"))?;
-        self.inner.db.flush()?;
+        self.inner.durable.sync()?;
         let was = self.inner.disabled.lock().map(|mut d| d.remove(endpoint).is_some()).unwrap_or(false);
         self.wake(endpoint);
         Ok(was)

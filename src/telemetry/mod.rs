@@ -178,8 +178,7 @@ pub fn options(cfg: &MqttConfig) -> anyhow::Result<MqttOptions> {
 fn tls_config(cfg: &MqttConfig) -> anyhow::Result<rustls::ClientConfig> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    crate::webhook::install_crypto();
-    let builder = rustls::ClientConfig::builder();
+    crate::tls::install_crypto();
     let builder = match &cfg.ca_file {
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();
@@ -188,12 +187,10 @@ fn tls_config(cfg: &MqttConfig) -> anyhow::Result<rustls::ClientConfig> {
                 .with_context(|| format!("mqtt.ca_file: cannot read certificates from {}", path.display()))?;
             let (added, _) = roots.add_parsable_certificates(certs);
             anyhow::ensure!(added > 0, "mqtt.ca_file: no usable certificate in {}", path.display());
-            builder.with_root_certificates(roots)
+            rustls::ClientConfig::builder().with_root_certificates(roots)
         }
-        None => {
-            use rustls_platform_verifier::BuilderVerifierExt;
-            builder.with_platform_verifier().context("cannot load the system's root certificates for mqtts://")?
-        }
+        None => crate::tls::system_roots()
+            .context("mqtts:// needs the system's CA certificates (install ca-certificates) or mqtt.ca_file")?,
     };
     Ok(match &cfg.client_auth {
         None => builder.with_no_client_auth(),

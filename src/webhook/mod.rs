@@ -103,22 +103,33 @@ impl Endpoint {
     }
 }
 
-/// Installs ring as rustls' crypto provider (once per process; later calls do nothing).
-pub fn install_crypto() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// The HTTP client for webhooks: rustls with ring, no redirects (3xx is a failure), curbside's
-/// User-Agent.
-pub fn client() -> reqwest::Client {
-    install_crypto();
-    reqwest::Client::builder()
+/// The HTTP client for webhooks: rustls with ring and the system's trust store, no redirects
+/// (3xx is a failure), curbside's User-Agent.
+///
+/// A system without a trust store (no `ca-certificates`) is an error only when one of
+/// `endpoints` is `https://`, naming it; plain `http://` endpoints work without one.
+pub fn client<'a>(endpoints: impl IntoIterator<Item = &'a Endpoint>) -> anyhow::Result<reqwest::Client> {
+    let tls = match crate::tls::system_roots() {
+        Ok(builder) => builder.with_no_client_auth(),
+        Err(e) => {
+            if let Some(ep) = endpoints.into_iter().find(|ep| ep.url.scheme() == "https") {
+                anyhow::bail!(
+                    "webhook {:?} is https:// but the system's CA certificates cannot be loaded \
+                     (install the ca-certificates package): {e}",
+                    ep.name
+                );
+            }
+            // No endpoint needs TLS: an empty trust store refuses any https:// it is ever asked for.
+            rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth()
+        }
+    };
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("curbside/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(30))
-        .build()
-        .expect("the HTTP client builds with rustls")
+        .build()?)
 }
 
 /// Builds the request for one attempt: body, Standard Webhooks headers, auth.

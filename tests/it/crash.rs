@@ -35,7 +35,7 @@ fn spawn(config: &std::path::Path) -> Child {
 /// One client: its jobs in turn, each job's statuses in order; a tap is retried with the same
 /// Idempotency-Key until acknowledged (the agent may be dead, or restarting).
 async fn client(n: usize, api: String, acked: Arc<Mutex<Vec<(String, usize, String)>>>) {
-    curbside::webhook::install_crypto();
+    curbside::tls::install_crypto();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap();
     for j in 0..JOBS_PER_CLIENT {
         let job = format!("C{n}-J{j}");

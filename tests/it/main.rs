@@ -14,4 +14,5 @@ mod outbox;
 mod reload;
 mod serial;
 mod systemd;
+mod tls;
 mod webhooks;

@@ -100,3 +100,28 @@ fn the_watchdog_stops_when_a_main_loop_is_stuck() {
     assert_eq!(count(&late, "WATCHDOG=1"), 0, "the watchdog kept beating: {late:?}");
     assert!(agent.child.try_wait().unwrap().is_none(), "alive as a process, stuck as an agent");
 }
+
+/// A reload is `RELOADING=1` with `MONOTONIC_USEC`, then `READY=1`; never `STOPPING=1`, which
+/// systemd takes for a stop (it then kills the service and reports the reload as failed). A
+/// stop for SIGTERM is `STOPPING=1`.
+#[test]
+fn sighup_is_reloading_then_ready_and_sigterm_is_stopping() {
+    let agent = Agent::start(None);
+    agent.read_until(Duration::from_secs(30), "READY=1");
+    let pid = agent.child.id().to_string();
+    std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    let msgs = agent.read_for(Duration::from_secs(4));
+    let reloading = msgs.iter().position(|(_, m)| m == "RELOADING=1").unwrap_or_else(|| panic!("{msgs:?}"));
+    let usec: u64 = msgs
+        .iter()
+        .find_map(|(_, m)| m.strip_prefix("MONOTONIC_USEC="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("MONOTONIC_USEC with RELOADING=1: {msgs:?}"));
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    let now_usec = now.tv_sec() as u64 * 1_000_000 + now.tv_nsec() as u64 / 1000;
+    assert!(usec <= now_usec && now_usec - usec < 10_000_000, "MONOTONIC_USEC {usec} is CLOCK_MONOTONIC ({now_usec})");
+    assert!(msgs[reloading..].iter().any(|(_, m)| m == "READY=1"), "READY=1 after the reload: {msgs:?}");
+    assert_eq!(count(&msgs, "STOPPING=1"), 0, "a reload is not a stop: {msgs:?}");
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    agent.read_until(Duration::from_secs(10), "STOPPING=1");
+}

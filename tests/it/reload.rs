@@ -35,7 +35,7 @@ async fn status(http: &reqwest::Client, api: &str) -> Option<serde_json::Value> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_applies_a_new_endpoint_and_keeps_the_queued_events() {
-    curbside::webhook::install_crypto();
+    curbside::tls::install_crypto();
     let dir = tempfile::tempdir().unwrap();
     let api = free_addr().to_string();
     let config = dir.path().join("curbside.toml");

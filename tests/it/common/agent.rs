@@ -75,7 +75,7 @@ async fn start_text(dir: tempfile::TempDir, text: &str) -> TestAgent {
         }
     }
     let running = running.unwrap();
-    curbside::webhook::install_crypto();
+    curbside::tls::install_crypto();
     TestAgent { running, dir, http: reqwest::Client::new() }
 }
 

@@ -1,0 +1,58 @@
+//! A system without a TLS trust store (no `ca-certificates`): the agent starts when no endpoint
+//! needs TLS, and refuses to start with an error naming the `https://` endpoint when one does
+//! (it used to panic at every start, and systemd restarted it forever).
+
+use std::time::{Duration, Instant};
+
+use crate::common::agent::{config_text, free_addr};
+use crate::common::run_agent;
+
+/// `curbside run` with no trust store at all: rustls-native-certs reads only these two.
+fn without_trust_store(config: &std::path::Path, empty: &std::path::Path) -> std::process::Command {
+    let mut cmd = run_agent(config);
+    cmd.env("SSL_CERT_FILE", empty.join("none.pem")).env("SSL_CERT_DIR", empty);
+    cmd
+}
+
+#[test]
+fn no_trust_store_is_fine_for_http_endpoints_and_a_clear_error_for_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("no-certs");
+    std::fs::create_dir(&empty).unwrap();
+    let api = free_addr();
+
+    let plain = dir.path().join("plain.toml");
+    let hook = "[[webhook]]\nname = \"office\"\nurl = \"http://127.0.0.1:9/hook\"\n";
+    std::fs::write(
+        &plain,
+        config_text(&dir.path().join("state"), "source = \"sim\"", &format!("listen = \"{api}\""), hook),
+    )
+    .unwrap();
+    let mut child = without_trust_store(&plain, &empty).spawn().unwrap();
+    let t = Instant::now();
+    let up = loop {
+        if std::net::TcpStream::connect(api).is_ok() {
+            break true;
+        }
+        if child.try_wait().unwrap().is_some() || t.elapsed() > Duration::from_secs(60) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up, "with only http:// endpoints the agent must start without a trust store");
+
+    let tls = dir.path().join("tls.toml");
+    let hook = "[[webhook]]\nname = \"secure-office\"\nurl = \"https://127.0.0.1:9/hook\"\n";
+    std::fs::write(
+        &tls,
+        config_text(&dir.path().join("state2"), "source = \"sim\"", &format!("listen = \"{api}\""), hook),
+    )
+    .unwrap();
+    let out = without_trust_store(&tls, &empty).stderr(std::process::Stdio::piped()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an https:// endpoint without a trust store must fail the start");
+    assert!(!err.contains("panicked"), "a clear error, not a panic: {err}");
+    assert!(err.contains("secure-office") && err.contains("ca-certificates"), "names the endpoint and the fix: {err}");
+}
