@@ -23,8 +23,12 @@ impl ApiClient {
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
-        crate::tls::install_crypto();
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("HTTP client builds");
+        // The local API is plain HTTP: no trust store needed (a minimal system has none).
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(crate::tls::trusting_nobody())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("an HTTP client with a preconfigured TLS config builds");
         Self { base: format!("http://{addr}"), token: config.api.token.clone(), http }
     }
 

@@ -14,3 +14,11 @@ pub fn system_roots()
     install_crypto();
     rustls::ClientConfig::builder().with_platform_verifier()
 }
+
+/// A client config that trusts no server: for clients that only speak plain HTTP (the CLI to
+/// the local API, webhooks when no endpoint is `https://`), so that they never depend on the
+/// system's trust store. Any `https://` it is asked for fails verification.
+pub fn trusting_nobody() -> rustls::ClientConfig {
+    install_crypto();
+    rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth()
+}

@@ -1,6 +1,7 @@
 //! A system without a TLS trust store (no `ca-certificates`): the agent starts when no endpoint
 //! needs TLS, and refuses to start with an error naming the `https://` endpoint when one does
-//! (it used to panic at every start, and systemd restarted it forever).
+//! (it used to panic at every start, and systemd restarted it forever). The CLI, which speaks
+//! plain HTTP to the agent, needs no trust store either.
 
 use std::time::{Duration, Instant};
 
@@ -39,9 +40,16 @@ fn no_trust_store_is_fine_for_http_endpoints_and_a_clear_error_for_https() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    let tap = up.then(|| {
+        let mut cli = crate::common::curbside();
+        cli.args(["tap", "arrived", "--job", "J1", "--config"]).arg(&plain);
+        cli.env("SSL_CERT_FILE", empty.join("none.pem")).env("SSL_CERT_DIR", &empty).output().unwrap()
+    });
     let _ = child.kill();
     let _ = child.wait();
     assert!(up, "with only http:// endpoints the agent must start without a trust store");
+    let tap = tap.unwrap();
+    assert!(tap.status.success(), "the CLI talks plain HTTP to the agent: {}", String::from_utf8_lossy(&tap.stderr));
 
     let tls = dir.path().join("tls.toml");
     let hook = "[[webhook]]\nname = \"secure-office\"\nurl = \"https://127.0.0.1:9/hook\"\n";

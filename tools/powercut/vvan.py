@@ -186,6 +186,10 @@ def build_initramfs(cache: Path, binary: Path, out: Path, extra: dict | None = N
     c.file("bin/curbside", binary.read_bytes())
     for lib in libraries(binary):
         c.file(lib.lstrip("/"), Path(lib).read_bytes())
+    # A trust store as on a real gateway (older binaries needed one even for http:// endpoints).
+    ca = Path("/etc/ssl/certs/ca-certificates.crt")
+    if ca.exists():
+        c.file("etc/ssl/certs/ca-certificates.crt", ca.read_bytes(), 0o644)
     for name, data in (extra or {}).items():
         c.file(name, data, 0o644)
     c.file("init", (HERE / "init.sh").read_bytes())
