@@ -25,10 +25,12 @@ see a loss).
 """
 
 import argparse
+import atexit
 import http.client
 import http.server
 import json
 import random
+import signal
 import sys
 import threading
 import time
@@ -201,6 +203,9 @@ def main() -> int:
     api_port = vvan.free_port()
     append = f"console=ttyS0 quiet panic=-1 cv.mount={args.mount_opts}"
     van = vvan.Van(work, kernel, initrd, disk, append, api_port)
+    # Never leave a guest running: on exit, and on SIGTERM (a CI timeout), cut the power.
+    atexit.register(van.cut)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     accel = vvan.accel()
     print(f"powercut: seed={seed} accel={accel} mount={args.mount_opts} cuts={args.cuts} binary={binary}",
           flush=True)

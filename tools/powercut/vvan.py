@@ -165,8 +165,10 @@ class Cpio:
         return b"".join(self.parts)
 
 
-def build_initramfs(cache: Path, binary: Path, out: Path, extra: dict | None = None) -> Path:
-    """The guest's whole userland; returns the kernel image path."""
+def build_initramfs(cache: Path, binary: Path | None, out: Path, extra: dict | None = None,
+                    init: Path = HERE / "init.sh") -> Path:
+    """The guest's userland (or, with another `init`, what it takes to reach a root file system);
+    returns the kernel image path."""
     kroot, version = kernel_tree(cache)
     c = Cpio()
     for d in ["dev", "proc", "sys", "state", "tmp", "etc", "bin"]:
@@ -175,7 +177,7 @@ def build_initramfs(cache: Path, binary: Path, out: Path, extra: dict | None = N
     c.chardev("dev/null", 1, 3)
     c.file("bin/busybox", Path("/bin/busybox").read_bytes())
     for tool in ["sh", "mount", "umount", "insmod", "ip", "sleep", "cat", "mkdir", "echo", "poweroff", "sync",
-                 "ls", "grep", "sed", "hostname"]:
+                 "ls", "grep", "sed", "hostname", "switch_root"]:
         c.symlink(f"bin/{tool}", "busybox")
     mods = []
     for m in module_order(kroot, version):
@@ -183,16 +185,17 @@ def build_initramfs(cache: Path, binary: Path, out: Path, extra: dict | None = N
         c.file(name, m.read_bytes(), 0o644)
         mods.append("/" + name)
     c.file("etc/modules.order", ("\n".join(mods) + "\n").encode(), 0o644)
-    c.file("bin/curbside", binary.read_bytes())
-    for lib in libraries(binary):
-        c.file(lib.lstrip("/"), Path(lib).read_bytes())
+    if binary is not None:
+        c.file("bin/curbside", binary.read_bytes())
+        for lib in libraries(binary):
+            c.file(lib.lstrip("/"), Path(lib).read_bytes())
     # A trust store as on a real gateway (older binaries needed one even for http:// endpoints).
     ca = Path("/etc/ssl/certs/ca-certificates.crt")
     if ca.exists():
         c.file("etc/ssl/certs/ca-certificates.crt", ca.read_bytes(), 0o644)
     for name, data in (extra or {}).items():
         c.file(name, data, 0o644)
-    c.file("init", (HERE / "init.sh").read_bytes())
+    c.file("init", init.read_bytes())
     out.write_bytes(gzip.compress(c.bytes(), compresslevel=1))
     return kroot / "boot" / f"vmlinuz-{version}"
 
