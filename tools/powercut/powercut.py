@@ -212,7 +212,7 @@ def main() -> int:
 
     acked: dict[str, dict] = {}
     lost_ids: set[str] = set()
-    corrupt_opens = unreadable_total = no_start = 0
+    corrupt_opens = unreadable_total = no_start = conf_empty = 0
     phases = {"taps": 0, "drain": 0, "backlog": 0, "startup": 0}
     boot_secs: list[float] = []
     t_start = time.monotonic()
@@ -251,6 +251,8 @@ def main() -> int:
             van.cut()
             continue
         boot_secs.append(time.monotonic() - t0)
+        # sled rewrites a `conf` it finds empty: it was never synced (before durable.rs, every boot).
+        conf_empty += "empty/corrupt configuration file found" in van.console_text()
         check(status, f"boot {n}")
         receiver.up = phase == "drain" or (phase == "backlog" and rng.random() < 0.5)
         before = len(acked)
@@ -303,7 +305,8 @@ def main() -> int:
     print(f"powercut: phases {phases}; boot to API median "
           f"{sorted(boot_secs)[len(boot_secs) // 2] if boot_secs else 0:.1f}s; "
           f"{duplicates} duplicate deliveries (at least once), {len(set(bodies) - set(acked))} delivered "
-          f"but never acknowledged (cut before the 201); drained={drained}; "
+          f"but never acknowledged (cut before the 201); sled found its conf empty on {conf_empty} boots; "
+          f"drained={drained}; "
           f"{(time.monotonic() - t_start) / 60:.1f} min")
     if differing or mismatched or unreadable_total or no_start:
         print(f"powercut: bodies differing across retries: {len(differing)}; bodies not matching the 201: "
