@@ -50,7 +50,8 @@ fn sync_path(path: &Path) -> io::Result<()> {
 
 impl Durable {
     /// Wraps a freshly opened store at `dir`, making what sled created at open (its `conf`,
-    /// the log file, the directory entries, the store's own entry in `state_dir`) durable now.
+    /// the log file, the directory entries, the store's entry in `state_dir` and `state_dir`'s
+    /// in its parent) durable now.
     pub fn open(db: sled::Db, dir: &Path) -> io::Result<Durable> {
         let log = File::open(dir.join("db"))?;
         sync_path(&dir.join("conf"))?;
@@ -63,8 +64,12 @@ impl Durable {
             sync_path(&dir.join("blobs"))?;
         }
         sync_path(dir)?;
-        if let Some(parent) = dir.parent() {
-            sync_path(parent)?;
+        // `state_dir` and its own entry may have just been created too (create_dir_all). Best
+        // effort: a parent the service may not read (0711) must not stop the start.
+        for ancestor in dir.ancestors().skip(1).take(2) {
+            if !ancestor.as_os_str().is_empty() {
+                let _ = sync_path(ancestor);
+            }
         }
         let listed = Mutex::new((names(dir)?, blobs));
         Ok(Durable { db, dir: dir.to_path_buf(), log, listed })
