@@ -138,17 +138,21 @@ def wait_up(van: vvan.Van, port: int, timeout: float):
     return None
 
 
-def outbox_ids(port: int, endpoint: str | None = None) -> tuple[set, int]:
+LIST_LIMIT = 10_000
+
+
+def outbox_ids(port: int, endpoint: str | None = None) -> tuple[set, int, bool]:
     """Event ids still in the outbox (waiting for `endpoint`, or for any: the MQTT mirror keeps
-    events too while the broker is away), and deliveries whose event could not be read."""
-    d = get_json(port, "/api/v1/events?state=all&limit=10000", timeout=30)["deliveries"]
+    events too while the broker is away), deliveries whose event could not be read, and whether
+    the listing was cut at the API's limit (then an id missing from it proves nothing)."""
+    d = get_json(port, f"/api/v1/events?state=all&limit={LIST_LIMIT}", timeout=30)["deliveries"]
     ids, unreadable = set(), 0
     for x in d:
         if x.get("event") is None:
             unreadable += 1
         elif endpoint is None or x["endpoint"] == endpoint:
             ids.add(x["event"]["id"])
-    return ids, unreadable
+    return ids, unreadable, len(d) >= LIST_LIMIT
 
 
 def config(hook_port: int, mqtt_port: int) -> bytes:
@@ -212,7 +216,7 @@ def main() -> int:
 
     acked: dict[str, dict] = {}
     lost_ids: set[str] = set()
-    corrupt_opens = unreadable_total = no_start = conf_empty = 0
+    corrupt_opens = unreadable_total = no_start = conf_empty = guest_stalls = 0
     phases = {"taps": 0, "drain": 0, "backlog": 0, "startup": 0}
     boot_secs: list[float] = []
     t_start = time.monotonic()
@@ -223,8 +227,12 @@ def main() -> int:
         if loss:
             corrupt_opens += 1
             print(f"  {label}: STORE MOVED ASIDE: {loss}", flush=True)
-        present, unreadable = outbox_ids(api_port)
+        present, unreadable, truncated = outbox_ids(api_port)
         unreadable_total += unreadable
+        if truncated:
+            # More deliveries than one listing holds (the MQTT mirror keeps every event while the
+            # broker is away): this boot cannot tell; the last boot's drain still checks them all.
+            return not loss
         with receiver.lock:
             delivered = set(receiver.bodies)
         missing = set(acked) - delivered - present - lost_ids
@@ -246,8 +254,14 @@ def main() -> int:
             continue
         status = wait_up(van, api_port, 180)
         if status is None:
-            no_start += 1
-            print(f"cut {n:3d}: the agent did not answer; console:\n{van.console_text()[-3000:]}", flush=True)
+            if "CV: agent starting" not in van.console_text():
+                # The guest kernel itself stalled before userland (seen twice in 200 boots under
+                # a loaded TCG host): not the agent's doing; power-cycle and go on.
+                guest_stalls += 1
+                print(f"cut {n:3d}: the guest stalled before userland; power-cycled", flush=True)
+            else:
+                no_start += 1
+                print(f"cut {n:3d}: the agent did not answer; console:\n{van.console_text()[-3000:]}", flush=True)
             van.cut()
             continue
         boot_secs.append(time.monotonic() - t0)
@@ -269,20 +283,27 @@ def main() -> int:
 
     # The last boot: the receiver answers; everything acknowledged must arrive.
     receiver.up = True
-    van.boot("console-final.log")
-    status = wait_up(van, api_port, 180)
     drained = False
-    if status is None:
-        no_start += 1
-        print(f"final boot: the agent did not answer; console:\n{van.console_text()[-3000:]}", flush=True)
-    else:
+    for attempt in range(3):
+        van.boot(f"console-final-{attempt}.log")
+        status = wait_up(van, api_port, 180)
+        if status is not None:
+            break
+        stalled = "CV: agent starting" not in van.console_text()
+        van.cut()
+        if not stalled:
+            no_start += 1
+            print(f"final boot: the agent did not answer; console:\n{van.console_text()[-3000:]}", flush=True)
+            break
+        guest_stalls += 1
+    if status is not None:
         check(status, "final boot")
         t0 = time.monotonic()
         while time.monotonic() - t0 < 600:
-            present, _ = outbox_ids(api_port, "powercut")
-            if not present:
-                drained = True
-                break
+            with receiver.lock:
+                if set(acked) <= set(receiver.bodies):
+                    drained = True
+                    break
             time.sleep(1)
     van.cut()
 
@@ -306,7 +327,7 @@ def main() -> int:
           f"{sorted(boot_secs)[len(boot_secs) // 2] if boot_secs else 0:.1f}s; "
           f"{duplicates} duplicate deliveries (at least once), {len(set(bodies) - set(acked))} delivered "
           f"but never acknowledged (cut before the 201); sled found its conf empty on {conf_empty} boots; "
-          f"drained={drained}; "
+          f"guest kernel stalls {guest_stalls}; drained={drained}; "
           f"{(time.monotonic() - t_start) / 60:.1f} min")
     if differing or mismatched or unreadable_total or no_start:
         print(f"powercut: bodies differing across retries: {len(differing)}; bodies not matching the 201: "
