@@ -200,8 +200,13 @@ async fn the_ring_keeps_the_newest_points_within_its_limit_across_a_restart() {
     assert_eq!((s["backlog"]["points"].as_u64(), s["backlog"]["dropped"].as_u64()), (Some(5), Some(7)));
     assert_eq!(s["events_pending"], 1);
 
+    // The broker and a subscriber come up while the agent is stopped: what the agent sends on
+    // reconnecting must not reach the broker before anyone listens (under qemu-user the agent's
+    // probe once connected between the broker's start and the subscription).
+    let dir = agent.stop().await;
     rumqttd_at(broker).await;
     let sub = Subscriber::connect(broker, "curbside/van-17/#").await;
+    let agent = start_with_gps(dir, NO_GPS, &config).await;
     let msgs = sub
         .wait_until(WAIT, "the kept points and the event", |m| {
             distinct(&positions(m)).len() == 5 && event_ids(m).contains(&id)
