@@ -6,8 +6,9 @@
 //! commits the file's metadata (a log that grew keeps its old size after a cut) nor flushes the
 //! device's write cache, so a flushed write can still be lost to a power cut; only sled's
 //! background flusher calls `fsync`, every 500 ms. Measured in a virtual van (a qemu guest whose
-//! disk keeps only flushed writes, see `tools/powercut`): 167 of 1,190 acknowledged taps lost
-//! over 30 cuts before this module existed, none after.
+//! disk keeps only flushed writes, `tools/powercut`): without this module 242 of 1,404
+//! acknowledged taps were lost over 12 cuts; with it, over 200 cuts, every one of 10,611 was
+//! delivered.
 //!
 //! sled also creates files without syncing them or their directory: `conf` (found empty after
 //! every cut; sled then writes it again), blobs (values over about a quarter of a segment, in

@@ -22,13 +22,16 @@ fn no_trust_store_is_fine_for_http_endpoints_and_a_clear_error_for_https() {
     std::fs::create_dir(&empty).unwrap();
     let api = free_addr();
 
-    let plain = dir.path().join("plain.toml");
-    let hook = "[[webhook]]\nname = \"office\"\nurl = \"http://127.0.0.1:9/hook\"\n";
-    std::fs::write(
-        &plain,
-        config_text(&dir.path().join("state"), "source = \"sim\"", &format!("listen = \"{api}\""), hook),
-    )
-    .unwrap();
+    // A config in `dir` named NAME.toml with its own state dir and one webhook at `url`.
+    let config = |name: &str, url: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        let hook = format!("[[webhook]]\nname = \"{name}\"\nurl = \"{url}\"\n");
+        let api = format!("listen = \"{api}\"");
+        std::fs::write(&path, config_text(&dir.path().join(name), "source = \"sim\"", &api, &hook)).unwrap();
+        path
+    };
+
+    let plain = config("office", "http://127.0.0.1:9/hook");
     let mut child = without_trust_store(&plain, &empty).spawn().unwrap();
     let t = Instant::now();
     let up = loop {
@@ -51,13 +54,7 @@ fn no_trust_store_is_fine_for_http_endpoints_and_a_clear_error_for_https() {
     let tap = tap.unwrap();
     assert!(tap.status.success(), "the CLI talks plain HTTP to the agent: {}", String::from_utf8_lossy(&tap.stderr));
 
-    let tls = dir.path().join("tls.toml");
-    let hook = "[[webhook]]\nname = \"secure-office\"\nurl = \"https://127.0.0.1:9/hook\"\n";
-    std::fs::write(
-        &tls,
-        config_text(&dir.path().join("state2"), "source = \"sim\"", &format!("listen = \"{api}\""), hook),
-    )
-    .unwrap();
+    let tls = config("secure-office", "https://127.0.0.1:9/hook");
     let out = without_trust_store(&tls, &empty).stderr(std::process::Stdio::piped()).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "an https:// endpoint without a trust store must fail the start");
