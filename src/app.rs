@@ -29,6 +29,8 @@ const GRACE: Duration = Duration::from_secs(5);
 const CLOCK_EVERY: Duration = Duration::from_secs(10);
 /// How often the agent logs a one-line summary of the GPS.
 const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+/// How often the agent looks at whether its store is worth compacting (see `outbox::compact`).
+const UPKEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// A running agent, as [`start`] returns it.
 #[derive(Debug)]
@@ -42,6 +44,9 @@ pub struct Running {
     /// The live fix.
     pub latest: LatestFix,
     supervisor: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Notified when the store is worth compacting: [`run`] then restarts the parts, and the
+    /// store is rewritten as it opens.
+    compaction: Arc<tokio::sync::Notify>,
 }
 
 impl Running {
@@ -88,7 +93,7 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
         // Status events wait for the broker in the outbox, like webhook deliveries.
         filters.push(EndpointFilter { name: telemetry::EVENT_ENDPOINT.into(), events: None });
     }
-    let outbox = Outbox::open(&config.state_dir, filters)
+    let outbox = Outbox::open_with(&config.state_dir, filters, config.outbox_budget)
         .with_context(|| format!("cannot open the outbox in {}", config.state_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
@@ -268,6 +273,19 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
             Ok(())
         });
     }
+    let compaction = Arc::new(tokio::sync::Notify::new());
+    {
+        let (outbox, due, shutdown) = (outbox.clone(), compaction.clone(), shutdown.clone());
+        let (beat, name) = watch("upkeep");
+        parts.spawn(watched(
+            beat,
+            every,
+            stall_for_tests(name, async move {
+                store_upkeep(outbox, due, UPKEEP_EVERY, shutdown).await;
+                Ok(())
+            }),
+        ));
+    }
     {
         // A store that failed a write is unusable until reopened: stop, so that systemd starts
         // the agent again on a fresh handle (taps meanwhile get a clear error, never a 201).
@@ -316,7 +334,39 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
         })
     };
     supervision.notifier.send("READY=1\nSTATUS=curbside running");
-    Ok(Running { api_addr, shutdown, outbox, latest, supervisor })
+    Ok(Running { api_addr, shutdown, outbox, latest, supervisor, compaction })
+}
+
+/// Looks at the store every `every` (see [`crate::outbox::compact::Schedule`]) and notifies
+/// `due` once, when reopening it would give disk space back.
+async fn store_upkeep(outbox: Outbox, due: Arc<tokio::sync::Notify>, every: Duration, shutdown: CancellationToken) {
+    let mut schedule = crate::outbox::compact::Schedule::default();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (removals, size) = (outbox.removals(), outbox.size_on_disk());
+        if !schedule.scan_now(outbox.appends(), removals, size, outbox.budget()) {
+            continue;
+        }
+        let o = outbox.clone();
+        match tokio::task::spawn_blocking(move || o.compaction_due()).await {
+            Ok(Ok((true, _))) => {
+                tracing::info!(
+                    size_on_disk = size,
+                    "the outbox holds far more disk than records: restarting to compact it"
+                );
+                due.notify_one();
+                return;
+            }
+            Ok(Ok((false, live))) => schedule.not_worth_it(removals, live.records, size),
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not look at the outbox's size"),
+            Err(e) => tracing::warn!(error = %e, "the outbox size check panicked"),
+        }
+    }
 }
 
 /// What the one-line `STATUS=` summary is made of.
@@ -423,6 +473,9 @@ async fn stall_for_tests<T>(part: String, fut: impl std::future::Future<Output =
 /// events and positions are on disk and carry on; taps in the fraction of a second between
 /// stop and start are refused (connection refused) and are retried by their client. An invalid
 /// config is logged and changes nothing.
+///
+/// The same restart, on the same config, compacts a store that holds far more disk than records
+/// (see [`crate::outbox::compact`]): once the outbox has been quiet for a minute.
 pub async fn run(config: Config, config_file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let supervision = Supervision::from_env();
@@ -432,6 +485,7 @@ pub async fn run(config: Config, config_file: Option<std::path::PathBuf>) -> any
         std::fs::create_dir_all(&config.state_dir)
             .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
         let mut running = start_again(&config, &supervision).await?;
+        let compaction = running.compaction.clone();
         let next = loop {
             tokio::select! {
                 s = shutdown_signal() => {
@@ -440,13 +494,14 @@ pub async fn run(config: Config, config_file: Option<std::path::PathBuf>) -> any
                     return running.stop().await;
                 }
                 r = running.finished() => return r,
+                _ = compaction.notified() => break None,
                 _ = hangup.recv() => {
                     let Some(file) = &config_file else {
                         tracing::warn!("SIGHUP: running on embedded defaults, no config file to reload");
                         continue;
                     };
                     match Config::load(file) {
-                        Ok(c) => break c,
+                        Ok(c) => break Some(c),
                         Err(e) => {
                             tracing::error!(error = %e, "SIGHUP: the new config is invalid; still running on the old one");
                             supervision.notifier.send(&format!("STATUS=reload refused: {e}"));
@@ -454,6 +509,12 @@ pub async fn run(config: Config, config_file: Option<std::path::PathBuf>) -> any
                     }
                 }
             }
+        };
+        let Some(next) = next else {
+            // Not a reload: systemd is not told, only the status line changes.
+            supervision.notifier.send("STATUS=compacting the outbox");
+            running.stop().await?;
+            continue;
         };
         tracing::info!(config = %next.origin, "SIGHUP: reloading: restarting every part on the new config");
         // systemd (253+) matches the reload to this message by its timestamp; the new parts
@@ -663,6 +724,13 @@ pub fn status_text(s: &serde_json::Value) -> String {
     );
     let o = &s["outbox"];
     let _ = writeln!(out, "outbox   {} events, {} bytes on disk", o["events"], o["size_on_disk"]);
+    if o["over_budget"].as_bool() == Some(true) {
+        let _ = writeln!(
+            out,
+            "         OVER ITS DISK BUDGET ({} bytes, outbox_max_mb): taps are refused until it is drained",
+            o["budget"]
+        );
+    }
     if !o["store_loss"].is_null() {
         let _ = writeln!(
             out,
@@ -744,6 +812,42 @@ pub fn outbox_text(list: &serde_json::Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_upkeep_asks_for_a_compaction_once_a_drained_store_is_quiet() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoints = vec![EndpointFilter { name: "bo".into(), events: None }];
+        let outbox = Outbox::open_with(dir.path(), endpoints, 16 << 20).unwrap();
+        let mut seqs = Vec::new();
+        while outbox.size_on_disk() < 12 << 20 {
+            let mut batch = JoinSet::new();
+            for k in 0..32 {
+                let o = outbox.clone();
+                batch.spawn(async move {
+                    let job = format!("J{k}");
+                    o.append(&job, None, |seq| crate::event::StatusEvent {
+                        sequence: seq,
+                        job_id: job.clone(),
+                        received_by: Some("r".repeat(20_000)),
+                        ..crate::webhook::format::sample("van-17")
+                    })
+                    .await
+                });
+            }
+            seqs.extend(batch.join_all().await.into_iter().map(|a| a.unwrap().event.sequence));
+        }
+        let (due, shutdown) = (Arc::new(tokio::sync::Notify::new()), CancellationToken::new());
+        let upkeep = tokio::spawn(store_upkeep(outbox.clone(), due.clone(), UPKEEP_EVERY, shutdown.clone()));
+        let quiet = tokio::time::timeout(Duration::from_secs(600), due.notified()).await;
+        assert!(quiet.is_err(), "full of undelivered events: never worth compacting, however quiet");
+        for seq in seqs {
+            outbox.delivered("bo", seq).unwrap();
+        }
+        tokio::time::timeout(3 * UPKEEP_EVERY, due.notified())
+            .await
+            .expect("drained and quiet: compaction is asked for");
+        tokio::time::timeout(Duration::from_secs(1), upkeep).await.expect("it asks once, then ends").unwrap();
+    }
 
     #[test]
     fn status_text_shows_the_broker_and_its_backlog() {

@@ -42,6 +42,8 @@ pub struct RawConfig {
     pub driver_id: Option<String>,
     /// Where curbside keeps its state.
     pub state_dir: Option<PathBuf>,
+    /// Disk budget of the outbox (`state_dir/outbox`), MiB.
+    pub outbox_max_mb: Option<u64>,
     /// `[gps]`.
     #[serde(default)]
     pub gps: RawGps,
@@ -202,6 +204,8 @@ pub struct Config {
     pub driver_id: Option<String>,
     /// State directory.
     pub state_dir: PathBuf,
+    /// Bytes the outbox may take on disk before taps are refused (`outbox_max_mb`).
+    pub outbox_budget: u64,
     /// GPS settings.
     pub gps: GpsConfig,
     /// Local API settings.
@@ -373,6 +377,10 @@ impl Config {
         if state_dir.as_os_str().is_empty() {
             return Err(err("state_dir", "must not be empty".into()));
         }
+        let outbox_max_mb = raw.outbox_max_mb.unwrap_or(crate::outbox::DEFAULT_BUDGET >> 20);
+        if !(16..=1 << 20).contains(&outbox_max_mb) {
+            return Err(err("outbox_max_mb", format!("must be between 16 and 1048576 (MiB), got {outbox_max_mb}")));
+        }
 
         let g = raw.gps;
         let speed = g.speed.unwrap_or(1.0);
@@ -449,6 +457,7 @@ impl Config {
             vehicle_id,
             driver_id,
             state_dir,
+            outbox_budget: outbox_max_mb << 20,
             gps: GpsConfig { source, stale_after, max_clock_skew },
             api: ApiConfig { listen, token },
             webhooks,

@@ -85,6 +85,12 @@ pub fn render(api: &Api) -> String {
         api.outbox.len() as f64,
     );
     p.one("curbside_store_bytes", "gauge", "Size of the store on disk.", api.outbox.size_on_disk() as f64);
+    p.one(
+        "curbside_store_budget_bytes",
+        "gauge",
+        "Disk budget of the store (outbox_max_mb); taps are refused beyond it.",
+        api.outbox.budget() as f64,
+    );
 
     type Get = fn(&crate::outbox::Depth, &crate::webhook::EndpointStatus, Option<i64>) -> Option<f64>;
     let families: [(&str, &str, &str, Get); 7] = [

@@ -94,6 +94,11 @@ impl From<OutboxError> for ApiError {
                 None,
                 "disk full: the event was NOT recorded; tell dispatch by other means",
             ),
+            e @ OutboxError::OverBudget { .. } => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                None,
+                format!("{e}; tell dispatch by other means (the budget is outbox_max_mb in the config)"),
+            ),
             OutboxError::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, None, format!("not found: {what}")),
             other => {
                 tracing::error!(error = %other, "storage failed; tap refused");
@@ -227,6 +232,8 @@ async fn status(State(api): State<Api>) -> Json<Value> {
         "outbox": {
             "events": api.outbox.len(),
             "size_on_disk": api.outbox.size_on_disk(),
+            "budget": api.outbox.budget(),
+            "over_budget": api.outbox.over_budget(),
             "store_loss": api.outbox.loss(),
         },
         "webhooks": endpoints,

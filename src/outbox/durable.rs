@@ -24,6 +24,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A sled database together with what it takes to make its writes durable.
 #[derive(Debug)]
@@ -35,6 +36,8 @@ pub struct Durable {
     log: File,
     /// Directory listings as of the last sync (store, `blobs/`).
     listed: Mutex<(BTreeSet<String>, BTreeSet<String>)>,
+    /// Bytes on disk (log and blobs) as of the last sync.
+    size: AtomicU64,
 }
 
 fn names(dir: &Path) -> io::Result<BTreeSet<String>> {
@@ -72,8 +75,14 @@ impl Durable {
                 let _ = sync_path(ancestor);
             }
         }
+        let size = AtomicU64::new(log.metadata()?.len() + blob_bytes(dir, &blobs));
         let listed = Mutex::new((names(dir)?, blobs));
-        Ok(Durable { db, dir: dir.to_path_buf(), log, listed })
+        Ok(Durable { db, dir: dir.to_path_buf(), log, listed, size })
+    }
+
+    /// Bytes the store took on disk at the last sync (a `stat`, not a directory walk).
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Relaxed)
     }
 
     /// Returns once every write made to the database before the call is on stable storage.
@@ -100,9 +109,15 @@ impl Durable {
         if dir_now != listed.0 {
             sync_path(&self.dir)?;
         }
+        let size = self.log.metadata()?.len() + blob_bytes(&self.dir, &blobs_now);
+        self.size.store(size, Ordering::Relaxed);
         *listed = (dir_now, blobs_now);
         Ok(())
     }
+}
+
+fn blob_bytes(dir: &Path, blobs: &BTreeSet<String>) -> u64 {
+    blobs.iter().filter_map(|b| std::fs::metadata(dir.join("blobs").join(b)).ok()).map(|m| m.len()).sum()
 }
 
 #[cfg(test)]
@@ -122,5 +137,6 @@ mod tests {
         let listed = d.listed.lock().unwrap();
         assert!(!listed.1.is_empty(), "the big value is a blob, and the sync saw its file");
         assert!(listed.0.contains("conf") && listed.0.contains("db"));
+        assert!(d.size() > 300 * 1024, "the size counts the blob: {}", d.size());
     }
 }

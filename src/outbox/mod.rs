@@ -37,6 +37,7 @@
 //! deleted; see [`Outbox::open`].
 
 mod commit;
+pub mod compact;
 mod durable;
 pub mod record;
 pub mod ring;
@@ -63,6 +64,8 @@ const IDEM_KEEP_DAYS: i64 = 7;
 const LOG_KEEP: u64 = 10_000;
 /// sled page cache: small on a gateway (sled's default is 1 GB).
 const CACHE_BYTES: u64 = 2 * 1024 * 1024;
+/// The store's disk budget when none is configured (`outbox_max_mb`).
+pub const DEFAULT_BUDGET: u64 = 1024 << 20;
 
 /// What went wrong, sorted by what the caller must do.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +73,14 @@ pub enum OutboxError {
     /// The disk is full: nothing was stored. Free space; taps must be refused (HTTP 507).
     #[error("disk full: the event was not stored")]
     DiskFull,
+    /// The store has reached its disk budget (`outbox_max_mb`): nothing was stored (HTTP 507).
+    #[error("the outbox has reached its disk budget ({used} of {budget} bytes): the event was not stored")]
+    OverBudget {
+        /// Bytes on disk.
+        used: u64,
+        /// The budget.
+        budget: u64,
+    },
     /// The store could not write or flush: nothing acknowledged (HTTP 503).
     #[error("storage error: {0}")]
     Storage(String),
@@ -90,9 +101,10 @@ pub enum OutboxError {
 }
 
 impl OutboxError {
-    /// True when the disk is full (telemetry can be shed; taps must be refused).
+    /// True when the disk is full or the store at its budget (telemetry is shed; taps must be
+    /// refused).
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, OutboxError::DiskFull)
+        matches!(self, OutboxError::DiskFull | OutboxError::OverBudget { .. })
     }
 }
 
@@ -259,6 +271,16 @@ struct Inner {
     broken: tokio::sync::watch::Sender<Option<String>>,
     /// sled's flush plus the syncs it leaves out: every durable write goes through it.
     durable: Arc<durable::Durable>,
+    /// Added to every id sled generates (see [`compact`]).
+    id_base: u64,
+    /// Bytes the store may take on disk before taps are refused.
+    budget: u64,
+    /// Bytes it took once opened (and compacted, if it was worth it).
+    opened_size: u64,
+    /// Events appended since the store was opened (the agent compacts only after a quiet spell).
+    appends: AtomicU64,
+    /// Deliveries completed and telemetry points sent since the store was opened.
+    removals: AtomicU64,
     committer: commit::Committer,
     /// Sequences written but not yet covered by an fsync: not acknowledged, so not delivered
     /// either (a crash could still take them back). The lock is never held across an `.await`.
@@ -276,6 +298,40 @@ impl std::fmt::Debug for Outbox {
 
 fn open_db(path: &Path) -> sled::Result<sled::Db> {
     sled::Config::new().path(path).cache_capacity(CACHE_BYTES).flush_every_ms(Some(500)).open()
+}
+
+/// Rewrites a store that holds far more disk than records (see [`compact`]); returns it open.
+/// A compaction that fails leaves the store as it was, and the agent carries on with it.
+fn maybe_compact(db: sled::Db, path: &Path, budget: u64) -> Result<sled::Db, OutboxError> {
+    let on_disk = db.size_on_disk().unwrap_or(0);
+    if on_disk < compact::MIN_BYTES.min(budget / 2) {
+        return Ok(db);
+    }
+    let live = compact::live(&db)?;
+    if !compact::worth_it(on_disk, live.bytes, budget) {
+        return Ok(db);
+    }
+    let started = std::time::Instant::now();
+    match compact::rewrite(db, path, open_db) {
+        Ok(c) => tracing::info!(
+            before = c.before,
+            after = c.after,
+            records = live.records,
+            ms = started.elapsed().as_millis() as u64,
+            "outbox compacted"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not compact the outbox; carrying on with it as it is"),
+    }
+    // The old handle's flusher may hold the lock for a moment after a failed rewrite.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match open_db(path) {
+            Err(e) if is_lock_error(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Errors that mean the store's files cannot be read as a store: moving it aside and starting
@@ -299,10 +355,18 @@ impl Outbox {
     /// loss is logged at `error` and shown in status: the agent keeps running. A store held by
     /// another process is an error: nothing is moved.
     pub fn open(state_dir: &Path, endpoints: Vec<EndpointFilter>) -> Result<Outbox, OutboxError> {
+        Self::open_with(state_dir, endpoints, DEFAULT_BUDGET)
+    }
+
+    /// As [`Outbox::open`], with a disk budget in bytes: beyond it, appends are refused with
+    /// [`OutboxError::OverBudget`] and telemetry points are dropped (counted). A store worth
+    /// compacting (see [`compact`]) is rewritten first.
+    pub fn open_with(state_dir: &Path, endpoints: Vec<EndpointFilter>, budget: u64) -> Result<Outbox, OutboxError> {
         std::fs::create_dir_all(state_dir).map_err(|source| OutboxError::Dir { path: state_dir.into(), source })?;
         let path = state_dir.join("outbox");
+        compact::recover(&path).map_err(|source| OutboxError::Dir { path: path.clone(), source })?;
         let (db, loss) = match open_db(&path) {
-            Ok(db) => (db, None),
+            Ok(db) => (maybe_compact(db, &path, budget)?, None),
             Err(e) if is_lock_error(&e) => return Err(OutboxError::Locked(path)),
             Err(e) if !is_unreadable(&e) => return Err(e.into()),
             Err(e) => {
@@ -331,6 +395,7 @@ impl Outbox {
             }
             None => meta.get("loss")?.and_then(|v| serde_json::from_slice(&v).ok()),
         };
+        let id_base = compact::id_base(&meta)?;
         let log = tree("log")?;
         let mut disabled = std::collections::HashMap::new();
         for kv in meta.scan_prefix("disabled/") {
@@ -358,6 +423,11 @@ impl Outbox {
             loss,
             broken: tokio::sync::watch::Sender::new(None),
             durable: durable.clone(),
+            id_base,
+            budget,
+            opened_size: db.size_on_disk().unwrap_or(0),
+            appends: AtomicU64::new(0),
+            removals: AtomicU64::new(0),
             committer: commit::Committer::start(durable.clone())
                 .map_err(|source| OutboxError::Dir { path: state_dir.into(), source })?,
             db,
@@ -456,7 +526,12 @@ impl Outbox {
                 return Ok(Appended { event: existing, created: false });
             }
         }
-        let seq = i.db.generate_id()?;
+        let used = i.durable.size();
+        if used > i.budget {
+            return Err(OutboxError::OverBudget { used, budget: i.budget });
+        }
+        i.appends.fetch_add(1, Ordering::Relaxed);
+        let seq = self.next_id()?;
         // Marked before it is written, so that no delivery loop can see it before its fsync.
         if let Ok(mut u) = i.unflushed.lock() {
             u.insert(seq);
@@ -602,6 +677,7 @@ impl Outbox {
     /// needs it.
     pub fn delivered(&self, endpoint: &str, seq: u64) -> Result<(), OutboxError> {
         let i = &self.inner;
+        i.removals.fetch_add(1, Ordering::Relaxed);
         let others: Vec<Vec<u8>> =
             i.endpoints.iter().filter(|e| e.name != endpoint).map(|e| endpoint_key(&e.name, seq)).collect();
         if others.is_empty() {
@@ -711,7 +787,7 @@ impl Outbox {
     /// Appends to the bounded delivery log.
     pub fn log_attempt(&self, attempt: &Attempt) -> Result<(), OutboxError> {
         let i = &self.inner;
-        let id = i.db.generate_id()?;
+        let id = self.next_id()?;
         i.log.insert(seq_key(id), encode(attempt))?;
         if i.log_len.fetch_add(1, Ordering::Relaxed) + 1 > LOG_KEEP + LOG_KEEP / 10 {
             for _ in 0..LOG_KEEP / 10 {
@@ -807,6 +883,44 @@ impl Outbox {
     /// Bytes the store takes on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.inner.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// The disk budget, bytes.
+    pub fn budget(&self) -> u64 {
+        self.inner.budget
+    }
+
+    /// True when the store has reached its disk budget (as of the last sync).
+    pub fn over_budget(&self) -> bool {
+        self.inner.durable.size() > self.inner.budget
+    }
+
+    /// Events appended since the store was opened.
+    pub fn appends(&self) -> u64 {
+        self.inner.appends.load(Ordering::Relaxed)
+    }
+
+    /// Deliveries completed and telemetry points sent since the store was opened.
+    pub fn removals(&self) -> u64 {
+        self.inner.removals.load(Ordering::Relaxed)
+    }
+
+    /// True when reopening the store would compact it (see [`compact`]) and it has grown by a
+    /// quarter since it was opened (so that a store that reopening cannot shrink is never
+    /// reopened again and again). Reads every record when the store is big enough to be worth
+    /// it: call it from a blocking thread.
+    pub fn compaction_due(&self) -> Result<(bool, compact::Live), OutboxError> {
+        let on_disk = self.size_on_disk();
+        let opened = self.inner.opened_size;
+        if on_disk < compact::MIN_BYTES.min(self.inner.budget / 2) || on_disk < opened + opened / 4 {
+            return Ok((false, compact::Live::default()));
+        }
+        let live = compact::live(&self.inner.db)?;
+        Ok((compact::worth_it(on_disk, live.bytes, self.inner.budget), live))
+    }
+
+    fn next_id(&self) -> Result<u64, OutboxError> {
+        Ok(self.inner.id_base + self.inner.db.generate_id()?)
     }
 
     /// How long the commit thread has not been seen alive (for the watchdog): at most about a

@@ -197,10 +197,14 @@ impl Outbox {
         v.extend_from_slice(&cum.to_be_bytes());
         v.extend_from_slice(&tst.to_be_bytes());
         v.extend_from_slice(payload);
-        match tree.insert(seq.to_be_bytes(), v) {
+        let stored = if self.over_budget() {
+            Err(OutboxError::OverBudget { used: self.inner.durable.size(), budget: self.inner.budget })
+        } else {
+            tree.insert(seq.to_be_bytes(), v).map_err(OutboxError::from)
+        };
+        match stored {
             Ok(_) => {}
             Err(e) => {
-                let e = OutboxError::from(e);
                 if e.is_disk_full() {
                     s.dropped += 1;
                     let _ = self.inner.meta.insert("telemetry_dropped", &s.dropped.to_be_bytes());
@@ -270,6 +274,7 @@ impl Outbox {
             batch.remove(&k.to_be_bytes());
         }
         tree.apply_batch(batch)?;
+        self.inner.removals.fetch_add(seq.min(back) + 1 - front, std::sync::atomic::Ordering::Relaxed);
         s.ends = Some((seq.min(back) + 1, back));
         s.refresh_front(tree)?;
         Ok(())

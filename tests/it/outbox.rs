@@ -184,3 +184,75 @@ fn nix_is_root() -> bool {
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false)
 }
+
+/// The disk budget (`outbox_max_mb`): a store at its budget refuses taps with a clear error and
+/// is not broken by it; once drained it is worth compacting, and reopening rewrites it small,
+/// with every record kept and sequences still rising.
+#[tokio::test]
+async fn a_store_at_its_budget_refuses_taps_until_drained_and_compacted() {
+    const BUDGET: u64 = 16 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let o = Outbox::open_with(dir.path(), endpoints(), BUDGET).unwrap();
+    fn big(seq: u64, job: &str) -> StatusEvent {
+        StatusEvent { received_by: Some("r".repeat(20_000)), ..event(seq, job) }
+    }
+    let mut acked = Vec::new();
+    let refused = 'fill: loop {
+        // Concurrent appends share their fsyncs.
+        let mut batch = tokio::task::JoinSet::new();
+        for k in 0..32 {
+            let o = o.clone();
+            batch.spawn(async move {
+                let job = format!("J{k}");
+                o.append(&job, None, |s| big(s, &job)).await
+            });
+        }
+        let mut refused = None;
+        for r in batch.join_all().await {
+            match r {
+                Ok(a) => acked.push(a.event.sequence),
+                Err(e) => refused = Some(e),
+            }
+        }
+        if let Some(e) = refused {
+            break 'fill e;
+        }
+        assert!(acked.len() < 5000, "{} events acknowledged over a 16 MiB budget", acked.len());
+    };
+    assert!(matches!(refused, OutboxError::OverBudget { budget: BUDGET, .. }), "{refused}");
+    assert!(refused.is_disk_full(), "telemetry is shed like on a full disk");
+    assert!(o.over_budget());
+    let broken = tokio::time::timeout(std::time::Duration::from_millis(200), o.broken()).await;
+    assert!(broken.is_err(), "a store at its budget is not a broken store");
+    // Still usable: deliveries go on.
+    let last = *acked.iter().max().unwrap();
+    let keep = o.event(last).unwrap().expect("the newest acknowledged event is stored");
+    for &seq in &acked {
+        if seq != last {
+            o.delivered("bo", seq).unwrap();
+        }
+    }
+    assert!(o.compaction_due().unwrap().0, "a drained store at its budget is worth compacting");
+    let before = o.size_on_disk();
+    drop(o);
+    let o = reopen_with(dir.path(), BUDGET).await.unwrap();
+    assert!(o.size_on_disk() < before / 2, "compacted: {} bytes, {before} before", o.size_on_disk());
+    assert!(!o.over_budget());
+    assert_eq!(o.event(last).unwrap(), Some(keep), "the undelivered event survives the rewrite");
+    assert_eq!(o.pending_after("bo", None, 10).unwrap().len(), 1);
+    let next = append(&o, "after").await.expect("taps are accepted again");
+    assert!(next.sequence > last, "sequences keep rising across a compaction: {} after {last}", next.sequence);
+    for leftover in ["outbox.compacting", "outbox.compacted", "outbox.old"] {
+        assert!(!dir.path().join(leftover).exists(), "{leftover} left behind");
+    }
+}
+
+async fn reopen_with(dir: &Path, budget: u64) -> Result<Outbox, OutboxError> {
+    for _ in 0..50 {
+        match Outbox::open_with(dir, endpoints(), budget) {
+            Err(OutboxError::Locked(_)) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            other => return other,
+        }
+    }
+    Outbox::open_with(dir, endpoints(), budget)
+}

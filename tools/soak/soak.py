@@ -323,18 +323,26 @@ url = "mqtt://127.0.0.1:{mqtt_port}"
         drain_s = time.monotonic() - t
         time.sleep(2)
         empty = dir_bytes(state)
+        # The agent compacts a drained store after a quiet minute (outbox::compact).
+        t = time.monotonic()
+        while dir_bytes(state) > empty / 2 and time.monotonic() - t < 180:
+            time.sleep(2)
+        compacted_s = time.monotonic() - t
+        compacted = dir_bytes(state)
         acked |= ids
-        sizes.append((c, len(ids), full, empty))
+        sizes.append((c, len(ids), full, empty, compacted))
         print(f"cycle {c:2d}: {len(ids)} events in {fill_s:.0f}s, store {full / 1e6:.1f} MB full, drained in "
               f"{drain_s:.0f}s ({'ok' if ok else 'NOT DRAINED'}), store {empty / 1e6:.1f} MB after, "
-              f"RSS {agent.rss_kb() / 1024:.1f} MB", flush=True)
+              f"{compacted / 1e6:.1f} MB {compacted_s:.0f}s later, RSS {agent.rss_kb() / 1024:.1f} MB", flush=True)
     with receiver.lock:
         lost = len(acked - receiver.ids)
     agent.stop()
     broker.down()
     receiver.down()
     if sizes:
+        print(f"fill/drain: store full (MB): {' '.join(f'{s[2] / 1e6:.1f}' for s in sizes)}")
         print(f"fill/drain: store after each drain (MB): {' '.join(f'{s[3] / 1e6:.1f}' for s in sizes)}")
+        print(f"fill/drain: store once compacted (MB): {' '.join(f'{s[4] / 1e6:.1f}' for s in sizes)}")
     print(f"soak: acked={len(acked)} lost={lost}")
     return 0 if lost == 0 else 1
 
