@@ -2,6 +2,7 @@
 //! under one shutdown signal, and drains them under a grace timeout on SIGINT/SIGTERM or on the
 //! first part that fails.
 
+use std::future::Future;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use crate::gps::latest::LatestFix;
 use crate::gps::source::{self, replay};
 use crate::health::{self, Health, Notifier, watched};
 use crate::outbox::{EndpointFilter, Outbox};
+use crate::status::Sources;
 use crate::taps::Taps;
 use crate::telemetry;
 use crate::webhook::{self, WebhookStatus};
@@ -111,24 +113,21 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
     let endpoints = Arc::new(config.webhooks.clone());
     let taps =
         Taps::new(outbox.clone(), latest.clone(), clock.clone(), config.vehicle_id.clone(), config.driver_id.clone());
-    let api = Api {
-        taps,
-        outbox: outbox.clone(),
-        latest: latest.clone(),
-        clock: clock.clone(),
-        endpoints: endpoints.clone(),
-        webhooks: webhooks.clone(),
-        client: client.clone(),
-        token: config.api.token.as_deref().map(Arc::from),
+    let sources = Sources {
         vehicle_id: config.vehicle_id.clone(),
         gps_source: config.gps.source.kind(),
+        latest: latest.clone(),
+        clock: clock.clone(),
+        outbox: outbox.clone(),
+        endpoints: endpoints.clone(),
+        webhooks: webhooks.clone(),
         telemetry: mqtt.as_ref().map(|(m, _, status)| (status.clone(), format!("{}:{}", m.host, m.port))),
     };
+    let api =
+        Api { taps, parts: sources.clone(), client: client.clone(), token: config.api.token.as_deref().map(Arc::from) };
     let shutdown = CancellationToken::new();
     let health = Health::for_watchdog(supervision.watchdog);
     let every = health.every();
-    // A part runs as a watched loop: it beats while its task is being polled (see `health`).
-    let watch = |name: &str| (health.register(name), name.to_string());
 
     tracing::info!(
         config = %config.origin,
@@ -142,34 +141,24 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
     if let Some(loss) = outbox.loss() {
         tracing::error!(moved_to = %loss.moved_to.display(), at = %loss.at, "running on a fresh outbox after a store loss");
     }
-    let mut parts: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    let mut parts = Parts { set: JoinSet::new(), health: health.clone(), every };
     {
         let (latest, shutdown) = (latest.clone(), shutdown.clone());
         let source = config.gps.source.clone();
-        let (beat, name) = watch("gps");
-        parts.spawn(watched(
-            beat,
-            every,
-            stall_for_tests(
-                name,
-                async move { source::run(source, latest, shutdown).await.context("gps source failed") },
-            ),
-        ));
+        parts.spawn_watched(
+            "gps",
+            async move { source::run(source, latest, shutdown).await.context("gps source failed") },
+        );
     }
     {
         let shutdown = shutdown.clone();
         let router = api::router(api);
-        let (beat, name) = watch("api");
-        parts.spawn(watched(
-            beat,
-            every,
-            stall_for_tests(
-                name,
-                async move { api::serve(listener, router, shutdown).await.context("local API failed") },
-            ),
-        ));
+        parts.spawn_watched(
+            "api",
+            async move { api::serve(listener, router, shutdown).await.context("local API failed") },
+        );
     }
-    for (index, ep) in endpoints.iter().enumerate() {
+    for ep in endpoints.iter() {
         let deps = webhook::Deps {
             outbox: outbox.clone(),
             client: client.clone(),
@@ -177,77 +166,51 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
             status: webhooks.clone(),
         };
         let (ep, shutdown) = (ep.clone(), shutdown.clone());
-        let (beat, part) = watch(&format!("webhook {}", ep.name));
-        parts.spawn(watched(
-            beat,
-            every,
-            stall_for_tests(part, async move {
-                let name = ep.name.clone();
-                webhook::run(ep, index, deps, shutdown).await.with_context(|| format!("webhook {name} failed"))
-            }),
-        ));
+        parts.spawn_watched(&format!("webhook {}", ep.name), async move {
+            let name = ep.name.clone();
+            webhook::run(ep, deps, shutdown).await.with_context(|| format!("webhook {name} failed"))
+        });
     }
-    let telemetry_status = mqtt.as_ref().map(|(_, _, status)| status.clone());
     if let Some((m, options, status)) = mqtt {
         let deps = telemetry::Deps {
             outbox: outbox.clone(),
             latest: latest.clone(),
             clock: clock.clone(),
             status,
-            events: outbox.waker(config.webhooks.len()),
+            events: outbox.waker(telemetry::EVENT_ENDPOINT).context("the outbox has no MQTT event endpoint")?,
         };
         let (shutdown, vehicle_id) = (shutdown.clone(), config.vehicle_id.clone());
-        let (beat, name) = watch("mqtt");
-        parts.spawn(watched(
-            beat,
-            every,
-            stall_for_tests(name, async move {
-                telemetry::run(m, options, vehicle_id, deps, shutdown).await.context("mqtt telemetry failed")
-            }),
-        ));
+        parts.spawn_watched("mqtt", async move {
+            telemetry::run(m, options, vehicle_id, deps, shutdown).await.context("mqtt telemetry failed")
+        });
     }
     {
         let (latest, shutdown) = (latest.clone(), shutdown.clone());
-        let (beat, name) = watch("summary");
-        parts.spawn(watched(
-            beat,
-            every,
-            stall_for_tests(name, async move {
-                summarise(latest, clock, shutdown).await;
-                Ok(())
-            }),
-        ));
+        parts.spawn_watched("summary", async move {
+            summarise(latest, clock, shutdown).await;
+            Ok(())
+        });
     }
     if config.set_system_time {
         let (latest, shutdown, skew) = (latest.clone(), shutdown.clone(), config.gps.max_clock_skew);
-        let (beat, name) = watch("clock");
-        parts.spawn(watched(
-            beat,
-            every,
-            stall_for_tests(name, async move {
-                crate::gps::clock::keep_system_time(
-                    latest,
-                    skew,
-                    CLOCK_EVERY,
-                    crate::gps::clock::set_system_clock,
-                    shutdown,
-                )
-                .await;
-                Ok(())
-            }),
-        ));
+        parts.spawn_watched("clock", async move {
+            crate::gps::clock::keep_system_time(
+                latest,
+                skew,
+                CLOCK_EVERY,
+                crate::gps::clock::set_system_clock,
+                shutdown,
+            )
+            .await;
+            Ok(())
+        });
     }
     {
-        let line = StatusLine {
-            latest: latest.clone(),
-            outbox: outbox.clone(),
-            webhooks: (endpoints.iter().map(|e| e.name.clone()).collect(), webhooks.clone()),
-            telemetry: telemetry_status.clone(),
-        };
+        let line = sources.clone();
         let (outbox, shutdown, health) = (outbox.clone(), shutdown.clone(), health.clone());
         let notifier = supervision.notifier.clone();
         let watchdog = supervision.watchdog;
-        parts.spawn(async move {
+        parts.set.spawn(async move {
             watchdog_loop(health, outbox, notifier, watchdog, line, shutdown).await;
             Ok(())
         });
@@ -255,7 +218,7 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
     {
         let outbox = outbox.clone();
         let mqtt_removed = config.mqtt.is_none();
-        parts.spawn(async move {
+        parts.set.spawn(async move {
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = outbox.prune_idempotency() {
                     tracing::warn!(error = %e, "could not prune old idempotency keys");
@@ -276,21 +239,16 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
     let compaction = Arc::new(tokio::sync::Notify::new());
     {
         let (outbox, due, shutdown) = (outbox.clone(), compaction.clone(), shutdown.clone());
-        let (beat, name) = watch("upkeep");
-        parts.spawn(watched(
-            beat,
-            every,
-            stall_for_tests(name, async move {
-                store_upkeep(outbox, due, UPKEEP_EVERY, shutdown).await;
-                Ok(())
-            }),
-        ));
+        parts.spawn_watched("upkeep", async move {
+            store_upkeep(outbox, due, UPKEEP_EVERY, shutdown).await;
+            Ok(())
+        });
     }
     {
         // A store that failed a write is unusable until reopened: stop, so that systemd starts
         // the agent again on a fresh handle (taps meanwhile get a clear error, never a 201).
         let (outbox, shutdown) = (outbox.clone(), shutdown.clone());
-        parts.spawn(async move {
+        parts.set.spawn(async move {
             tokio::select! {
                 e = outbox.broken() => Err(anyhow::anyhow!("outbox storage failed ({e}); exiting so that the service restarts")),
                 _ = shutdown.cancelled() => Ok(()),
@@ -306,7 +264,7 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
             let outcome = loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break Ok(()),
-                    done = parts.join_next() => match done {
+                    done = parts.set.join_next() => match done {
                         None => break Ok(()),
                         Some(Ok(Ok(()))) => continue,
                         Some(Ok(Err(e))) => {
@@ -323,7 +281,7 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
                 // `run` (STOPPING=1, or RELOADING=1 followed by READY=1 from the new parts).
                 notifier.send("STOPPING=1");
             }
-            if tokio::time::timeout(GRACE, async { while parts.join_next().await.is_some() {} }).await.is_err() {
+            if tokio::time::timeout(GRACE, async { while parts.set.join_next().await.is_some() {} }).await.is_err() {
                 tracing::warn!(grace = ?GRACE, "parts still running after the grace period; stopping anyway");
             }
             if let Err(e) = outbox.flush().await {
@@ -369,37 +327,6 @@ async fn store_upkeep(outbox: Outbox, due: Arc<tokio::sync::Notify>, every: Dura
     }
 }
 
-/// What the one-line `STATUS=` summary is made of.
-struct StatusLine {
-    latest: LatestFix,
-    outbox: Outbox,
-    webhooks: (Vec<String>, WebhookStatus),
-    telemetry: Option<telemetry::TelemetryStatus>,
-}
-
-impl StatusLine {
-    fn render(&self) -> String {
-        let gps = match self.latest.live() {
-            Some(r) => format!("gps {:?} fix, {} sats", r.fix.mode, r.fix.sats.map_or("?".into(), |n| n.to_string())),
-            None if self.latest.snapshot().connected => "gps no fix".to_string(),
-            None => "gps not connected".to_string(),
-        };
-        let (names, status) = &self.webhooks;
-        let down = names.iter().map(|n| status.get(n)).filter(|s| !s.reachable || s.disabled.is_some()).count();
-        let mut line =
-            format!("{gps}; outbox {} events; webhooks {}/{} ok", self.outbox.len(), names.len() - down, names.len());
-        if let Some(t) = &self.telemetry {
-            let connected = t.counters().connected;
-            let backlog = self.outbox.ring_stats().points;
-            line.push_str(&format!(
-                "; mqtt {}, backlog {backlog}",
-                if connected { "connected" } else { "not connected" }
-            ));
-        }
-        line
-    }
-}
-
 /// Sends `WATCHDOG=1` every half watchdog interval while every main loop and the commit thread
 /// are alive, and a `STATUS=` line every [`SUMMARY_EVERY`]. A stuck loop is logged once.
 async fn watchdog_loop(
@@ -407,7 +334,7 @@ async fn watchdog_loop(
     outbox: Outbox,
     notifier: Notifier,
     watchdog: Option<Duration>,
-    line: StatusLine,
+    line: Sources,
     shutdown: CancellationToken,
 ) {
     let period = watchdog.map_or(health.every(), |w| w / 2);
@@ -441,8 +368,24 @@ async fn watchdog_loop(
         }
         if notifier.enabled() && last_status.is_none_or(|t| t.elapsed() >= SUMMARY_EVERY) {
             last_status = Some(tokio::time::Instant::now());
-            notifier.send(&format!("STATUS={}", line.render()));
+            notifier.send(&format!("STATUS={}", line.snapshot().line()));
         }
+    }
+}
+
+/// The agent's running parts, under one shutdown.
+struct Parts {
+    set: JoinSet<anyhow::Result<()>>,
+    health: Health,
+    every: Duration,
+}
+
+impl Parts {
+    /// Spawns a main loop as a watched part: it beats while its task is being polled (see
+    /// [`health`]), so a stuck loop stops the systemd watchdog.
+    fn spawn_watched(&mut self, name: &str, fut: impl Future<Output = anyhow::Result<()>> + Send + 'static) {
+        let beat = self.health.register(name);
+        self.set.spawn(watched(beat, self.every, stall_for_tests(name.to_string(), fut)));
     }
 }
 
@@ -681,107 +624,6 @@ pub async fn gps_watch(config: Config, json: bool, seconds: Option<u64>) -> anyh
     }
 }
 
-/// `curbside status` for a human: the API's status JSON as a few lines.
-pub fn status_text(s: &serde_json::Value) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let g = &s["gps"];
-    let fix = &g["fix"];
-    let _ = writeln!(
-        out,
-        "curbside {} on {}",
-        s["version"].as_str().unwrap_or("?"),
-        s["vehicle_id"].as_str().unwrap_or("?")
-    );
-    let _ = if fix.is_null() {
-        writeln!(
-            out,
-            "gps      {} ({}), no live fix; last known {} s ago; bad sentences {}",
-            g["source"].as_str().unwrap_or("?"),
-            if g["connected"].as_bool() == Some(true) { "connected" } else { "not connected" },
-            g["last_known"]["age_s"].as_f64().map_or("never".to_string(), |a| format!("{a:.0}")),
-            g["bad_sentences"]
-        )
-    } else {
-        writeln!(
-            out,
-            "gps      {} {} {:.6},{:.6} {} sats, fix age {:.1} s; bad sentences {}",
-            g["source"].as_str().unwrap_or("?"),
-            fix["mode"].as_str().unwrap_or("?"),
-            fix["lat"].as_f64().unwrap_or(0.0),
-            fix["lon"].as_f64().unwrap_or(0.0),
-            fix["sats"],
-            g["fix_age_s"].as_f64().unwrap_or(0.0),
-            g["bad_sentences"]
-        )
-    };
-    let c = &s["clock"];
-    let _ = writeln!(
-        out,
-        "clock    {} ({})",
-        if c["trusted"].as_bool() == Some(true) { "trusted" } else { "UNTRUSTED" },
-        c["reason"].as_str().unwrap_or("")
-    );
-    let o = &s["outbox"];
-    let _ = writeln!(out, "outbox   {} events, {} bytes on disk", o["events"], o["size_on_disk"]);
-    if o["over_budget"].as_bool() == Some(true) {
-        let _ = writeln!(
-            out,
-            "         OVER ITS DISK BUDGET ({} bytes, outbox_max_mb): taps are refused until it is drained",
-            o["budget"]
-        );
-    }
-    if !o["store_loss"].is_null() {
-        let _ = writeln!(
-            out,
-            "         STORE LOST at {}: old store kept at {}",
-            o["store_loss"]["at"], o["store_loss"]["moved_to"]
-        );
-    }
-    for w in s["webhooks"].as_array().into_iter().flatten() {
-        let st = &w["state"];
-        let state = if !st["disabled"].is_null() {
-            "DISABLED"
-        } else if st["reachable"].as_bool() == Some(false) {
-            "unreachable"
-        } else {
-            "ok"
-        };
-        let _ = writeln!(
-            out,
-            "webhook  {} {}: {} pending (oldest {} s), {} failed; last delivery {}; last error {}",
-            w["name"].as_str().unwrap_or("?"),
-            state,
-            w["pending"],
-            w["oldest_age_s"].as_i64().map_or("-".into(), |a| a.to_string()),
-            w["failed"],
-            st["last_delivery_at"].as_str().unwrap_or("-"),
-            st["last_error"].as_str().unwrap_or("-"),
-        );
-    }
-    let m = &s["mqtt"];
-    if !m.is_null() {
-        let b = &m["backlog"];
-        let _ = writeln!(
-            out,
-            "mqtt     {} {}; {} positions published, backlog {} ({} bytes{}), {} dropped; {} events waiting; last error {}",
-            m["broker"].as_str().unwrap_or("?"),
-            if m["connected"].as_bool() == Some(true) { "connected" } else { "NOT CONNECTED" },
-            m["positions_published"],
-            b["points"],
-            b["bytes"],
-            b["oldest_tst"]
-                .as_i64()
-                .map(|t| format!(", oldest {} s old", chrono::Utc::now().timestamp() - t))
-                .unwrap_or_default(),
-            b["dropped"],
-            m["events_pending"],
-            m["last_error"].as_str().unwrap_or("-"),
-        );
-    }
-    out
-}
-
 /// `curbside outbox list` for a human.
 pub fn outbox_text(list: &serde_json::Value) -> String {
     use std::fmt::Write as _;
@@ -811,7 +653,6 @@ pub fn outbox_text(list: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[tokio::test(start_paused = true)]
     async fn the_upkeep_asks_for_a_compaction_once_a_drained_store_is_quiet() {
@@ -847,27 +688,5 @@ mod tests {
             .await
             .expect("drained and quiet: compaction is asked for");
         tokio::time::timeout(Duration::from_secs(1), upkeep).await.expect("it asks once, then ends").unwrap();
-    }
-
-    #[test]
-    fn status_text_shows_the_broker_and_its_backlog() {
-        let s = json!({
-            "version": "0.1.0", "vehicle_id": "van-17",
-            "gps": {"source": "sim", "connected": true, "fix": null, "last_known": null, "bad_sentences": 0},
-            "clock": {"trusted": true, "reason": "system clock agrees with GPS"},
-            "outbox": {"events": 1, "size_on_disk": 4096, "store_loss": null},
-            "webhooks": [],
-            "mqtt": {"broker": "broker.example.com:8883", "connected": false, "positions_published": 12,
-                     "backlog": {"points": 30, "bytes": 9000, "oldest_tst": null, "dropped": 2},
-                     "events_pending": 1, "last_error": "connection refused"},
-        });
-        let text = status_text(&s);
-        let line = text.lines().find(|l| l.starts_with("mqtt")).unwrap();
-        assert_eq!(
-            line,
-            "mqtt     broker.example.com:8883 NOT CONNECTED; 12 positions published, backlog 30 (9000 bytes), 2 dropped; 1 events waiting; last error connection refused"
-        );
-        let without = status_text(&json!({"mqtt": null}));
-        assert!(!without.contains("mqtt"));
     }
 }

@@ -66,6 +66,12 @@ impl ApiClient {
         ok(self.send(reqwest::Method::GET, path, None, &[]).await?)
     }
 
+    /// `GET /api/v1/status`, typed.
+    pub async fn status(&self) -> anyhow::Result<crate::status::Status> {
+        serde_json::from_value(self.get("/api/v1/status").await?)
+            .context("the agent's status does not read as this version's (is it another version?)")
+    }
+
     /// POST, failing on a non-2xx answer with the agent's error.
     pub async fn post(&self, path: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> anyhow::Result<Value> {
         ok(self.send(reqwest::Method::POST, path, body, headers).await?)

@@ -11,8 +11,9 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use crate::event::Status;
+use crate::event::{Status, identifier};
 use crate::gps::source::SourceConfig;
+use crate::units::duration;
 use crate::webhook::Endpoint;
 use crate::webhook::format::Format;
 use crate::webhook::sign::Secret;
@@ -57,57 +58,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub webhook: Vec<RawWebhook>,
     /// `[mqtt]` telemetry; absent means no telemetry.
-    pub mqtt: Option<RawMqtt>,
-}
-
-/// `[mqtt]` as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMqtt {
-    /// `mqtt://host[:1883]` or `mqtts://host[:8883]`.
-    pub url: Option<String>,
-    /// User name.
-    pub username: Option<String>,
-    /// Password.
-    pub password: Option<String>,
-    /// CA certificates (PEM) for `mqtts://`, instead of the system roots.
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate (PEM), with `client_key`.
-    pub client_cert: Option<PathBuf>,
-    /// Client key (PEM), with `client_cert`.
-    pub client_key: Option<PathBuf>,
-    /// Client id; default `curbside-{vehicle_id}`.
-    pub client_id: Option<String>,
-    /// MQTT keepalive.
-    pub keepalive: Option<String>,
-    /// Topic prefix; default `curbside/{vehicle_id}`.
-    pub topic_prefix: Option<String>,
-    /// QoS of positions (0, 1 or 2).
-    pub qos_position: Option<u8>,
-    /// `curbside` or `owntracks`.
-    pub mode: Option<String>,
-    /// OwnTracks user (topic `owntracks/{user}/{device}`); default `curbside`.
-    pub owntracks_user: Option<String>,
-    /// OwnTracks device; default the vehicle id.
-    pub owntracks_device: Option<String>,
-    /// Acquisition: never more often than this while moving.
-    pub interval_moving_min: Option<String>,
-    /// Acquisition: at least this often while moving.
-    pub interval_moving_max: Option<String>,
-    /// Acquisition: heartbeat while stopped.
-    pub interval_stopped: Option<String>,
-    /// Acquisition: a point per this many metres.
-    pub distance_m: Option<f64>,
-    /// Acquisition: a point per this much turn, degrees.
-    pub heading_change_deg: Option<f64>,
-    /// Acquisition: moving at or above this speed, m/s.
-    pub moving_speed_mps: Option<f64>,
-    /// Offline ring: most positions kept.
-    pub backlog_max_points: Option<u64>,
-    /// Offline ring: most megabytes kept.
-    pub backlog_max_mb: Option<u64>,
-    /// Offline ring: oldest position kept.
-    pub backlog_max_age: Option<String>,
+    pub mqtt: Option<crate::telemetry::settings::RawMqtt>,
 }
 
 /// `[[webhook]]` as written.
@@ -213,72 +164,9 @@ pub struct Config {
     /// Webhook endpoints.
     pub webhooks: Vec<Arc<Endpoint>>,
     /// MQTT telemetry, if configured.
-    pub mqtt: Option<MqttConfig>,
+    pub mqtt: Option<crate::telemetry::settings::MqttConfig>,
     /// Set the system clock from GPS time when it is untrusted (`clock.set_system_time`).
     pub set_system_time: bool,
-}
-
-/// Which topics and payloads telemetry uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MqttMode {
-    /// `{topic_prefix}/position`, `/event`, `/state`.
-    Curbside,
-    /// `owntracks/{user}/{device}` with OwnTracks `_type: location` payloads.
-    OwnTracks {
-        /// User part of the topic.
-        user: String,
-        /// Device part of the topic.
-        device: String,
-    },
-}
-
-/// Validated `[mqtt]`.
-#[derive(Clone, PartialEq)]
-pub struct MqttConfig {
-    /// Broker host.
-    pub host: String,
-    /// Broker port.
-    pub port: u16,
-    /// TLS (`mqtts://`, rustls).
-    pub tls: bool,
-    /// User name and password.
-    pub credentials: Option<(String, String)>,
-    /// CA file for TLS.
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate and key for TLS.
-    pub client_auth: Option<(PathBuf, PathBuf)>,
-    /// Client id.
-    pub client_id: String,
-    /// Keepalive.
-    pub keepalive: Duration,
-    /// Topic prefix (curbside mode).
-    pub topic_prefix: String,
-    /// QoS of positions.
-    pub qos_position: u8,
-    /// Topics and payloads.
-    pub mode: MqttMode,
-    /// When a fix becomes a published position.
-    pub rules: crate::telemetry::rules::Rules,
-    /// Bounds of the offline backlog.
-    pub backlog: crate::outbox::RingLimits,
-}
-
-impl std::fmt::Debug for MqttConfig {
-    // The password never reaches logs.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MqttConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("tls", &self.tls)
-            .field("username", &self.credentials.as_ref().map(|c| &c.0))
-            .field("client_id", &self.client_id)
-            .field("topic_prefix", &self.topic_prefix)
-            .field("qos_position", &self.qos_position)
-            .field("mode", &self.mode)
-            .field("rules", &self.rules)
-            .field("backlog", &self.backlog)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Validated `[gps]`.
@@ -448,7 +336,10 @@ impl Config {
             webhooks.push(Arc::new(ep));
         }
 
-        let mqtt = raw.mqtt.map(|m| mqtt(m, &vehicle_id).map_err(|(k, msg)| err(&k, msg))).transpose()?;
+        let mqtt = raw
+            .mqtt
+            .map(|m| crate::telemetry::settings::validate(m, &vehicle_id).map_err(|(k, msg)| err(&k, msg)))
+            .transpose()?;
 
         Ok(Config {
             mqtt,
@@ -463,133 +354,6 @@ impl Config {
             webhooks,
         })
     }
-}
-
-fn mqtt(m: RawMqtt, vehicle_id: &str) -> Result<MqttConfig, (String, String)> {
-    let key = |k: &str| format!("mqtt.{k}");
-    let url_text = m
-        .url
-        .ok_or_else(|| (key("url"), "is required in [mqtt] (e.g. \"mqtts://broker.example.com:8883\")".to_string()))?;
-    let url = reqwest::Url::parse(&url_text).map_err(|e| (key("url"), format!("is not a URL ({e}): {url_text:?}")))?;
-    let tls = match url.scheme() {
-        "mqtt" => false,
-        "mqtts" => true,
-        other => return Err((key("url"), format!("must start with mqtt:// or mqtts://, got {other}://"))),
-    };
-    let host =
-        url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| (key("url"), "needs a host".to_string()))?.to_string();
-    let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
-    let credentials = match (m.username, m.password) {
-        (Some(u), p) => Some((u, p.unwrap_or_default())),
-        (None, Some(_)) => return Err((key("password"), "needs mqtt.username".into())),
-        (None, None) => None,
-    };
-    let client_auth = match (m.client_cert, m.client_key) {
-        (Some(c), Some(k)) => Some((c, k)),
-        (None, None) => None,
-        (Some(_), None) => return Err((key("client_key"), "is required with mqtt.client_cert".into())),
-        (None, Some(_)) => return Err((key("client_cert"), "is required with mqtt.client_key".into())),
-    };
-    if !tls && (m.ca_file.is_some() || client_auth.is_some()) {
-        return Err((key("url"), "ca_file and client certificates need an mqtts:// URL".into()));
-    }
-    let client_id = m.client_id.unwrap_or_else(|| format!("curbside-{vehicle_id}"));
-    if client_id.is_empty() || client_id.len() > 64 {
-        return Err((key("client_id"), "must be 1 to 64 characters".into()));
-    }
-    let keepalive = duration(m.keepalive.as_deref(), "30s").map_err(|e| (key("keepalive"), e))?;
-    if keepalive < Duration::from_secs(5) || keepalive > Duration::from_secs(65535) {
-        return Err((key("keepalive"), "must be between 5s and 65535s".into()));
-    }
-    let topic_prefix = m.topic_prefix.unwrap_or_else(|| format!("curbside/{vehicle_id}"));
-    if topic_prefix.is_empty() || topic_prefix.contains(['+', '#']) || topic_prefix.ends_with('/') {
-        return Err((
-            key("topic_prefix"),
-            format!("must be a topic without wildcards or a trailing '/', got {topic_prefix:?}"),
-        ));
-    }
-    let qos_position = m.qos_position.unwrap_or(1);
-    if qos_position > 2 {
-        return Err((key("qos_position"), format!("must be 0, 1 or 2, got {qos_position}")));
-    }
-    let mode = match m.mode.as_deref().unwrap_or("curbside") {
-        "curbside" => MqttMode::Curbside,
-        "owntracks" => {
-            let user = m.owntracks_user.unwrap_or_else(|| "curbside".into());
-            let device = m.owntracks_device.unwrap_or_else(|| vehicle_id.to_string());
-            for (k, v) in [("owntracks_user", &user), ("owntracks_device", &device)] {
-                if v.is_empty() || v.contains(['/', '+', '#']) {
-                    return Err((key(k), format!("must be a single topic level, got {v:?}")));
-                }
-            }
-            MqttMode::OwnTracks { user, device }
-        }
-        other => return Err((key("mode"), format!("must be \"curbside\" or \"owntracks\", got {other:?}"))),
-    };
-    let d = crate::telemetry::rules::Rules::default();
-    let dur = |k: &str, v: Option<&str>, default: Duration| -> Result<Duration, (String, String)> {
-        match v {
-            None => Ok(default),
-            Some(t) => duration(Some(t), "0s").map_err(|e| (key(k), e)),
-        }
-    };
-    let positive = |k: &str, v: Option<f64>, default: f64| -> Result<f64, (String, String)> {
-        match v {
-            None => Ok(default),
-            Some(x) if x.is_finite() && x > 0.0 => Ok(x),
-            Some(x) => Err((key(k), format!("must be a positive number, got {x}"))),
-        }
-    };
-    let rules = crate::telemetry::rules::Rules {
-        min_interval_moving: dur("interval_moving_min", m.interval_moving_min.as_deref(), d.min_interval_moving)?,
-        max_interval_moving: dur("interval_moving_max", m.interval_moving_max.as_deref(), d.max_interval_moving)?,
-        heartbeat: dur("interval_stopped", m.interval_stopped.as_deref(), d.heartbeat)?,
-        min_distance_m: positive("distance_m", m.distance_m, d.min_distance_m)?,
-        min_heading_change_deg: positive("heading_change_deg", m.heading_change_deg, d.min_heading_change_deg)?,
-        moving_speed_mps: positive("moving_speed_mps", m.moving_speed_mps, d.moving_speed_mps)?,
-    };
-    if rules.max_interval_moving < rules.min_interval_moving {
-        return Err((key("interval_moving_max"), "must not be shorter than mqtt.interval_moving_min".into()));
-    }
-    if rules.heartbeat < Duration::from_secs(1) {
-        return Err((key("interval_stopped"), "must be at least 1s".into()));
-    }
-    if rules.min_heading_change_deg > 180.0 {
-        return Err((key("heading_change_deg"), "must be at most 180".into()));
-    }
-    let b = crate::outbox::RingLimits::default();
-    let backlog = crate::outbox::RingLimits {
-        max_points: match m.backlog_max_points {
-            Some(0) => return Err((key("backlog_max_points"), "must be at least 1".into())),
-            Some(n) => n,
-            None => b.max_points,
-        },
-        max_bytes: match m.backlog_max_mb {
-            Some(0) => return Err((key("backlog_max_mb"), "must be at least 1".into())),
-            Some(n) if n > 1 << 20 => return Err((key("backlog_max_mb"), "is unreasonably large".into())),
-            Some(n) => n * 1024 * 1024,
-            None => b.max_bytes,
-        },
-        max_age: dur("backlog_max_age", m.backlog_max_age.as_deref(), b.max_age)?,
-    };
-    if backlog.max_age < Duration::from_secs(60) {
-        return Err((key("backlog_max_age"), "must be at least 1m".into()));
-    }
-    Ok(MqttConfig {
-        rules,
-        backlog,
-        host,
-        port,
-        tls,
-        credentials,
-        ca_file: m.ca_file,
-        client_auth,
-        client_id,
-        keepalive,
-        topic_prefix,
-        qos_position,
-        mode,
-    })
 }
 
 fn webhook(w: RawWebhook, i: usize) -> Result<Endpoint, (String, String)> {
@@ -679,37 +443,10 @@ fn syntax_error(origin: &str, e: &toml::de::Error) -> ConfigError {
     ConfigError { file: origin.into(), key: "(syntax)".into(), message: format!("{message}{at}") }
 }
 
-/// 1–64 characters of `[A-Za-z0-9._-]`.
-pub fn identifier(s: &str) -> Result<(), String> {
-    if s.is_empty() || s.len() > 64 {
-        return Err(format!("must be 1 to 64 characters, got {}", s.len()));
-    }
-    if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-        return Err(format!("may contain only letters, digits, '.', '_' and '-', got {s:?}"));
-    }
-    Ok(())
-}
-
-/// A duration such as `500ms`, `10s`, `2m`, `1h` (or `default` when absent).
-pub fn duration(text: Option<&str>, default: &str) -> Result<Duration, String> {
-    let s = text.unwrap_or(default).trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("must be a duration such as \"10s\" or \"500ms\", got {s:?}"))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86_400.0,
-        _ => return Err(format!("needs a unit (ms, s, m, h, d), got {s:?}")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("is out of range: {s:?}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::settings::MqttMode;
 
     #[test]
     fn the_example_config_is_valid_and_every_default_matches_it() {

@@ -167,3 +167,35 @@ pub struct StatusEvent {
     /// The driver, if configured.
     pub driver_id: Option<String>,
 }
+
+/// Job, vehicle, driver and endpoint ids: 1–64 characters of `[A-Za-z0-9._-]`.
+pub fn identifier(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 64 {
+        return Err(format!("must be 1 to 64 characters, got {}", s.len()));
+    }
+    if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return Err(format!("may contain only letters, digits, '.', '_' and '-', got {s:?}"));
+    }
+    Ok(())
+}
+
+/// The `type` of curbside's envelope, e.g. `job.status.delivered`.
+pub fn event_type(status: Status) -> String {
+    format!("job.status.{}", status.as_str())
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    timestamp: DateTime<Utc>,
+    data: &'a StatusEvent,
+}
+
+/// curbside's own envelope, `{"type": "job.status.<status>", "timestamp", "data": <event>}`, as
+/// JSON bytes: the `standard` webhook body and the MQTT event payload.
+pub fn envelope(e: &StatusEvent) -> Vec<u8> {
+    let v = Envelope { kind: event_type(e.status), timestamp: e.occurred_at, data: e };
+    // A struct of strings, numbers and a derived Serialize: cannot fail.
+    serde_json::to_vec(&v).unwrap_or_default()
+}

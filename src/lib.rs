@@ -20,7 +20,9 @@
 //! - [`gps`]: framing, decoding and assembling NMEA into one [`gps::Fix`] per epoch; the sources;
 //!   the live fix and GPS time.
 //! - [`tls`]: rustls with ring and the system's trust store, for every outbound connection.
-//! - [`config`]: the TOML config, parsed then validated once.
+//! - [`config`]: the TOML config, parsed then validated once; each part validates its own
+//!   section (`telemetry::settings`).
+//! - [`units`]: durations as written in config files.
 //! - [`health`]: liveness of the main loops; systemd's notify protocol and watchdog.
 //! - [`app`]: builds every part from a config and runs them under one shutdown.
 //! - [`cli`]: command-line arguments.
@@ -36,7 +38,9 @@ pub mod event;
 pub mod gps;
 pub mod health;
 pub mod outbox;
+pub mod status;
 pub mod taps;
 pub mod telemetry;
 pub mod tls;
+pub mod units;
 pub mod webhook;

@@ -127,11 +127,11 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Status { config, json } => {
             let client = ApiClient::new(&load(&config)?);
-            let status = runtime()?.block_on(client.get("/api/v1/status"))?;
+            let status = runtime()?.block_on(client.status())?;
             if json {
                 out(&format!("{}\n", serde_json::to_string_pretty(&status)?))?;
             } else {
-                out(&curbside::app::status_text(&status))?;
+                out(&status.text())?;
             }
             Ok(())
         }

@@ -19,12 +19,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::gps::LatestFix;
-use crate::gps::clock::Clock;
-use crate::outbox::{ListState, Outbox, OutboxError};
+use crate::outbox::{ListState, OutboxError};
+use crate::status::{Sources, Status};
 use crate::taps::{self, Taps};
 use crate::webhook::sign::constant_time_eq;
-use crate::webhook::{self, Endpoint, WebhookStatus};
+use crate::webhook::{self, Endpoint};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -34,26 +33,13 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub struct Api {
     /// Tap recorder.
     pub taps: Taps,
-    /// The store.
-    pub outbox: Outbox,
-    /// Live fix.
-    pub latest: LatestFix,
-    /// Clock verdict.
-    pub clock: Clock,
-    /// Configured endpoints.
-    pub endpoints: Arc<Vec<Arc<Endpoint>>>,
-    /// Their loops' status.
-    pub webhooks: WebhookStatus,
+    /// The parts' handles: the store, the fix, the clock, the endpoints and their loops (and
+    /// what status is read from).
+    pub parts: Sources,
     /// HTTP client for `webhook test`.
     pub client: reqwest::Client,
     /// Required bearer token, if any.
     pub token: Option<Arc<str>>,
-    /// The vehicle.
-    pub vehicle_id: String,
-    /// The GPS source kind.
-    pub gps_source: &'static str,
-    /// MQTT telemetry's status and its broker (`host:port`), when configured.
-    pub telemetry: Option<(crate::telemetry::TelemetryStatus, String)>,
 }
 
 /// An error answer: status, message, and the field at fault.
@@ -184,69 +170,13 @@ async fn tap(
     Ok(resp)
 }
 
-/// An endpoint's pending and failed counts, and the age in seconds of its oldest waiting event.
-fn depth_and_oldest_age(api: &Api, endpoint: &str) -> (crate::outbox::Depth, Option<i64>) {
-    let depth = api.outbox.depth(endpoint);
-    let age = depth
-        .oldest_sequence
-        .and_then(|s| api.outbox.event(s).ok().flatten())
-        .map(|e| (chrono::Utc::now() - e.occurred_at).num_seconds());
-    (depth, age)
-}
-
-async fn status(State(api): State<Api>) -> Json<Value> {
-    let gps = api.latest.snapshot();
-    let live = api.latest.live();
-    let endpoints: Vec<Value> = api
-        .endpoints
-        .iter()
-        .map(|ep| {
-            let (depth, oldest_age_s) = depth_and_oldest_age(&api, &ep.name);
-            json!({
-                "name": ep.name,
-                "url": webhook::redacted_url(&ep.url),
-                "pending": depth.pending,
-                "failed": depth.failed,
-                "oldest_age_s": oldest_age_s,
-                "state": api.webhooks.get(&ep.name),
-                "recent_failures": api.outbox.recent_attempts(Some(&ep.name), 10),
-            })
-        })
-        .collect();
-    // The verdict on the system clock, and where event stamps take their time from now.
-    let mut clock = serde_json::to_value(api.clock.status()).unwrap_or_default();
-    clock["source"] = serde_json::to_value(api.clock.now().1).unwrap_or_default();
-    Json(json!({
-        "vehicle_id": api.vehicle_id,
-        "version": env!("CARGO_PKG_VERSION"),
-        "gps": {
-            "source": api.gps_source,
-            "connected": gps.connected,
-            "fix": live.as_ref().map(|r| &r.fix),
-            "fix_age_s": gps.last.as_ref().map(|r| r.age().as_secs_f64()),
-            "last_known": gps.last_valid.as_ref().map(|r| json!({"fix": r.fix, "age_s": r.age().as_secs_f64()})),
-            "sentences": gps.stats.sentences,
-            "bad_sentences": gps.stats.bad_sentences,
-        },
-        "clock": clock,
-        "outbox": {
-            "events": api.outbox.len(),
-            "size_on_disk": api.outbox.size_on_disk(),
-            "budget": api.outbox.budget(),
-            "over_budget": api.outbox.over_budget(),
-            "store_loss": api.outbox.loss(),
-        },
-        "webhooks": endpoints,
-        "mqtt": api.telemetry.as_ref().map(|(t, broker)| {
-            let mut v = t.report(&api.outbox);
-            v["broker"] = broker.as_str().into();
-            v
-        }),
-    }))
+async fn status(State(api): State<Api>) -> Json<Status> {
+    Json(api.parts.snapshot())
 }
 
 async fn metrics(State(api): State<Api>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render(&api)).into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render(&api.parts.snapshot()))
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -268,23 +198,24 @@ async fn events(State(api): State<Api>, Query(q): Query<EventsQuery>) -> Result<
             ));
         }
     };
-    let list = api.outbox.list(state, q.limit.unwrap_or(1000).min(10_000))?;
+    let list = api.parts.outbox.list(state, q.limit.unwrap_or(1000).min(10_000))?;
     Ok(Json(json!({ "deliveries": list })))
 }
 
 async fn retry(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = uuid::Uuid::parse_str(&id)
         .map_err(|_| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, Some("id"), "is not a UUID"))?;
-    let moved = api.outbox.retry(Some(id))?;
+    let moved = api.parts.outbox.retry(Some(id))?;
     Ok(Json(json!({ "retried": moved })))
 }
 
 async fn retry_all(State(api): State<Api>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "retried": api.outbox.retry(None)? })))
+    Ok(Json(json!({ "retried": api.parts.outbox.retry(None)? })))
 }
 
 fn endpoint(api: &Api, name: &str) -> Result<Arc<Endpoint>, ApiError> {
-    api.endpoints
+    api.parts
+        .endpoints
         .iter()
         .find(|e| e.name == name)
         .cloned()
@@ -293,8 +224,8 @@ fn endpoint(api: &Api, name: &str) -> Result<Arc<Endpoint>, ApiError> {
 
 async fn webhook_test(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let ep = endpoint(&api, &name)?;
-    let event = webhook::format::sample(&api.vehicle_id);
-    let (now, _) = api.clock.now();
+    let event = webhook::format::sample(&api.parts.vehicle_id);
+    let (now, _) = api.parts.clock.now();
     let started = std::time::Instant::now();
     let result = webhook::request(&api.client, &ep, &event, now.timestamp()).send().await;
     let took_ms = started.elapsed().as_millis() as u64;
@@ -315,6 +246,6 @@ async fn webhook_test(State(api): State<Api>, Path(name): Path<String>) -> Resul
 
 async fn webhook_enable(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     endpoint(&api, &name)?;
-    let was = api.outbox.enable(&name)?;
+    let was = api.parts.outbox.enable(&name)?;
     Ok(Json(json!({ "endpoint": name, "was_disabled": was })))
 }

@@ -20,7 +20,7 @@ pub enum ClockSource {
 }
 
 /// The verdict on the system clock, with the reason, for status.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ClockStatus {
     /// True when the system clock may be used for stamps.
     pub trusted: bool,

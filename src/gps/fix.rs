@@ -19,6 +19,17 @@ pub enum Mode {
     ThreeD,
 }
 
+impl std::fmt::Display for Mode {
+    /// As in JSON: `none`, `2d`, `3d`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::NoFix => "none",
+            Mode::TwoD => "2d",
+            Mode::ThreeD => "3d",
+        })
+    }
+}
+
 impl Mode {
     /// True for 2D and 3D fixes.
     pub fn has_position(self) -> bool {

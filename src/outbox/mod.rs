@@ -491,14 +491,16 @@ impl Outbox {
         &self.inner.endpoints
     }
 
-    /// Wakes when new deliveries for endpoint number `index` appear.
-    pub fn waker(&self, index: usize) -> Arc<Notify> {
-        self.inner.wake[index].clone()
+    /// Wakes when new deliveries for `endpoint` appear; `None` for a name that is not one of
+    /// this store's endpoints.
+    pub fn waker(&self, endpoint: &str) -> Option<Arc<Notify>> {
+        let i = self.inner.endpoints.iter().position(|e| e.name == endpoint)?;
+        Some(self.inner.wake[i].clone())
     }
 
     fn wake(&self, endpoint: &str) {
-        if let Some(i) = self.inner.endpoints.iter().position(|e| e.name == endpoint) {
-            self.inner.wake[i].notify_one();
+        if let Some(w) = self.waker(endpoint) {
+            w.notify_one();
         }
     }
 

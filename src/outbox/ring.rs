@@ -53,7 +53,7 @@ pub struct RingPoint {
 }
 
 /// Counts for status and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RingStats {
     /// Points waiting.
     pub points: u64,

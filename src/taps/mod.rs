@@ -55,7 +55,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> Invalid {
 
 /// Checks a job id: 1–64 of `[A-Za-z0-9._-]`.
 pub fn validate_job_id(job_id: &str) -> Result<(), Invalid> {
-    crate::config::identifier(job_id).map_err(|m| invalid("job_id", m))
+    crate::event::identifier(job_id).map_err(|m| invalid("job_id", m))
 }
 
 /// Validates a tap's JSON body (already known to be JSON).

@@ -25,6 +25,7 @@
 
 pub mod payload;
 pub mod rules;
+pub mod settings;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -38,13 +39,12 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{MqttConfig, MqttMode};
 use crate::gps::Fix;
 use crate::gps::clock::Clock;
 use crate::gps::latest::LatestFix;
 use crate::outbox::Outbox;
-use crate::webhook::format;
 use rules::{Rules, Sent, Trigger};
+use settings::{MqttConfig, MqttMode};
 
 /// The outbox pseudo-endpoint that holds status events until the broker acknowledged them.
 /// Not a valid webhook name (`:`), so it cannot collide with one.
@@ -102,7 +102,7 @@ impl Topics {
 pub struct TelemetryStatus(Arc<Mutex<Counters>>);
 
 /// Counters of the publisher.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Counters {
     /// Connected to the broker now.
     pub connected: bool,
@@ -130,14 +130,6 @@ impl TelemetryStatus {
     /// A copy of the counters.
     pub fn counters(&self) -> Counters {
         self.0.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-
-    /// Counters, the offline backlog and the events waiting, as status shows them.
-    pub fn report(&self, outbox: &Outbox) -> serde_json::Value {
-        let mut v = serde_json::to_value(self.counters()).unwrap_or_default();
-        v["backlog"] = serde_json::to_value(outbox.ring_stats()).unwrap_or_default();
-        v["events_pending"] = outbox.depth(EVENT_ENDPOINT).pending.into();
-        v
     }
 }
 
@@ -536,7 +528,7 @@ impl Publisher {
                     o.delivered(EVENT_ENDPOINT, seq).map_err(|e| format!("outbox: {e}"))?;
                     continue;
                 };
-                let body = format::body(format::Format::Standard, &event);
+                let body = crate::event::envelope(&event);
                 conn.window += 1;
                 conn.publish(&self.topics.event, QoS::AtLeastOnce, false, body, Item::Event(seq))?;
             }

@@ -39,14 +39,9 @@ impl Format {
     }
 }
 
-/// The `type` of a standard payload, e.g. `job.status.delivered`.
-pub fn event_type(status: Status) -> String {
-    format!("job.status.{}", status.as_str())
-}
-
-/// The standard payload (also the MQTT event body).
+/// The standard payload as a JSON value (the bytes come from [`crate::event::envelope`]).
 pub fn standard(e: &StatusEvent) -> Value {
-    json!({ "type": event_type(e.status), "timestamp": e.occurred_at, "data": e })
+    json!({ "type": crate::event::event_type(e.status), "timestamp": e.occurred_at, "data": e })
 }
 
 fn detrack_status(s: Status) -> &'static str {
@@ -122,22 +117,10 @@ pub fn carrier(e: &StatusEvent) -> Value {
     v
 }
 
-/// The standard payload, serialized straight from the event (the hot path: no JSON tree).
-#[derive(Serialize)]
-struct StandardRef<'a> {
-    #[serde(rename = "type")]
-    kind: String,
-    timestamp: chrono::DateTime<chrono::Utc>,
-    data: &'a StatusEvent,
-}
-
 /// The request body for `format`.
 pub fn body(format: Format, e: &StatusEvent) -> Vec<u8> {
     let v = match format {
-        Format::Standard => {
-            let s = StandardRef { kind: event_type(e.status), timestamp: e.occurred_at, data: e };
-            return serde_json::to_vec(&s).expect("events serialize");
-        }
+        Format::Standard => return crate::event::envelope(e),
         Format::DetrackV1 => detrack_v1(e),
         Format::Carrier => carrier(e),
     };

@@ -210,7 +210,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// What an endpoint's loop is doing, for status and metrics.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct EndpointStatus {
     /// False while the endpoint cannot be reached (no attempts are being spent).
     pub reachable: bool,
@@ -397,16 +397,18 @@ pub struct Deps {
     pub status: WebhookStatus,
 }
 
-/// Runs the delivery loop of endpoint number `index` until shutdown.
+/// Runs the delivery loop of `ep` until shutdown.
 ///
 /// The loop itself only keeps the window (which event of which job goes next); each delivery
 /// runs as its own task that reads the event, sends it and records the outcome in the store, so
 /// that store work of different deliveries overlaps like their HTTP requests do.
-pub async fn run(ep: Arc<Endpoint>, index: usize, deps: Deps, shutdown: CancellationToken) -> Result<(), OutboxError> {
+pub async fn run(ep: Arc<Endpoint>, deps: Deps, shutdown: CancellationToken) -> Result<(), OutboxError> {
     let name = ep.name.clone();
     let outbox = deps.outbox.clone();
     let status = deps.status.clone();
-    let waker = outbox.waker(index);
+    let waker = outbox
+        .waker(&ep.name)
+        .ok_or_else(|| OutboxError::NotFound(format!("endpoint {} is not one of the store's", ep.name)))?;
     let mut window = Window { blocked: outbox.blocked_jobs(&name)?, ..Window::default() };
     let mut inflight: JoinSet<Result<Settled, OutboxError>> = JoinSet::new();
     let mut offline_until: Option<Instant> = None;

@@ -135,14 +135,17 @@ class Agent:
             self.proc.terminate()
             self.proc.wait()
 
-    def rss_kb(self) -> int:
+    def proc_status(self, key: str) -> int:
         try:
             for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1])
         except OSError:
             pass
         return 0
+
+    def rss_kb(self) -> int:
+        return self.proc_status("VmRSS")
 
 
 class Api:
@@ -325,7 +328,7 @@ url = "mqtt://127.0.0.1:{mqtt_port}"
         empty = dir_bytes(state)
         # The agent compacts a drained store after a quiet minute (outbox::compact).
         t = time.monotonic()
-        while dir_bytes(state) > empty / 2 and time.monotonic() - t < 180:
+        while dir_bytes(state) > full / 4 and time.monotonic() - t < 180:
             time.sleep(2)
         compacted_s = time.monotonic() - t
         compacted = dir_bytes(state)
@@ -333,7 +336,8 @@ url = "mqtt://127.0.0.1:{mqtt_port}"
         sizes.append((c, len(ids), full, empty, compacted))
         print(f"cycle {c:2d}: {len(ids)} events in {fill_s:.0f}s, store {full / 1e6:.1f} MB full, drained in "
               f"{drain_s:.0f}s ({'ok' if ok else 'NOT DRAINED'}), store {empty / 1e6:.1f} MB after, "
-              f"{compacted / 1e6:.1f} MB {compacted_s:.0f}s later, RSS {agent.rss_kb() / 1024:.1f} MB", flush=True)
+              f"{compacted / 1e6:.1f} MB {compacted_s:.0f}s later, RSS {agent.rss_kb() / 1024:.1f} MB, "
+              f"{agent.proc_status('Threads')} threads", flush=True)
     with receiver.lock:
         lost = len(acked - receiver.ids)
     agent.stop()

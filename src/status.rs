@@ -1,0 +1,383 @@
+//! The agent's state in one typed snapshot: built once from the parts' handles
+//! ([`Sources::snapshot`]) and rendered four ways: as JSON by `GET /api/v1/status` (serde), as
+//! Prometheus text by `GET /metrics` (`api::metrics`), as systemd's one-line `STATUS=`
+//! ([`Status::line`]) and as the CLI's text ([`Status::text`]), which deserialises the same type
+//! from the API. A field is added here once and every view can show it.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::gps::clock::{Clock, ClockSource, ClockStatus};
+use crate::gps::fix::Fix;
+use crate::gps::latest::LatestFix;
+use crate::outbox::{Attempt, Outbox, RingStats, StoreLoss};
+use crate::telemetry::{self, Counters, TelemetryStatus};
+use crate::webhook::{self, Endpoint, EndpointStatus, WebhookStatus};
+
+/// Everything `curbside status` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// This vehicle.
+    pub vehicle_id: String,
+    /// The agent's version.
+    pub version: String,
+    /// The GPS source and fix.
+    pub gps: GpsReport,
+    /// The verdict on the system clock, and where stamps take their time from now.
+    pub clock: ClockReport,
+    /// The store.
+    pub outbox: OutboxReport,
+    /// One per `[[webhook]]`, in config order.
+    pub webhooks: Vec<EndpointReport>,
+    /// MQTT telemetry, when configured.
+    pub mqtt: Option<MqttReport>,
+}
+
+/// The GPS part of [`Status`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpsReport {
+    /// `serial`, `gpsd`, `replay` or `sim`.
+    pub source: String,
+    /// True while the source is connected.
+    pub connected: bool,
+    /// The live fix (recent, with a position), if any.
+    pub fix: Option<Fix>,
+    /// Age of the last epoch the receiver sent, with or without a position, seconds.
+    pub fix_age_s: Option<f64>,
+    /// The last fix with a position, however old.
+    pub last_known: Option<LastKnown>,
+    /// NMEA sentences decoded.
+    pub sentences: u64,
+    /// Sentences dropped (bad checksum, garbage, too long).
+    pub bad_sentences: u64,
+}
+
+/// The last fix with a position and its age.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastKnown {
+    /// The fix.
+    pub fix: Fix,
+    /// Its age, seconds.
+    pub age_s: f64,
+}
+
+/// The clock part of [`Status`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClockReport {
+    /// Trusted or not, and why.
+    #[serde(flatten)]
+    pub verdict: ClockStatus,
+    /// Where event stamps take their time from now.
+    pub source: ClockSource,
+}
+
+/// The store part of [`Status`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxReport {
+    /// Events stored and not yet delivered everywhere.
+    pub events: u64,
+    /// Bytes on disk.
+    pub size_on_disk: u64,
+    /// The disk budget, bytes (`outbox_max_mb`).
+    pub budget: u64,
+    /// True when taps are refused for the budget.
+    pub over_budget: bool,
+    /// A store moved aside at start-up, if any.
+    pub store_loss: Option<StoreLoss>,
+}
+
+/// One webhook endpoint in [`Status`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointReport {
+    /// Its name.
+    pub name: String,
+    /// Its URL, credentials redacted.
+    pub url: String,
+    /// Deliveries waiting or retrying.
+    pub pending: u64,
+    /// Deliveries parked after their retry budget.
+    pub failed: u64,
+    /// Age of the oldest waiting event, seconds.
+    pub oldest_age_s: Option<i64>,
+    /// What its loop is doing.
+    pub state: EndpointStatus,
+    /// The newest failed attempts from the store's log, newest first.
+    pub recent_failures: Vec<Attempt>,
+}
+
+/// MQTT telemetry in [`Status`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MqttReport {
+    /// `host:port`.
+    pub broker: String,
+    /// The publisher's counters.
+    #[serde(flatten)]
+    pub counters: Counters,
+    /// Positions waiting for the broker.
+    pub backlog: RingStats,
+    /// Status events waiting for the broker.
+    pub events_pending: u64,
+}
+
+/// The parts' handles a snapshot is read from. Clones share the parts.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// This vehicle.
+    pub vehicle_id: String,
+    /// The GPS source kind.
+    pub gps_source: &'static str,
+    /// The live fix.
+    pub latest: LatestFix,
+    /// The clock verdict.
+    pub clock: Clock,
+    /// The store.
+    pub outbox: Outbox,
+    /// The configured endpoints.
+    pub endpoints: Arc<Vec<Arc<Endpoint>>>,
+    /// Their loops' status.
+    pub webhooks: WebhookStatus,
+    /// Telemetry's counters and its broker (`host:port`), when configured.
+    pub telemetry: Option<(TelemetryStatus, String)>,
+}
+
+impl Sources {
+    /// Reads every part once.
+    pub fn snapshot(&self) -> Status {
+        let gps = self.latest.snapshot();
+        let webhooks = self
+            .endpoints
+            .iter()
+            .map(|ep| {
+                let depth = self.outbox.depth(&ep.name);
+                let oldest_age_s = depth
+                    .oldest_sequence
+                    .and_then(|s| self.outbox.event(s).ok().flatten())
+                    .map(|e| (Utc::now() - e.occurred_at).num_seconds());
+                EndpointReport {
+                    name: ep.name.clone(),
+                    url: webhook::redacted_url(&ep.url),
+                    pending: depth.pending,
+                    failed: depth.failed,
+                    oldest_age_s,
+                    state: self.webhooks.get(&ep.name),
+                    recent_failures: self.outbox.recent_attempts(Some(&ep.name), 10),
+                }
+            })
+            .collect();
+        Status {
+            vehicle_id: self.vehicle_id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            gps: GpsReport {
+                source: self.gps_source.to_string(),
+                connected: gps.connected,
+                fix: self.latest.live().map(|r| r.fix),
+                fix_age_s: gps.last.as_ref().map(|r| r.age().as_secs_f64()),
+                last_known: gps
+                    .last_valid
+                    .as_ref()
+                    .map(|r| LastKnown { fix: r.fix.clone(), age_s: r.age().as_secs_f64() }),
+                sentences: gps.stats.sentences,
+                bad_sentences: gps.stats.bad_sentences,
+            },
+            clock: ClockReport { verdict: self.clock.status(), source: self.clock.now().1 },
+            outbox: OutboxReport {
+                events: self.outbox.len() as u64,
+                size_on_disk: self.outbox.size_on_disk(),
+                budget: self.outbox.budget(),
+                over_budget: self.outbox.over_budget(),
+                store_loss: self.outbox.loss().cloned(),
+            },
+            webhooks,
+            mqtt: self.telemetry.as_ref().map(|(t, broker)| MqttReport {
+                broker: broker.clone(),
+                counters: t.counters(),
+                backlog: self.outbox.ring_stats(),
+                events_pending: self.outbox.depth(telemetry::EVENT_ENDPOINT).pending,
+            }),
+        }
+    }
+}
+
+fn ago(at: Option<DateTime<Utc>>) -> String {
+    match at {
+        Some(t) => format!("{} s ago", (Utc::now() - t).num_seconds().max(0)),
+        None => "never".into(),
+    }
+}
+
+impl Status {
+    /// systemd's `STATUS=` line: the GPS, the outbox, the endpoints, the broker.
+    pub fn line(&self) -> String {
+        let gps = match &self.gps.fix {
+            Some(f) => format!("gps {} fix, {} sats", f.mode, f.sats.map_or("?".into(), |n| n.to_string())),
+            None if self.gps.connected => "gps no fix".to_string(),
+            None => "gps not connected".to_string(),
+        };
+        let ok = self.webhooks.iter().filter(|w| w.state.reachable && w.state.disabled.is_none()).count();
+        let mut line = format!("{gps}; outbox {} events; webhooks {ok}/{} ok", self.outbox.events, self.webhooks.len());
+        if self.outbox.over_budget {
+            line.push_str("; OVER DISK BUDGET");
+        }
+        if let Some(m) = &self.mqtt {
+            let state = if m.counters.connected { "connected" } else { "not connected" };
+            let _ = write!(line, "; mqtt {state}, backlog {}", m.backlog.points);
+        }
+        line
+    }
+
+    /// `curbside status`.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let g = &self.gps;
+        let _ = writeln!(out, "curbside {} on {}", self.version, self.vehicle_id);
+        let _ = match &g.fix {
+            None => writeln!(
+                out,
+                "gps      {} ({}), no live fix; {}; bad sentences {}",
+                g.source,
+                if g.connected { "connected" } else { "not connected" },
+                match &g.last_known {
+                    Some(k) => format!("last known {:.0} s ago", k.age_s),
+                    None => "no fix yet".into(),
+                },
+                g.bad_sentences
+            ),
+            Some(f) => writeln!(
+                out,
+                "gps      {} {} {:.6},{:.6} {} sats, fix age {:.1} s; bad sentences {}",
+                g.source,
+                f.mode,
+                f.lat.unwrap_or_default(),
+                f.lon.unwrap_or_default(),
+                f.sats.map_or("?".into(), |n| n.to_string()),
+                g.fix_age_s.unwrap_or_default(),
+                g.bad_sentences
+            ),
+        };
+        let c = &self.clock.verdict;
+        let _ = writeln!(out, "clock    {} ({})", if c.trusted { "trusted" } else { "UNTRUSTED" }, c.reason);
+        let o = &self.outbox;
+        let _ = writeln!(out, "outbox   {} events, {} bytes on disk of {} budget", o.events, o.size_on_disk, o.budget);
+        if o.over_budget {
+            let _ =
+                writeln!(out, "         OVER ITS DISK BUDGET (outbox_max_mb): taps are refused until it is drained");
+        }
+        if let Some(loss) = &o.store_loss {
+            let _ = writeln!(out, "         STORE LOST at {}: old store kept at {}", loss.at, loss.moved_to.display());
+        }
+        if self.webhooks.is_empty() && self.mqtt.is_none() {
+            let _ = writeln!(out, "         no [[webhook]] and no [mqtt]: events stay on this van");
+        }
+        for w in &self.webhooks {
+            let st = &w.state;
+            let state = match (&st.disabled, st.reachable) {
+                (Some(why), _) => format!("DISABLED ({why})"),
+                (None, false) => "unreachable".into(),
+                (None, true) => "ok".into(),
+            };
+            let oldest = w.oldest_age_s.map(|a| format!(" (oldest {a} s)")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "webhook  {} {state}: {} pending{oldest}, {} failed; last delivery {}",
+                w.name,
+                w.pending,
+                w.failed,
+                ago(st.last_delivery_at)
+            );
+            if let Some(e) = &st.last_error {
+                let when = st.last_error_at.map(|t| format!(" {}", ago(Some(t)))).unwrap_or_default();
+                let _ = writeln!(out, "         last error{when}: {e}");
+            }
+        }
+        if let Some(m) = &self.mqtt {
+            let b = &m.backlog;
+            let oldest =
+                b.oldest_tst.map(|t| format!(", oldest {} s old", Utc::now().timestamp() - t)).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "mqtt     {} {}; {} positions published, backlog {} ({} bytes{oldest}), {} dropped; {} events waiting",
+                m.broker,
+                if m.counters.connected { "connected" } else { "NOT CONNECTED" },
+                m.counters.positions_published,
+                b.points,
+                b.bytes,
+                b.dropped,
+                m.events_pending,
+            );
+            if let Some(e) = &m.counters.last_error {
+                let _ = writeln!(out, "         last error: {e}");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Status {
+        serde_json::from_value(json!({
+            "version": "0.1.0", "vehicle_id": "van-17",
+            "gps": {"source": "sim", "connected": true, "fix": null, "fix_age_s": null, "last_known": null,
+                    "sentences": 10, "bad_sentences": 0},
+            "clock": {"trusted": true, "reason": "system clock agrees with GPS", "offset_s": null, "source": "system"},
+            "outbox": {"events": 1, "size_on_disk": 4096, "budget": 1073741824, "over_budget": false, "store_loss": null},
+            "webhooks": [{"name": "office", "url": "https://bo.example.com/hook", "pending": 3, "failed": 0,
+                          "oldest_age_s": null, "recent_failures": [],
+                          "state": {"reachable": false, "disabled": null, "in_flight": 0, "last_delivery_at": null,
+                                    "last_error": "dns error: no such host", "last_error_at": null,
+                                    "delivered": 0, "failed_attempts": 0, "recent": []}}],
+            "mqtt": {"broker": "broker.example.com:8883", "connected": false, "since": null, "connects": 0,
+                     "positions_made": 12, "positions_published": 12, "events_published": 0,
+                     "backlog": {"points": 30, "bytes": 9000, "oldest_tst": null, "dropped": 2},
+                     "events_pending": 1, "last_error": "connection refused"},
+        }))
+        .expect("the status JSON reads as the type")
+    }
+
+    #[test]
+    fn the_json_round_trips_through_the_type() {
+        let s = sample();
+        let again: Status = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
+        assert_eq!(again, s);
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["clock"]["trusted"], true, "the verdict is flattened into clock");
+        assert_eq!(v["mqtt"]["connected"], false, "the counters are flattened into mqtt");
+    }
+
+    #[test]
+    fn the_text_says_what_is_wrong_in_words() {
+        let text = sample().text();
+        let line = |p: &str| text.lines().find(|l| l.starts_with(p)).unwrap_or_default().to_string();
+        assert_eq!(
+            line("mqtt"),
+            "mqtt     broker.example.com:8883 NOT CONNECTED; 12 positions published, backlog 30 (9000 bytes), 2 dropped; 1 events waiting"
+        );
+        assert!(text.contains("         last error: connection refused"), "{text}");
+        assert_eq!(line("webhook"), "webhook  office unreachable: 3 pending, 0 failed; last delivery never");
+        assert!(text.contains("\n         last error: dns error: no such host\n"), "{text}");
+        assert!(line("gps").ends_with("no live fix; no fix yet; bad sentences 0"), "{text}");
+        assert!(!text.contains(" - s") && !text.contains("never s ago"), "{text}");
+    }
+
+    #[test]
+    fn the_text_says_when_events_stay_on_the_van() {
+        let mut s = sample();
+        s.webhooks.clear();
+        s.mqtt = None;
+        let text = s.text();
+        assert!(text.contains("events stay on this van"), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("mqtt")), "{text}");
+    }
+
+    #[test]
+    fn the_systemd_line_is_one_line() {
+        let line = sample().line();
+        assert_eq!(line, "gps no fix; outbox 1 events; webhooks 0/1 ok; mqtt not connected, backlog 30");
+    }
+}
