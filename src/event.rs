@@ -176,6 +176,10 @@ pub fn identifier(s: &str) -> Result<(), String> {
     if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
         return Err(format!("may contain only letters, digits, '.', '_' and '-', got {s:?}"));
     }
+    if s.bytes().all(|b| b == b'.') {
+        // `.` and `..` are path segments: `/jobs/../status` is not a job.
+        return Err(format!("must not be only dots, got {s:?}"));
+    }
     Ok(())
 }
 

@@ -25,14 +25,14 @@
 //! - [`units`]: durations as written in config files.
 //! - [`health`]: liveness of the main loops; systemd's notify protocol and watchdog.
 //! - [`app`]: builds every part from a config and runs them under one shutdown.
-//! - [`cli`]: command-line arguments.
+//! - [`cli`]: the command line: arguments, the API client, what it prints.
+//! - [`status`]: one typed snapshot of the agent, rendered as JSON, metrics, STATUS= and text.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod app;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod event;
 pub mod gps;

@@ -5,8 +5,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use curbside::cli::client::ApiClient;
 use curbside::cli::{Cli, Command, ConfigArg, ConfigCommand, GpsCommand, OutboxCommand, WebhookCommand};
-use curbside::client::ApiClient;
 use curbside::config::{Config, ConfigError};
 use serde_json::{Value, json};
 
@@ -100,13 +100,13 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Gps(GpsCommand::Replay { file }) => {
             let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-            let stats = curbside::app::gps_replay(&file, &mut out)?;
+            let stats = curbside::cli::gps::gps_replay(&file, &mut out)?;
             tracing::debug!(?stats, "replay done");
             Ok(())
         }
         Command::Gps(GpsCommand::Watch { config, json, seconds }) => {
             let config = load(&config)?;
-            runtime()?.block_on(curbside::app::gps_watch(config, json, seconds))
+            runtime()?.block_on(curbside::cli::gps::gps_watch(config, json, seconds))
         }
         Command::Tap(t) => {
             let client = ApiClient::new(&load(&t.config)?);
@@ -118,11 +118,12 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                     body[k] = Value::String(v);
                 }
             }
-            let headers: Vec<(&str, &str)> =
-                t.idempotency_key.as_deref().map(|k| ("idempotency-key", k)).into_iter().collect();
-            let path = format!("/api/v1/jobs/{}/status", t.job);
-            let event = runtime()?.block_on(client.post(&path, Some(&body), &headers))?;
+            let rt = runtime()?;
+            let event = rt.block_on(client.tap(&t.job, &body, t.idempotency_key.as_deref()))?;
             out(&format!("{}\n", serde_json::to_string_pretty(&event)?))?;
+            if rt.block_on(client.status()).is_ok_and(|s| s.webhooks.is_empty() && s.mqtt.is_none()) {
+                eprintln!("curbside: recorded; the agent has no [[webhook]] and no [mqtt], so it stays on this van");
+            }
             Ok(())
         }
         Command::Status { config, json } => {
@@ -137,31 +138,49 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Outbox(OutboxCommand::List { failed, config }) => {
             let client = ApiClient::new(&load(&config)?);
-            let path = if failed { "/api/v1/events?state=failed" } else { "/api/v1/events" };
-            let list = runtime()?.block_on(client.get(path))?;
-            out(&curbside::app::outbox_text(&list))?;
+            let list = runtime()?.block_on(client.deliveries(failed))?;
+            out(&curbside::cli::text::outbox_text(&list))?;
             Ok(())
         }
         Command::Outbox(OutboxCommand::Retry { id, all_failed, config }) => {
             let client = ApiClient::new(&load(&config)?);
-            let path = match (id, all_failed) {
-                (Some(id), _) => format!("/api/v1/events/{id}/retry"),
-                (None, _) => "/api/v1/events/retry-failed".to_string(),
+            let id = match (id, all_failed) {
+                (Some(id), _) => {
+                    Some(id.parse::<uuid::Uuid>().map_err(|e| anyhow::anyhow!("{id:?} is not an event id: {e}"))?)
+                }
+                (None, _) => None,
             };
-            let r = runtime()?.block_on(client.post(&path, None, &[]))?;
-            out(&format!("retried {} deliveries\n", r["retried"]))?;
+            let n = runtime()?.block_on(client.retry(id))?;
+            out(&format!("retried {n} deliveries\n"))?;
             Ok(())
         }
         Command::Webhook(WebhookCommand::Test { name, config }) => {
             let client = ApiClient::new(&load(&config)?);
-            let r = runtime()?.block_on(client.post(&format!("/api/v1/webhooks/{name}/test"), None, &[]))?;
-            out(&format!("{}\n", serde_json::to_string_pretty(&r)?))?;
+            let (status, r) = runtime()?.block_on(client.webhook_test(&name))?;
+            if !(200..300).contains(&status) {
+                let msg = r.get("error").and_then(Value::as_str).map(String::from).unwrap_or_else(|| r.to_string());
+                anyhow::bail!("the agent answered {status}: {msg}");
+            }
+            let answer = match (r["status"].as_u64(), r["body"].as_str()) {
+                (Some(code), Some(body)) if !body.is_empty() => format!("; it answered {code}: {body}"),
+                (Some(code), _) => format!("; it answered {code}"),
+                _ => String::new(),
+            };
+            out(&format!(
+                "{name}: {} in {} ms (sample event {}){answer}\n",
+                r["outcome"].as_str().unwrap_or("?"),
+                r["duration_ms"],
+                r["event_id"].as_str().unwrap_or("?")
+            ))?;
+            if r["delivered"].as_bool() != Some(true) {
+                anyhow::bail!("webhook {name}: the test event was not delivered");
+            }
             Ok(())
         }
         Command::Webhook(WebhookCommand::Enable { name, config }) => {
             let client = ApiClient::new(&load(&config)?);
-            let r = runtime()?.block_on(client.post(&format!("/api/v1/webhooks/{name}/enable"), None, &[]))?;
-            out(&format!("{name}: enabled (was disabled: {})\n", r["was_disabled"]))?;
+            let was = runtime()?.block_on(client.webhook_enable(&name))?;
+            out(&format!("{name}: {}\n", if was { "enabled again" } else { "was not disabled" }))?;
             Ok(())
         }
     }

@@ -229,19 +229,22 @@ async fn webhook_test(State(api): State<Api>, Path(name): Path<String>) -> Resul
     let started = std::time::Instant::now();
     let result = webhook::request(&api.client, &ep, &event, now.timestamp()).send().await;
     let took_ms = started.elapsed().as_millis() as u64;
-    Ok(Json(match result {
+    // Only reports: a 410 to a test does not disable the endpoint for real events.
+    let (outcome, status, body) = match result {
         Ok(resp) => {
             let status = resp.status().as_u16();
+            let retry_after = resp.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(String::from);
             let body = tokio::time::timeout(Duration::from_secs(5), resp.bytes()).await.ok().and_then(|r| r.ok());
             let body = body.map(|b| String::from_utf8_lossy(&b[..b.len().min(4096)]).into_owned());
-            json!({ "endpoint": name, "event_id": event.id, "status": status, "body": body, "duration_ms": took_ms,
-                    "outcome": format!("{:?}", webhook::schedule::classify(status, None, now)) })
+            (webhook::schedule::classify(status, retry_after.as_deref(), now), Some(status), body)
         }
-        Err(e) => {
-            json!({ "endpoint": name, "event_id": event.id, "error": format!("{:?}", webhook::classify_error(&e, ep.timeout)),
-                          "duration_ms": took_ms })
-        }
-    }))
+        Err(e) => (webhook::classify_error(&e.without_url(), ep.timeout), None, None),
+    };
+    let delivered = matches!(outcome, webhook::schedule::Outcome::Delivered(_));
+    Ok(Json(json!({
+        "endpoint": name, "event_id": event.id, "status": status, "body": body, "duration_ms": took_ms,
+        "delivered": delivered, "outcome": outcome.to_string(),
+    })))
 }
 
 async fn webhook_enable(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {

@@ -184,7 +184,8 @@ impl Taps {
     pub async fn record(&self, job_id: &str, tap: Tap, idempotency_key: Option<&str>) -> Result<Appended, OutboxError> {
         let (occurred_at, clock_source) = self.clock.now();
         let location = self.location();
-        self.outbox
+        let appended = self
+            .outbox
             .append(job_id, idempotency_key, |sequence| StatusEvent {
                 id: Uuid::now_v7(),
                 sequence,
@@ -201,7 +202,14 @@ impl Taps {
                 vehicle_id: self.vehicle_id.clone(),
                 driver_id: self.driver_id.clone(),
             })
-            .await
+            .await?;
+        let e = &appended.event;
+        if appended.created {
+            tracing::info!(job_id = %e.job_id, status = e.status.as_str(), sequence = e.sequence, id = %e.id, "tap recorded");
+        } else {
+            tracing::info!(job_id = %e.job_id, id = %e.id, "tap repeated with its Idempotency-Key: answered with the first event");
+        }
+        Ok(appended)
     }
 }
 

@@ -547,11 +547,14 @@ fn settle(
         error: None,
         duration_ms: took.as_millis() as u64,
     };
+    if !matches!(outcome, Outcome::Offline(_)) && !status.get(name).reachable {
+        tracing::info!(endpoint = %name, "endpoint reachable again");
+    }
     let effect = match outcome {
         Outcome::Delivered(code) => {
             outbox.delivered(name, seq)?;
             log.status = Some(code);
-            tracing::debug!(endpoint = %name, sequence = seq, job_id = %job, status = code, "delivered");
+            tracing::info!(endpoint = %name, sequence = seq, job_id = %job, status = code, "delivered");
             status.update(name, |s| {
                 s.reachable = true;
                 s.last_delivery_at = Some(at);
@@ -564,7 +567,11 @@ fn settle(
             if status.get(name).reachable {
                 tracing::warn!(endpoint = %name, %error, "endpoint unreachable; holding deliveries and probing (no attempts spent)");
             }
-            status.update(name, |s| s.reachable = false);
+            status.update(name, |s| {
+                s.reachable = false;
+                s.last_error = Some(format!("unreachable: {error}"));
+                s.last_error_at = Some(at);
+            });
             return Ok(Effect::Offline { state });
         }
         Outcome::Gone => {
@@ -602,7 +609,7 @@ fn settle(
                 Effect::Parked
             } else {
                 tracing::warn!(endpoint = %name, sequence = seq, job_id = %job, attempts = state.attempts, %error,
-                    retry_in = ?delay, "delivery failed; will retry");
+                    retry_in_s = delay.as_secs_f64(), "delivery failed; will retry");
                 outbox.update(name, seq, &state)?;
                 Effect::Retry { state, delay }
             }

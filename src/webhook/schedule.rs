@@ -62,6 +62,23 @@ pub enum Outcome {
     Offline(String),
 }
 
+impl std::fmt::Display for Outcome {
+    /// In words, for operators (`curbside webhook test`, logs).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Delivered(status) => write!(f, "delivered (HTTP {status})"),
+            Outcome::Gone => f.write_str(
+                "the endpoint answered 410 Gone: real deliveries would disable it until `curbside webhook enable`",
+            ),
+            Outcome::Failed { error, retry_after: Some(after), .. } => {
+                write!(f, "failed ({error}); the receiver asks to retry after {} s", after.as_secs())
+            }
+            Outcome::Failed { error, .. } => write!(f, "failed ({error}); real deliveries would retry on schedule"),
+            Outcome::Offline(why) => write!(f, "cannot reach the endpoint ({why}); real deliveries wait for it"),
+        }
+    }
+}
+
 /// Classifies an HTTP response status.
 pub fn classify(status: u16, retry_after_header: Option<&str>, now: DateTime<Utc>) -> Outcome {
     match status {

@@ -48,6 +48,8 @@ async fn a_tap_made_while_the_receiver_is_down_arrives_signed_with_location_once
     assert_eq!(p[0]["delivery"]["attempts"], 0, "offline must not spend attempts: {p:?}");
     let status = agent.get("/api/v1/status").await;
     assert_eq!(status["webhooks"][0]["state"]["reachable"], false, "{status}");
+    let why = status["webhooks"][0]["state"]["last_error"].as_str().unwrap_or_default();
+    assert!(why.starts_with("unreachable: ") && why.contains("onnect"), "status says why: {status}");
 
     let receiver = Receiver::start(Some(addr), vec![]).await;
     let got = receiver.wait_for(1, Duration::from_secs(10)).await;
@@ -297,5 +299,37 @@ async fn webhook_test_sends_a_signed_sample_and_reports_the_answer() {
     assert_eq!(got[0].json()["data"]["job_id"], "TEST-0001");
     let missing = agent.http.post(agent.url("/api/v1/webhooks/nope/test")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
+    agent.stop().await;
+}
+
+/// `curbside webhook test` as an operator runs it: the answer in words, a non-zero exit when the
+/// test event was not delivered, and a 410 to a test leaves real deliveries alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_webhook_test_reports_in_words_and_a_410_to_it_disables_nothing() {
+    let r = Receiver::start(None, vec![Reply::Status(410)]).await;
+    let agent = start(&hook("h", &r.url(), "")).await;
+    let config = agent.dir.path().join("cli.toml");
+    std::fs::write(&config, format!("vehicle_id = \"van-17\"\n[api]\nlisten = \"{}\"\n", agent.addr())).unwrap();
+    let cli = |args: &[&str]| {
+        let out = crate::common::curbside().args(args).arg("--config").arg(&config).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = tokio::task::block_in_place(|| cli(&["webhook", "test", "h"]));
+    assert_eq!(code, Some(1), "not delivered: a failure\n{out}{err}");
+    assert!(out.contains("410 Gone") && !out.contains("Failed {") && !out.contains("Gone,"), "{out}");
+    let status = agent.get("/api/v1/status").await;
+    assert!(status["webhooks"][0]["state"]["disabled"].is_null(), "a test does not disable: {status}");
+    let (code, out, err) = tokio::task::block_in_place(|| cli(&["webhook", "test", "h"]));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.starts_with("h: delivered (HTTP 200)"), "{out}");
+    // A job id that is a path segment never reaches the agent.
+    let (code, _, err) = tokio::task::block_in_place(|| cli(&["tap", "arrived", "--job", ".."]));
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--job: must not be only dots"), "{err}");
+    assert_eq!(agent.get("/api/v1/status").await["outbox"]["events"], 0);
     agent.stop().await;
 }

@@ -1,4 +1,4 @@
-//! Command-line interface: argument definitions only. Each command calls into the library.
+//! The arguments (clap definitions only). Each command calls into the library.
 
 use std::path::PathBuf;
 

@@ -7,6 +7,8 @@ use anyhow::Context as _;
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::event::{StatusEvent, identifier};
+use crate::status::Status;
 
 /// A client for the running agent's API.
 #[derive(Debug, Clone)]
@@ -67,9 +69,47 @@ impl ApiClient {
     }
 
     /// `GET /api/v1/status`, typed.
-    pub async fn status(&self) -> anyhow::Result<crate::status::Status> {
+    pub async fn status(&self) -> anyhow::Result<Status> {
         serde_json::from_value(self.get("/api/v1/status").await?)
             .context("the agent's status does not read as this version's (is it another version?)")
+    }
+
+    /// `POST /api/v1/jobs/{job}/status`: records a tap; returns the stored event. The job id is
+    /// checked here as the agent checks it, so that it can never name another path.
+    pub async fn tap(&self, job: &str, body: &Value, idempotency_key: Option<&str>) -> anyhow::Result<StatusEvent> {
+        identifier(job).map_err(|m| anyhow::anyhow!("--job: {m}"))?;
+        let headers: Vec<(&str, &str)> = idempotency_key.map(|k| ("idempotency-key", k)).into_iter().collect();
+        let v = self.post(&format!("/api/v1/jobs/{job}/status"), Some(body), &headers).await?;
+        serde_json::from_value(v).context("the agent's event does not read as this version's")
+    }
+
+    /// `GET /api/v1/events`: deliveries waiting (and parked), or only the parked ones.
+    pub async fn deliveries(&self, failed_only: bool) -> anyhow::Result<Value> {
+        self.get(if failed_only { "/api/v1/events?state=failed" } else { "/api/v1/events" }).await
+    }
+
+    /// `POST /api/v1/events/{id}/retry`, or `/api/v1/events/retry-failed` for every parked one;
+    /// returns how many deliveries were released.
+    pub async fn retry(&self, id: Option<uuid::Uuid>) -> anyhow::Result<u64> {
+        let path = match id {
+            Some(id) => format!("/api/v1/events/{id}/retry"),
+            None => "/api/v1/events/retry-failed".to_string(),
+        };
+        let v = self.post(&path, None, &[]).await?;
+        Ok(v["retried"].as_u64().unwrap_or(0))
+    }
+
+    /// `POST /api/v1/webhooks/{name}/test`: the HTTP status and the agent's answer.
+    pub async fn webhook_test(&self, name: &str) -> anyhow::Result<(u16, Value)> {
+        identifier(name).map_err(|m| anyhow::anyhow!("webhook name: {m}"))?;
+        self.send(reqwest::Method::POST, &format!("/api/v1/webhooks/{name}/test"), None, &[]).await
+    }
+
+    /// `POST /api/v1/webhooks/{name}/enable`: whether it was disabled.
+    pub async fn webhook_enable(&self, name: &str) -> anyhow::Result<bool> {
+        identifier(name).map_err(|m| anyhow::anyhow!("webhook name: {m}"))?;
+        let v = self.post(&format!("/api/v1/webhooks/{name}/enable"), None, &[]).await?;
+        Ok(v["was_disabled"].as_bool().unwrap_or(false))
     }
 
     /// POST, failing on a non-2xx answer with the agent's error.
