@@ -11,6 +11,7 @@ mod metrics;
 mod mqtt;
 mod notify;
 mod outbox;
+mod outbox_model;
 mod reload;
 mod serial;
 mod systemd;
