@@ -415,8 +415,9 @@ async fn stall_for_tests<T>(part: String, fut: impl std::future::Future<Output =
 /// stop and start are refused (connection refused) and are retried by their client. An invalid
 /// config is logged and changes nothing.
 ///
-/// The same restart, on the same config, compacts a store that holds far more disk than records
-/// (see [`crate::outbox::compact`]): once the outbox has been quiet for a minute.
+/// A store that holds far more disk than records (see [`crate::outbox::compact`]) is compacted
+/// by executing the agent again (same PID, same arguments) once the outbox has been quiet for a
+/// minute: the store is rewritten as it opens.
 pub async fn run(config: Config, config_file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let supervision = Supervision::from_env();
@@ -452,10 +453,15 @@ pub async fn run(config: Config, config_file: Option<std::path::PathBuf>) -> any
             }
         };
         let Some(next) = next else {
-            // Not a reload: systemd is not told, only the status line changes.
-            supervision.notifier.send("STATUS=compacting the outbox");
+            // A fresh process, not a restart in this one: sled 0.34 does not give back all the
+            // memory of a closed store (sled#1466; measured here: RSS rose by about 3 MB with
+            // each in-process reopen), so the agent executes itself again, keeping its PID,
+            // and the store is compacted as it opens. systemd sees a reload: RELOADING=1 now,
+            // READY=1 from the new process.
+            tracing::info!("restarting as a fresh process to compact the outbox");
+            supervision.notifier.send(&health::reloading_message());
             running.stop().await?;
-            continue;
+            return Err(reexecute());
         };
         tracing::info!(config = %next.origin, "SIGHUP: reloading: restarting every part on the new config");
         // systemd (253+) matches the reload to this message by its timestamp; the new parts
@@ -464,6 +470,18 @@ pub async fn run(config: Config, config_file: Option<std::path::PathBuf>) -> any
         running.stop().await?;
         config = next;
     }
+}
+
+/// Replaces this process with a fresh run of the same binary and arguments (same PID, same
+/// environment). Returns only if that failed.
+fn reexecute() -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return anyhow::anyhow!("cannot find this binary to execute it again: {e}"),
+    };
+    let err = std::process::Command::new(&exe).args(std::env::args_os().skip(1)).exec();
+    anyhow::anyhow!("cannot execute {} again: {err}", exe.display())
 }
 
 /// Starts the agent; after a reload, waits (up to 5 s) for the previous store handle to let go

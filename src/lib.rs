@@ -1,6 +1,7 @@
 //! curbside: the agent on a delivery van's gateway.
 //!
-//! Data flow (see DESIGN.md in the repository for the whole picture):
+//! Data flow (`docs/ARCHITECTURE.md` in the repository has the whole picture: what each module
+//! owns and the durability rules):
 //!
 //! ```text
 //! GPS receiver ──serial NMEA / gpsd / replay / sim──▶ gps ──LatestFix──┬─────────────▶ telemetry ──MQTT──▶ broker

@@ -8,381 +8,36 @@
 //! once). A job whose event is parked (retry budget spent) holds its later events back until an
 //! operator retries it, so order is never broken.
 
+mod endpoint;
 pub mod format;
 pub mod schedule;
+mod send;
 pub mod sign;
+mod status;
+mod window;
 
-use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+pub use endpoint::Endpoint;
+pub use send::{attempt, classify_error, client, redacted_url, request};
+pub use status::{EndpointStatus, RECENT, WebhookStatus};
+use window::Window;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use reqwest::header::{HeaderName, HeaderValue};
-use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{Status, StatusEvent};
+use crate::event::StatusEvent;
 use crate::gps::clock::Clock;
 use crate::outbox::{Attempt, DeliveryState, Outbox, OutboxError};
-use format::Format;
 use schedule::Outcome;
-use sign::Secret;
 
 /// Deliveries kept in memory per endpoint; the rest wait on disk.
 const WINDOW: usize = 1024;
 /// Longest wait between probes of an unreachable endpoint.
 pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(30);
-
-/// A validated `[[webhook]]` endpoint.
-#[derive(Clone)]
-pub struct Endpoint {
-    /// Unique name (for logs, status, `webhook test NAME`).
-    pub name: String,
-    /// Where to POST.
-    pub url: reqwest::Url,
-    /// Statuses delivered; `None`: all.
-    pub events: Option<HashSet<Status>>,
-    /// Payload format.
-    pub format: Format,
-    /// Standard Webhooks signing secret.
-    pub secret: Option<Secret>,
-    /// Sent as `x-webhook-shared-token`.
-    pub shared_token: Option<String>,
-    /// HTTP basic auth (username, password).
-    pub basic: Option<(String, String)>,
-    /// Bearer token.
-    pub bearer: Option<String>,
-    /// Extra headers.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// Whole-request timeout.
-    pub timeout: Duration,
-    /// Deliveries in flight at once (different jobs).
-    pub concurrency: usize,
-    /// Backoff to spend on one event before parking it.
-    pub retry_budget: Duration,
-    /// Delays between failed attempts; the last repeats.
-    pub retry_schedule: Vec<Duration>,
-}
-
-impl std::fmt::Debug for Endpoint {
-    // Credentials never reach logs: only their presence is shown.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Endpoint")
-            .field("name", &self.name)
-            .field("url", &redacted_url(&self.url))
-            .field("format", &self.format)
-            .field("signed", &self.secret.is_some())
-            .field("auth", &(self.basic.is_some() || self.bearer.is_some() || self.shared_token.is_some()))
-            .field("headers", &self.headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Endpoint {
-    /// An endpoint with defaults for everything but name and URL (tests, examples).
-    pub fn new(name: &str, url: reqwest::Url) -> Self {
-        Self {
-            name: name.into(),
-            url,
-            events: None,
-            format: Format::Standard,
-            secret: None,
-            shared_token: None,
-            basic: None,
-            bearer: None,
-            headers: Vec::new(),
-            timeout: Duration::from_secs(15),
-            concurrency: 4,
-            retry_budget: Duration::from_secs(24 * 3600),
-            retry_schedule: schedule::SCHEDULE.to_vec(),
-        }
-    }
-}
-
-/// The HTTP client for webhooks: rustls with ring and the system's trust store, no redirects
-/// (3xx is a failure), curbside's User-Agent.
-///
-/// A system without a trust store (no `ca-certificates`) is an error only when one of
-/// `endpoints` is `https://`, naming it; plain `http://` endpoints work without one.
-pub fn client<'a>(endpoints: impl IntoIterator<Item = &'a Endpoint>) -> anyhow::Result<reqwest::Client> {
-    let tls = match crate::tls::system_roots() {
-        Ok(builder) => builder.with_no_client_auth(),
-        Err(e) => {
-            if let Some(ep) = endpoints.into_iter().find(|ep| ep.url.scheme() == "https") {
-                anyhow::bail!(
-                    "webhook {:?} is https:// but the system's CA certificates cannot be loaded \
-                     (install the ca-certificates package): {e}",
-                    ep.name
-                );
-            }
-            crate::tls::trusting_nobody()
-        }
-    };
-    Ok(reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("curbside/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()?)
-}
-
-/// Builds the request for one attempt: body, Standard Webhooks headers, auth.
-pub fn request(
-    client: &reqwest::Client,
-    ep: &Endpoint,
-    event: &StatusEvent,
-    timestamp: i64,
-) -> reqwest::RequestBuilder {
-    let body = format::body(ep.format, event);
-    let id = event.id.to_string();
-    let mut req = client
-        .post(ep.url.clone())
-        .timeout(ep.timeout)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header("webhook-id", &id)
-        .header("webhook-timestamp", timestamp.to_string());
-    if let Some(secret) = &ep.secret {
-        req = req.header("webhook-signature", secret.sign(&id, timestamp, &body));
-    }
-    if let Some(t) = &ep.shared_token {
-        req = req.header("x-webhook-shared-token", t);
-    }
-    if let Some((u, p)) = &ep.basic {
-        req = req.basic_auth(u, Some(p));
-    }
-    if let Some(b) = &ep.bearer {
-        req = req.bearer_auth(b);
-    }
-    for (k, v) in &ep.headers {
-        req = req.header(k, v);
-    }
-    req.body(body)
-}
-
-/// Sends one attempt and classifies what happened. The response body is not read: a 2xx status
-/// line is delivery, however slowly the body follows.
-pub async fn attempt(client: &reqwest::Client, ep: &Endpoint, event: &StatusEvent, now: DateTime<Utc>) -> Outcome {
-    match request(client, ep, event, now.timestamp()).send().await {
-        Ok(resp) => {
-            let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok());
-            schedule::classify(resp.status().as_u16(), retry_after, now)
-        }
-        Err(e) => classify_error(&e.without_url(), ep.timeout),
-    }
-}
-
-/// The endpoint URL without credentials or query (which may carry tokens), for logs and status.
-pub fn redacted_url(url: &reqwest::Url) -> String {
-    let mut u = url.clone();
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    if u.query().is_some() {
-        u.set_query(Some("…"));
-    }
-    u.to_string()
-}
-
-/// A transport error: offline if the connection was never made, otherwise a failed attempt.
-pub fn classify_error(e: &reqwest::Error, timeout: Duration) -> Outcome {
-    if e.is_connect() {
-        Outcome::Offline(error_chain(e))
-    } else if e.is_timeout() {
-        Outcome::Failed { status: None, error: format!("no answer within {timeout:?}"), retry_after: None }
-    } else {
-        Outcome::Failed { status: None, error: error_chain(e), retry_after: None }
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
-
-/// What an endpoint's loop is doing, for status and metrics.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct EndpointStatus {
-    /// False while the endpoint cannot be reached (no attempts are being spent).
-    pub reachable: bool,
-    /// Set when the endpoint answered 410; an operator must enable it.
-    pub disabled: Option<String>,
-    /// Deliveries in flight.
-    pub in_flight: usize,
-    /// Last 2xx.
-    pub last_delivery_at: Option<DateTime<Utc>>,
-    /// Last failure, with when.
-    pub last_error: Option<String>,
-    /// When the last failure was.
-    pub last_error_at: Option<DateTime<Utc>>,
-    /// Deliveries made since start.
-    pub delivered: u64,
-    /// Failed attempts since start.
-    pub failed_attempts: u64,
-    /// The newest attempts, successes included, newest last (bounded; see [`RECENT`]).
-    pub recent: VecDeque<Attempt>,
-}
-
-/// Attempts kept in memory per endpoint for status. Failed attempts are also written to the
-/// outbox's persistent log; successes only here, because writing each one to sled cost a fifth
-/// of the drain rate (measured) and a delivered event leaves nothing to diagnose.
-pub const RECENT: usize = 50;
-
-impl EndpointStatus {
-    fn remember(&mut self, a: Attempt) {
-        if self.recent.len() == RECENT {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(a);
-    }
-}
-
-/// Live status of every endpoint loop; a cheaply cloned handle. The mutex is never held across
-/// an `.await`.
-#[derive(Debug, Clone, Default)]
-pub struct WebhookStatus(Arc<Mutex<HashMap<String, EndpointStatus>>>);
-
-impl WebhookStatus {
-    /// A copy of one endpoint's status.
-    pub fn get(&self, name: &str) -> EndpointStatus {
-        self.0.lock().map(|m| m.get(name).cloned().unwrap_or_default()).unwrap_or_default()
-    }
-
-    fn update(&self, name: &str, f: impl FnOnce(&mut EndpointStatus)) {
-        if let Ok(mut m) = self.0.lock() {
-            match m.get_mut(name) {
-                Some(s) => f(s),
-                None => f(m.entry(name.to_string()).or_default()),
-            }
-        }
-    }
-}
-
-/// Per-job queue inside the window.
-#[derive(Debug, Default)]
-struct JobQueue {
-    seqs: VecDeque<(u64, DeliveryState)>,
-    /// In flight, or waiting for its backoff.
-    busy: bool,
-}
-
-/// The in-memory window of one endpoint's pending deliveries. Pure bookkeeping: no I/O.
-#[derive(Debug, Default)]
-struct Window {
-    jobs: HashMap<String, JobQueue>,
-    /// Jobs whose head can be sent now, by head sequence: oldest first.
-    ready: BTreeSet<(u64, String)>,
-    /// Jobs waiting for their backoff.
-    timers: BinaryHeap<Reverse<(Instant, String)>>,
-    loaded: HashSet<u64>,
-    blocked: HashSet<String>,
-}
-
-impl Window {
-    fn len(&self) -> usize {
-        self.loaded.len()
-    }
-
-    fn add(&mut self, seq: u64, state: DeliveryState) {
-        if self.blocked.contains(&state.job_id) || !self.loaded.insert(seq) {
-            return;
-        }
-        let job = state.job_id.clone();
-        let q = self.jobs.entry(job.clone()).or_default();
-        let pos = q.seqs.iter().position(|(s, _)| *s > seq).unwrap_or(q.seqs.len());
-        let old_head = q.seqs.front().map(|(s, _)| *s);
-        q.seqs.insert(pos, (seq, state));
-        if !q.busy {
-            if let Some(h) = old_head {
-                self.ready.remove(&(h, job.clone()));
-            }
-            self.ready.insert((q.seqs[0].0, job));
-        }
-    }
-
-    /// Takes the oldest ready job's head for sending.
-    fn take(&mut self) -> Option<(u64, DeliveryState)> {
-        let (seq, job) = self.ready.pop_first()?;
-        let q = self.jobs.get_mut(&job)?;
-        q.busy = true;
-        q.seqs.front().filter(|(s, _)| *s == seq).cloned()
-    }
-
-    /// The job's head was delivered (or vanished): the next event of the job becomes ready.
-    fn done(&mut self, job: &str) {
-        let Some(q) = self.jobs.get_mut(job) else { return };
-        if let Some((s, _)) = q.seqs.pop_front() {
-            self.loaded.remove(&s);
-        }
-        q.busy = false;
-        match q.seqs.front() {
-            Some((s, _)) => {
-                self.ready.insert((*s, job.to_string()));
-            }
-            None => {
-                self.jobs.remove(job);
-            }
-        }
-    }
-
-    /// The job's head goes back to ready now (offline, disabled).
-    fn requeue(&mut self, job: &str, state: DeliveryState) {
-        if let Some(q) = self.jobs.get_mut(job) {
-            if let Some(head) = q.seqs.front_mut() {
-                head.1 = state;
-                self.ready.insert((head.0, job.to_string()));
-            }
-            q.busy = false;
-        }
-    }
-
-    /// The job's head waits until `at`.
-    fn delay(&mut self, job: &str, state: DeliveryState, at: Instant) {
-        if let Some(q) = self.jobs.get_mut(job) {
-            if let Some(head) = q.seqs.front_mut() {
-                head.1 = state;
-            }
-            self.timers.push(Reverse((at, job.to_string())));
-        }
-    }
-
-    /// Moves jobs whose backoff has passed to ready; returns the next wake-up.
-    fn due(&mut self, now: Instant) -> Option<Instant> {
-        while let Some(Reverse((at, _))) = self.timers.peek() {
-            if *at > now {
-                return Some(*at);
-            }
-            let Reverse((_, job)) = self.timers.pop().expect("peeked");
-            if let Some(q) = self.jobs.get_mut(&job) {
-                q.busy = false;
-                if let Some((s, _)) = q.seqs.front() {
-                    self.ready.insert((*s, job));
-                }
-            }
-        }
-        None
-    }
-
-    /// The job's head was parked: the job leaves the window, its later events wait on disk.
-    fn block(&mut self, job: &str) {
-        if let Some(q) = self.jobs.remove(job) {
-            for (s, _) in q.seqs {
-                self.loaded.remove(&s);
-            }
-        }
-        self.ready.retain(|(_, j)| j != job);
-        self.blocked.insert(job.to_string());
-    }
-}
 
 /// Everything a delivery loop needs.
 #[derive(Debug, Clone)]
@@ -409,7 +64,7 @@ pub async fn run(ep: Arc<Endpoint>, deps: Deps, shutdown: CancellationToken) -> 
     let waker = outbox
         .waker(&ep.name)
         .ok_or_else(|| OutboxError::NotFound(format!("endpoint {} is not one of the store's", ep.name)))?;
-    let mut window = Window { blocked: outbox.blocked_jobs(&name)?, ..Window::default() };
+    let mut window = Window::blocking(outbox.blocked_jobs(&name)?);
     let mut inflight: JoinSet<Result<Settled, OutboxError>> = JoinSet::new();
     let mut offline_until: Option<Instant> = None;
     let mut probe = Duration::from_secs(1);
@@ -618,71 +273,4 @@ fn settle(
     outbox.log_attempt(&log)?;
     status.update(name, |s| s.remember(log));
     Ok(effect)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn st(job: &str) -> DeliveryState {
-        DeliveryState::new(job)
-    }
-
-    #[test]
-    fn urls_lose_credentials_and_query_before_they_are_shown() {
-        let u = reqwest::Url::parse("https://user:pw@example.com:8443/hook?token=s3cret").unwrap();
-        let shown = redacted_url(&u);
-        assert!(!shown.contains("pw") && !shown.contains("s3cret") && !shown.contains("user"), "{shown}");
-        assert!(shown.starts_with("https://example.com:8443/hook"), "{shown}");
-        let ep = Endpoint::new("h", u);
-        assert!(!format!("{ep:?}").contains("s3cret"));
-    }
-
-    #[test]
-    fn only_the_oldest_event_of_a_job_is_ready_and_jobs_interleave_in_sequence_order() {
-        let mut w = Window::default();
-        w.add(1, st("a"));
-        w.add(2, st("b"));
-        w.add(3, st("a"));
-        let (s1, _) = w.take().unwrap();
-        let (s2, _) = w.take().unwrap();
-        assert_eq!((s1, s2), (1, 2));
-        assert!(w.take().is_none(), "a's second event waits for its first");
-        w.done("a");
-        assert_eq!(w.take().unwrap().0, 3);
-    }
-
-    #[test]
-    fn an_event_loaded_late_with_a_lower_sequence_goes_first() {
-        let mut w = Window::default();
-        w.add(5, st("a"));
-        w.add(4, st("a"));
-        assert_eq!(w.take().unwrap().0, 4);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_delayed_job_becomes_ready_when_its_backoff_passes() {
-        let mut w = Window::default();
-        w.add(1, st("a"));
-        let (_, s) = w.take().unwrap();
-        let at = Instant::now() + Duration::from_secs(5);
-        w.delay("a", s, at);
-        assert_eq!(w.due(Instant::now()), Some(at));
-        assert!(w.take().is_none());
-        tokio::time::advance(Duration::from_secs(5)).await;
-        assert_eq!(w.due(Instant::now()), None);
-        assert_eq!(w.take().unwrap().0, 1);
-    }
-
-    #[test]
-    fn a_blocked_job_leaves_the_window_and_its_later_events_are_not_loaded() {
-        let mut w = Window::default();
-        w.add(1, st("a"));
-        w.add(2, st("a"));
-        w.take().unwrap();
-        w.block("a");
-        assert_eq!(w.len(), 0);
-        w.add(3, st("a"));
-        assert!(w.take().is_none());
-    }
 }

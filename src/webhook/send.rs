@@ -1,0 +1,133 @@
+//! One HTTP request to an endpoint: the client (rustls), the request with its headers and
+//! signature, and what the answer (or its absence) means as an [`Outcome`].
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::event::StatusEvent;
+
+use super::Endpoint;
+use super::format;
+use super::schedule::{self, Outcome};
+
+/// The HTTP client for webhooks: rustls with ring and the system's trust store, no redirects
+/// (3xx is a failure), curbside's User-Agent.
+///
+/// A system without a trust store (no `ca-certificates`) is an error only when one of
+/// `endpoints` is `https://`, naming it; plain `http://` endpoints work without one.
+pub fn client<'a>(endpoints: impl IntoIterator<Item = &'a Endpoint>) -> anyhow::Result<reqwest::Client> {
+    let tls = match crate::tls::system_roots() {
+        Ok(builder) => builder.with_no_client_auth(),
+        Err(e) => {
+            if let Some(ep) = endpoints.into_iter().find(|ep| ep.url.scheme() == "https") {
+                anyhow::bail!(
+                    "webhook {:?} is https:// but the system's CA certificates cannot be loaded \
+                     (install the ca-certificates package): {e}",
+                    ep.name
+                );
+            }
+            crate::tls::trusting_nobody()
+        }
+    };
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("curbside/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+/// Builds the request for one attempt: body, Standard Webhooks headers, auth.
+pub fn request(
+    client: &reqwest::Client,
+    ep: &Endpoint,
+    event: &StatusEvent,
+    timestamp: i64,
+) -> reqwest::RequestBuilder {
+    let body = format::body(ep.format, event);
+    let id = event.id.to_string();
+    let mut req = client
+        .post(ep.url.clone())
+        .timeout(ep.timeout)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("webhook-id", &id)
+        .header("webhook-timestamp", timestamp.to_string());
+    if let Some(secret) = &ep.secret {
+        req = req.header("webhook-signature", secret.sign(&id, timestamp, &body));
+    }
+    if let Some(t) = &ep.shared_token {
+        req = req.header("x-webhook-shared-token", t);
+    }
+    if let Some((u, p)) = &ep.basic {
+        req = req.basic_auth(u, Some(p));
+    }
+    if let Some(b) = &ep.bearer {
+        req = req.bearer_auth(b);
+    }
+    for (k, v) in &ep.headers {
+        req = req.header(k, v);
+    }
+    req.body(body)
+}
+
+/// Sends one attempt and classifies what happened. The response body is not read: a 2xx status
+/// line is delivery, however slowly the body follows.
+pub async fn attempt(client: &reqwest::Client, ep: &Endpoint, event: &StatusEvent, now: DateTime<Utc>) -> Outcome {
+    match request(client, ep, event, now.timestamp()).send().await {
+        Ok(resp) => {
+            let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok());
+            schedule::classify(resp.status().as_u16(), retry_after, now)
+        }
+        Err(e) => classify_error(&e.without_url(), ep.timeout),
+    }
+}
+
+/// The endpoint URL without credentials or query (which may carry tokens), for logs and status.
+pub fn redacted_url(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    if u.query().is_some() {
+        u.set_query(Some("…"));
+    }
+    u.to_string()
+}
+
+/// A transport error: offline if the connection was never made, otherwise a failed attempt.
+pub fn classify_error(e: &reqwest::Error, timeout: Duration) -> Outcome {
+    if e.is_connect() {
+        Outcome::Offline(error_chain(e))
+    } else if e.is_timeout() {
+        Outcome::Failed { status: None, error: format!("no answer within {timeout:?}"), retry_after: None }
+    } else {
+        Outcome::Failed { status: None, error: error_chain(e), retry_after: None }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_credentials_and_query_before_they_are_shown() {
+        let u = reqwest::Url::parse("https://user:pw@example.com:8443/hook?token=s3cret").unwrap();
+        let shown = redacted_url(&u);
+        assert!(!shown.contains("pw") && !shown.contains("s3cret") && !shown.contains("user"), "{shown}");
+        assert!(shown.starts_with("https://example.com:8443/hook"), "{shown}");
+        let ep = Endpoint::new("h", u);
+        assert!(!format!("{ep:?}").contains("s3cret"));
+    }
+}
