@@ -21,6 +21,21 @@ use crate::webhook::sign::Secret;
 /// Where the example config lives in the repository; documents every key with its default.
 pub const EXAMPLE: &str = include_str!("../config/curbside.example.toml");
 
+/// The example config: the gateway template as shipped, or (`laptop`) the same file with a
+/// simulated route and its state under the system's temporary directory, which runs as is.
+pub fn example(laptop: bool) -> String {
+    if !laptop {
+        return format!(
+            "# The gateway template (a serial GPS, state in /var/lib/curbside). For a laptop:\n\
+             #   curbside config example --laptop > curbside.toml && curbside run --config curbside.toml\n{EXAMPLE}"
+        );
+    }
+    let state = std::env::temp_dir().join("curbside-state");
+    EXAMPLE
+        .replacen("state_dir = \"/var/lib/curbside\"", &format!("state_dir = {:?}", state.display().to_string()), 1)
+        .replacen("source = \"serial\"", "source = \"sim\"", 1)
+}
+
 /// A configuration error: which file, which key, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: {key}: {message}")]
@@ -447,6 +462,16 @@ fn syntax_error(origin: &str, e: &toml::de::Error) -> ConfigError {
 mod tests {
     use super::*;
     use crate::telemetry::settings::MqttMode;
+
+    #[test]
+    fn the_laptop_example_runs_anywhere_and_the_template_says_what_it_is() {
+        let c = Config::parse(&example(true), "laptop").unwrap();
+        assert!(matches!(c.gps.source, SourceConfig::Sim { .. }), "{:?}", c.gps.source);
+        assert!(c.state_dir.starts_with(std::env::temp_dir()), "{}", c.state_dir.display());
+        let template = example(false);
+        assert!(template.starts_with("# The gateway template") && template.contains("--laptop"));
+        assert_eq!(Config::parse(&template, "template").unwrap().state_dir, PathBuf::from("/var/lib/curbside"));
+    }
 
     #[test]
     fn the_example_config_is_valid_and_every_default_matches_it() {

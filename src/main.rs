@@ -94,8 +94,8 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             ))?;
             Ok(())
         }
-        Command::Config(ConfigCommand::Example) => {
-            out(curbside::config::EXAMPLE)?;
+        Command::Config(ConfigCommand::Example { laptop }) => {
+            out(&curbside::config::example(laptop))?;
             Ok(())
         }
         Command::Gps(GpsCommand::Replay { file }) => {
@@ -104,9 +104,14 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             tracing::debug!(?stats, "replay done");
             Ok(())
         }
-        Command::Gps(GpsCommand::Watch { config, json, seconds }) => {
+        Command::Gps(GpsCommand::Watch { config, source, json, seconds }) => {
             let config = load(&config)?;
-            runtime()?.block_on(curbside::cli::gps::gps_watch(config, json, seconds))
+            if source {
+                runtime()?.block_on(curbside::cli::gps::gps_watch(config, json, seconds))
+            } else {
+                let client = ApiClient::new(&config);
+                runtime()?.block_on(curbside::cli::gps::gps_watch_agent(&client, json, seconds))
+            }
         }
         Command::Tap(t) => {
             let client = ApiClient::new(&load(&t.config)?);

@@ -135,8 +135,13 @@ pub enum ConfigCommand {
         #[arg(default_value = crate::config::DEFAULT_PATH)]
         file: PathBuf,
     },
-    /// Print the example config, every key with its default.
-    Example,
+    /// Print the example config, every key with its default: the gateway template (serial GPS,
+    /// state in /var/lib/curbside), or with --laptop one that runs as is anywhere.
+    Example {
+        /// A simulated route and state under /tmp: `curbside run --config` it on a laptop.
+        #[arg(long)]
+        laptop: bool,
+    },
 }
 
 /// `curbside gps ...`
@@ -149,9 +154,13 @@ pub enum GpsCommand {
     },
     /// Print the live fix from the configured source, once a second.
     Watch {
-        /// Config file; without it, the simulated route.
+        /// Config file: the running agent's API address (with --source: the GPS to open).
         #[command(flatten)]
         config: ConfigArg,
+        /// Open the configured GPS source directly instead of asking the running agent (bench
+        /// work with no agent running: the agent holds the serial port).
+        #[arg(long)]
+        source: bool,
         /// Print NDJSON instead of a line for humans.
         #[arg(long)]
         json: bool,

@@ -30,7 +30,54 @@ pub fn gps_replay(file: &Path, out: &mut impl Write) -> anyhow::Result<crate::gp
     Ok(decoder.stats())
 }
 
-/// `curbside gps watch`: runs the configured source and prints the live fix once a second.
+/// `curbside gps watch`: what the running agent sees, from its status, once a second.
+pub async fn gps_watch_agent(
+    client: &super::client::ApiClient,
+    json: bool,
+    seconds: Option<u64>,
+) -> anyhow::Result<()> {
+    let deadline = seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut out = std::io::stdout().lock();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            return Ok(());
+        }
+        let status = match client.status().await {
+            Ok(s) => s,
+            Err(e) => {
+                anyhow::bail!("{e:#}\n(to open the receiver directly, with no agent running: gps watch --source)")
+            }
+        };
+        let g = &status.gps;
+        if json {
+            writeln!(out, "{}", serde_json::to_string(g)?)?;
+        } else {
+            let line = match &g.fix {
+                Some(f) => format!(
+                    "{} {:.6},{:.6} alt {} m, {:.1} m/s, hdop {}, {} used",
+                    f.mode,
+                    f.lat.unwrap_or_default(),
+                    f.lon.unwrap_or_default(),
+                    f.alt_m.map_or("-".into(), |a| format!("{a:.1}")),
+                    f.speed_mps.unwrap_or(0.0),
+                    f.hdop.map_or("-".into(), |h| h.to_string()),
+                    f.sats.map_or("-".into(), |n| n.to_string()),
+                ),
+                None if g.connected => "connected, no fix".to_string(),
+                None => "not connected".to_string(),
+            };
+            writeln!(out, "{line}  ({} source; bad sentences: {})", g.source, g.bad_sentences)?;
+        }
+        out.flush()?;
+    }
+}
+
+/// `curbside gps watch --source`: runs the configured source and prints the live fix once a second.
 pub async fn gps_watch(config: Config, json: bool, seconds: Option<u64>) -> anyhow::Result<()> {
     let latest = LatestFix::new(config.gps.stale_after);
     let shutdown = CancellationToken::new();
@@ -61,7 +108,7 @@ pub async fn gps_watch(config: Config, json: bool, seconds: Option<u64>) -> anyh
             let sky = s.sky.as_ref().map(|k| format!("{}/{} sats tracked/in view", k.tracked(), k.in_view()));
             let line = match live.as_ref().and_then(|r| r.fix.position().map(|p| (p, r))) {
                 Some(((lat, lon), r)) => format!(
-                    "{:?} {lat:.6},{lon:.6} alt {} m, {:.1} m/s, hdop {}, {} used",
+                    "{} {lat:.6},{lon:.6} alt {} m, {:.1} m/s, hdop {}, {} used",
                     r.fix.mode,
                     r.fix.alt_m.map_or("-".into(), |a| format!("{a:.1}")),
                     r.fix.speed_mps.unwrap_or(0.0),

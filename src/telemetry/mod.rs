@@ -23,17 +23,20 @@
 //! Each connection is a fresh rumqttc client with a clean session: curbside, not the broker's
 //! session state, is the record of what was acknowledged.
 
+pub mod connect;
+mod inflight;
 pub mod payload;
 pub mod rules;
 pub mod settings;
 
-use std::collections::{HashMap, VecDeque};
+pub use connect::{Topics, options};
+
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use rumqttc::{AsyncClient, ConnectionError, Event, Incoming, LastWill, MqttOptions, Outgoing, QoS};
+use rumqttc::{AsyncClient, ConnectionError, Event, Incoming, MqttOptions, Outgoing, QoS};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
@@ -43,6 +46,7 @@ use crate::gps::Fix;
 use crate::gps::clock::Clock;
 use crate::gps::latest::LatestFix;
 use crate::outbox::Outbox;
+use inflight::{Inflight, Item, RingAcks};
 use rules::{Rules, Sent, Trigger};
 use settings::{MqttConfig, MqttMode};
 
@@ -51,8 +55,6 @@ use settings::{MqttConfig, MqttMode};
 pub const EVENT_ENDPOINT: &str = "mqtt:event";
 /// Backlog points and events unacknowledged at once.
 pub const WINDOW: usize = 64;
-/// Acknowledged backlog points removed from the ring at a time.
-const REMOVE_BATCH: u64 = 32;
 /// Backlog points read from disk at a time.
 const READ_AHEAD: usize = 256;
 /// First and longest wait before reconnecting.
@@ -71,30 +73,6 @@ pub struct Point {
     pub trigger: Trigger,
     /// The fix.
     pub fix: Fix,
-}
-
-/// The topics in use.
-#[derive(Debug, Clone)]
-pub struct Topics {
-    /// Positions.
-    pub position: String,
-    /// Status events.
-    pub event: String,
-    /// Retained online/offline.
-    pub state: String,
-}
-
-impl Topics {
-    /// The topics of `cfg`. OwnTracks mode moves positions to `owntracks/{user}/{device}`;
-    /// events and state stay under the prefix (OwnTracks has no place for them).
-    pub fn of(cfg: &MqttConfig) -> Topics {
-        let p = &cfg.topic_prefix;
-        let position = match &cfg.mode {
-            MqttMode::Curbside => format!("{p}/position"),
-            MqttMode::OwnTracks { user, device } => format!("owntracks/{user}/{device}"),
-        };
-        Topics { position, event: format!("{p}/event"), state: format!("{p}/state") }
-    }
 }
 
 /// What the publisher reports, for status and metrics. Clones share one state.
@@ -148,57 +126,6 @@ pub struct Deps {
     pub events: Arc<Notify>,
 }
 
-/// Builds the client options (TLS files are read here, so a bad file fails the start).
-pub fn options(cfg: &MqttConfig) -> anyhow::Result<MqttOptions> {
-    let mut o = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
-    o.set_keep_alive(cfg.keepalive);
-    o.set_clean_session(true);
-    o.set_inflight(100);
-    o.set_max_packet_size(256 * 1024, 256 * 1024);
-    if let Some((u, p)) = &cfg.credentials {
-        o.set_credentials(u, p);
-    }
-    o.set_last_will(LastWill::new(Topics::of(cfg).state, "offline", QoS::AtLeastOnce, true));
-    if cfg.tls {
-        o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(tls_config(
-            cfg,
-        )?))));
-    }
-    Ok(o)
-}
-
-fn tls_config(cfg: &MqttConfig) -> anyhow::Result<rustls::ClientConfig> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    crate::tls::install_crypto();
-    let builder = match &cfg.ca_file {
-        Some(path) => {
-            let mut roots = rustls::RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .with_context(|| format!("mqtt.ca_file: cannot read certificates from {}", path.display()))?;
-            let (added, _) = roots.add_parsable_certificates(certs);
-            anyhow::ensure!(added > 0, "mqtt.ca_file: no usable certificate in {}", path.display());
-            rustls::ClientConfig::builder().with_root_certificates(roots)
-        }
-        None => crate::tls::system_roots()
-            .context("mqtts:// needs the system's CA certificates (install ca-certificates) or mqtt.ca_file")?,
-    };
-    Ok(match &cfg.client_auth {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let certs = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .with_context(|| format!("mqtt.client_cert: cannot read {}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .with_context(|| format!("mqtt.client_key: cannot read {}", key.display()))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .context("mqtt.client_cert/client_key do not make a client identity")?
-        }
-    })
-}
-
 /// Runs sampler and publisher until shutdown. Never fails because the broker is away.
 pub async fn run(
     cfg: Arc<MqttConfig>,
@@ -240,19 +167,6 @@ async fn sample(rules: Rules, deps: Deps, tx: mpsc::Sender<Point>, shutdown: Can
     }
 }
 
-/// A message handed to rumqttc and not yet acknowledged.
-#[derive(Debug)]
-enum Item {
-    /// A point published live (not in the ring).
-    Live(Point),
-    /// A point from the ring, by ring sequence.
-    Backlog(u64),
-    /// A status event, by outbox sequence.
-    Event(u64),
-    /// The retained state (or anything else not tracked).
-    Other,
-}
-
 struct Publisher {
     topics: Topics,
     mode: MqttMode,
@@ -267,23 +181,16 @@ struct Publisher {
 struct Conn {
     client: AsyncClient,
     connected: bool,
-    /// Requested, in order, waiting for rumqttc to assign a packet id.
-    sent: VecDeque<Item>,
-    /// Written, waiting for the broker's acknowledgement.
-    awaiting: HashMap<u16, Item>,
-    /// A publish rumqttc holds back because its packet id is still in use.
-    collided: Option<(u16, Item)>,
+    /// Handed to rumqttc and not acknowledged yet.
+    inflight: Inflight,
     /// Backlog points and events unacknowledged.
     window: usize,
     /// Ring points read ahead, and the last ring sequence read.
     backlog: VecDeque<crate::outbox::RingPoint>,
     backlog_read: Option<u64>,
     backlog_done: bool,
-    /// Ring sequences in flight, and the highest acknowledged.
-    backlog_inflight: std::collections::BTreeSet<u64>,
-    backlog_acked: Option<u64>,
-    /// The last ring sequence removed.
-    backlog_removed: Option<u64>,
+    /// Which backlog points may leave the ring.
+    ring: RingAcks,
     /// Last event sequence published.
     events_read: Option<u64>,
 }
@@ -338,10 +245,8 @@ impl Publisher {
             }
             let was_connected = conn.connected;
             // Live points the broker has not acknowledged go to the ring, in the order made.
-            let unacked: Vec<Point> = std::mem::take(&mut conn.sent)
-                .into_iter()
-                .chain(conn.collided.take().map(|(_, i)| i))
-                .chain(sorted_by_pkid(std::mem::take(&mut conn.awaiting)))
+            let unacked: Vec<Point> = std::mem::take(&mut conn.inflight)
+                .unacked()
                 .filter_map(|i| if let Item::Live(p) = i { Some(p) } else { None })
                 .collect();
             let mut unacked = unacked;
@@ -447,23 +352,11 @@ impl Publisher {
                 conn.publish(&self.topics.state, QoS::AtLeastOnce, true, b"online".to_vec(), Item::Other)?;
             }
             Event::Outgoing(Outgoing::Publish(pkid)) => {
-                let item = match conn.collided.take() {
-                    Some((id, item)) if id == pkid => item,
-                    other => {
-                        conn.collided = other;
-                        conn.sent.pop_front().ok_or("rumqttc sent a publish curbside did not ask for")?
-                    }
-                };
-                if pkid == 0 {
+                if let Some(item) = conn.inflight.written(pkid)? {
                     self.done(conn, item)?; // QoS 0: written is all there is
-                } else {
-                    conn.awaiting.insert(pkid, item);
                 }
             }
-            Event::Outgoing(Outgoing::AwaitAck(pkid)) => {
-                let item = conn.sent.pop_front().ok_or("rumqttc held a publish curbside did not ask for")?;
-                conn.collided = Some((pkid, item));
-            }
+            Event::Outgoing(Outgoing::AwaitAck(pkid)) => conn.inflight.held(pkid)?,
             Event::Incoming(Incoming::PubAck(a)) => self.acked(conn, a.pkid)?,
             Event::Incoming(Incoming::PubComp(c)) => self.acked(conn, c.pkid)?,
             _ => {}
@@ -472,7 +365,7 @@ impl Publisher {
     }
 
     fn acked(&self, conn: &mut Conn, pkid: u16) -> Result<(), String> {
-        match conn.awaiting.remove(&pkid) {
+        match conn.inflight.acked(pkid) {
             Some(item) => self.done(conn, item),
             None => Ok(()), // e.g. a PUBREC's PUBCOMP bookkeeping, or an ack after a reset
         }
@@ -484,15 +377,9 @@ impl Publisher {
             Item::Live(_) => self.deps.status.update(|c| c.positions_published += 1),
             Item::Backlog(seq) => {
                 conn.window -= 1;
-                conn.backlog_inflight.remove(&seq);
-                conn.backlog_acked = conn.backlog_acked.max(Some(seq));
-                // Acknowledged points leave the ring in batches (a crash in between only means
-                // those points are sent again), and all at once when nothing is left in flight.
-                let waiting = conn
-                    .acked_prefix()
-                    .map_or(0, |t| (t + 1).saturating_sub(conn.backlog_removed.map_or(0, |r| r + 1)));
-                if conn.backlog_inflight.is_empty() || waiting >= REMOVE_BATCH {
-                    conn.remove_acked(o).map_err(|e| format!("telemetry ring: {e}"))?;
+                if let Some(through) = conn.ring.acked(seq) {
+                    o.ring_remove_through(through).map_err(|e| format!("telemetry ring: {e}"))?;
+                    conn.ring.removed(through);
                 }
                 self.deps.status.update(|c| c.positions_published += 1);
             }
@@ -550,7 +437,7 @@ impl Publisher {
                 continue;
             };
             conn.window += 1;
-            conn.backlog_inflight.insert(p.seq);
+            conn.ring.sent(p.seq);
             conn.publish(&self.topics.position, self.qos, false, body, Item::Backlog(p.seq))?;
         }
         Ok(())
@@ -612,24 +499,15 @@ impl Conn {
     /// Hands a message to rumqttc and remembers what it was, to match the packet id it gets.
     fn publish(&mut self, topic: &str, qos: QoS, retain: bool, body: Vec<u8>, item: Item) -> Result<(), String> {
         self.client.try_publish(topic, qos, retain, body).map_err(|e| format!("mqtt client: {e}"))?;
-        self.sent.push_back(item);
+        self.inflight.requested(item);
         Ok(())
-    }
-
-    /// The last ring sequence of the acknowledged prefix: only a prefix leaves the ring,
-    /// everything below the oldest point still in flight.
-    fn acked_prefix(&self) -> Option<u64> {
-        match self.backlog_inflight.first() {
-            Some(&oldest) => oldest.checked_sub(1),
-            None => self.backlog_acked,
-        }
     }
 
     /// Removes the acknowledged prefix of the backlog from the ring.
     fn remove_acked(&mut self, outbox: &Outbox) -> Result<(), crate::outbox::OutboxError> {
-        if let Some(t) = self.acked_prefix().filter(|t| Some(*t) > self.backlog_removed) {
+        if let Some(t) = self.ring.removable() {
             outbox.ring_remove_through(t)?;
-            self.backlog_removed = Some(t);
+            self.ring.removed(t);
         }
         Ok(())
     }
@@ -638,25 +516,15 @@ impl Conn {
         Conn {
             client,
             connected: false,
-            sent: VecDeque::new(),
-            awaiting: HashMap::new(),
-            collided: None,
+            inflight: Inflight::default(),
             window: 0,
             backlog: VecDeque::new(),
             backlog_read: None,
             backlog_done: false,
-            backlog_inflight: Default::default(),
-            backlog_acked: None,
-            backlog_removed: None,
+            ring: RingAcks::default(),
             events_read: None,
         }
     }
-}
-
-fn sorted_by_pkid(m: HashMap<u16, Item>) -> impl Iterator<Item = Item> {
-    let mut v: Vec<(u16, Item)> = m.into_iter().collect();
-    v.sort_by_key(|(k, _)| *k);
-    v.into_iter().map(|(_, i)| i)
 }
 
 /// A connection error for logs and status, with the reason a broker refused us.

@@ -73,7 +73,7 @@ fn run_on_the_simulator_logs_fixes_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn gps_watch_shows_the_live_fix_of_the_simulated_route() {
-    let out = curbside().args(["gps", "watch", "--json", "--seconds", "3"]).output().unwrap();
+    let out = curbside().args(["gps", "watch", "--source", "--json", "--seconds", "3"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     let last: serde_json::Value = serde_json::from_str(text.lines().last().expect("a line per second")).unwrap();
@@ -142,4 +142,26 @@ fn tap_status_and_outbox_commands_talk_to_the_running_agent() {
     assert!(failed.contains("nothing waiting"), "{failed}");
     agent.kill().unwrap();
     agent.wait().unwrap();
+}
+
+/// `gps watch` shows what the running agent sees (it holds the receiver); with no agent it says
+/// how to open the receiver directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gps_watch_asks_the_running_agent() {
+    let agent = crate::common::agent::start("").await;
+    let config = agent.dir.path().join("cli.toml");
+    std::fs::write(&config, format!("vehicle_id = \"van-17\"\n[api]\nlisten = \"{}\"\n", agent.addr())).unwrap();
+    let out = tokio::task::block_in_place(|| {
+        curbside().args(["gps", "watch", "--json", "--seconds", "3", "--config"]).arg(&config).output().unwrap()
+    });
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().expect("a line a second")).unwrap();
+    assert_eq!(first["source"], "sim", "the agent's source, not a second one: {text}");
+    let _dir = agent.stop().await;
+    let out = tokio::task::block_in_place(|| {
+        curbside().args(["gps", "watch", "--seconds", "3", "--config"]).arg(&config).output().unwrap()
+    });
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--source"), "{}", String::from_utf8_lossy(&out.stderr));
 }
