@@ -109,10 +109,10 @@ async fn main() {
         let limits = RingLimits { max_points: n as u64, max_bytes: u64::MAX, max_age: Duration::from_secs(1 << 40) };
         let now = Utc::now().timestamp();
         for p in &points {
-            outbox.ring_push(p.tst, &serde_json::to_vec(p).unwrap(), limits, now).unwrap();
+            outbox.ring().push(p.tst, &serde_json::to_vec(p).unwrap(), limits, now).unwrap();
         }
         outbox.flush().await.unwrap();
-        assert_eq!(outbox.ring_stats().points, n as u64);
+        assert_eq!(outbox.ring().stats().points, n as u64);
     }
     tokio::time::sleep(Duration::from_millis(1500)).await; // sled's threads let go of the lock
     let size_before = dir_size(&state);

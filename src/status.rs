@@ -194,7 +194,7 @@ impl Sources {
             mqtt: self.telemetry.as_ref().map(|(t, broker)| MqttReport {
                 broker: broker.clone(),
                 counters: t.counters(),
-                backlog: self.outbox.ring_stats(),
+                backlog: self.outbox.ring().stats(),
                 events_pending: self.outbox.depth(telemetry::EVENT_ENDPOINT).pending,
             }),
         }

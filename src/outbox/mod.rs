@@ -40,11 +40,13 @@ mod commit;
 pub mod compact;
 mod durable;
 mod error;
+mod queue;
 pub mod record;
 pub mod ring;
 
 pub use error::OutboxError;
-pub use ring::{RingLimits, RingPoint, RingStats};
+pub use queue::{Queue, Settle};
+pub use ring::{Ring, RingLimits, RingPoint, RingStats};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

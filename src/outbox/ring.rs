@@ -177,18 +177,30 @@ impl RingState {
     }
 }
 
+/// The telemetry ring of an [`Outbox`]: positions waiting for the MQTT broker. Clones share
+/// the store.
+#[derive(Debug, Clone)]
+pub struct Ring(Outbox);
+
 impl Outbox {
-    fn ring(&self) -> std::sync::MutexGuard<'_, RingState> {
+    /// The telemetry ring in this store.
+    pub fn ring(&self) -> Ring {
+        Ring(self.clone())
+    }
+}
+
+impl Ring {
+    fn state(&self) -> std::sync::MutexGuard<'_, RingState> {
         // The lock is never held across an `.await`, and nothing in it panics while held.
-        self.inner.ring.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.inner.ring.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Appends a point at the back, then drops the oldest points while any limit is exceeded
     /// (`now` in unix seconds, for the age limit). Returns how many were dropped. A full disk
     /// drops the new point (counted) rather than failing: telemetry is shed first.
-    pub fn ring_push(&self, tst: i64, payload: &[u8], limits: RingLimits, now: i64) -> Result<u64, OutboxError> {
-        let tree = &self.inner.telemetry;
-        let mut s = self.ring();
+    pub fn push(&self, tst: i64, payload: &[u8], limits: RingLimits, now: i64) -> Result<u64, OutboxError> {
+        let tree = &self.0.inner.telemetry;
+        let mut s = self.state();
         let seq = s.ends.map_or(s.next, |(_, b)| b + 1);
         let len = (HEADER + payload.len()) as u64;
         let cum = s.cum_back + len;
@@ -197,8 +209,8 @@ impl Outbox {
         v.extend_from_slice(&cum.to_be_bytes());
         v.extend_from_slice(&tst.to_be_bytes());
         v.extend_from_slice(payload);
-        let stored = if self.over_budget() {
-            Err(OutboxError::OverBudget { used: self.inner.durable.size(), budget: self.inner.budget })
+        let stored = if self.0.over_budget() {
+            Err(OutboxError::OverBudget { used: self.0.inner.durable.size(), budget: self.0.inner.budget })
         } else {
             tree.insert(seq.to_be_bytes(), v).map_err(OutboxError::from)
         };
@@ -207,7 +219,7 @@ impl Outbox {
             Err(e) => {
                 if e.is_disk_full() {
                     s.dropped += 1;
-                    let _ = self.inner.meta.insert("telemetry_dropped", &s.dropped.to_be_bytes());
+                    let _ = self.0.inner.meta.insert("telemetry_dropped", &s.dropped.to_be_bytes());
                     return Ok(1);
                 }
                 return Err(e);
@@ -241,18 +253,18 @@ impl Outbox {
             s.refresh_front(tree)?;
         }
         if dropped > 0 {
-            self.inner.meta.insert("telemetry_dropped", &s.dropped.to_be_bytes())?;
+            self.0.inner.meta.insert("telemetry_dropped", &s.dropped.to_be_bytes())?;
         }
         Ok(dropped)
     }
 
     /// Up to `limit` points after ring sequence `after` (from the front when `None`), oldest first.
-    pub fn ring_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<RingPoint>, OutboxError> {
+    pub fn after(&self, after: Option<u64>, limit: usize) -> Result<Vec<RingPoint>, OutboxError> {
         // From the front, not from key 0: the removed keys before it are empty leaves to sled.
-        let front = self.ring().ends.map_or(0, |(f, _)| f);
+        let front = self.state().ends.map_or(0, |(f, _)| f);
         let start = after.map_or(front, |a| a.saturating_add(1)).max(front);
         let mut out = Vec::with_capacity(limit.min(1024));
-        for kv in self.inner.telemetry.range(start.to_be_bytes()..).take(limit) {
+        for kv in self.0.inner.telemetry.range(start.to_be_bytes()..).take(limit) {
             let (k, v) = kv?;
             let (Some(seq), Some(h)) = (key_seq(&k), header(&v)) else { continue };
             out.push(RingPoint { seq, tst: h.tst, payload: v[HEADER..].to_vec() });
@@ -262,9 +274,9 @@ impl Outbox {
 
     /// Removes every point up to and including `seq` (they were published). Points already gone
     /// (dropped meanwhile) are fine.
-    pub fn ring_remove_through(&self, seq: u64) -> Result<(), OutboxError> {
-        let tree = &self.inner.telemetry;
-        let mut s = self.ring();
+    pub fn remove_through(&self, seq: u64) -> Result<(), OutboxError> {
+        let tree = &self.0.inner.telemetry;
+        let mut s = self.state();
         let Some((front, back)) = s.ends else { return Ok(()) };
         if seq < front {
             return Ok(());
@@ -274,15 +286,15 @@ impl Outbox {
             batch.remove(&k.to_be_bytes());
         }
         tree.apply_batch(batch)?;
-        self.inner.removals.fetch_add(seq.min(back) + 1 - front, std::sync::atomic::Ordering::Relaxed);
+        self.0.inner.removals.fetch_add(seq.min(back) + 1 - front, std::sync::atomic::Ordering::Relaxed);
         s.ends = Some((seq.min(back) + 1, back));
         s.refresh_front(tree)?;
         Ok(())
     }
 
     /// Counts of the ring.
-    pub fn ring_stats(&self) -> RingStats {
-        self.ring().stats()
+    pub fn stats(&self) -> RingStats {
+        self.state().stats()
     }
 }
 
@@ -308,7 +320,7 @@ mod tests {
     }
 
     fn tsts(o: &Outbox) -> Vec<i64> {
-        o.ring_after(None, usize::MAX).unwrap().iter().map(|p| p.tst).collect()
+        o.ring().after(None, usize::MAX).unwrap().iter().map(|p| p.tst).collect()
     }
 
     #[test]
@@ -317,26 +329,26 @@ mod tests {
         {
             let o = open(dir.path());
             for i in 0..5 {
-                assert_eq!(o.ring_push(NOW + i, format!("p{i}").as_bytes(), unlimited(), NOW).unwrap(), 0);
+                assert_eq!(o.ring().push(NOW + i, format!("p{i}").as_bytes(), unlimited(), NOW).unwrap(), 0);
             }
-            let all = o.ring_after(None, 10).unwrap();
+            let all = o.ring().after(None, 10).unwrap();
             assert_eq!(all.iter().map(|p| p.payload.clone()).collect::<Vec<_>>(), [b"p0", b"p1", b"p2", b"p3", b"p4"]);
-            assert_eq!(o.ring_after(Some(all[2].seq), 10).unwrap().len(), 2);
-            o.ring_remove_through(all[1].seq).unwrap();
-            assert_eq!(o.ring_stats().points, 3);
+            assert_eq!(o.ring().after(Some(all[2].seq), 10).unwrap().len(), 2);
+            o.ring().remove_through(all[1].seq).unwrap();
+            assert_eq!(o.ring().stats().points, 3);
             futures_flush(&o);
         }
         let o = open(dir.path());
-        let st = o.ring_stats();
+        let st = o.ring().stats();
         assert_eq!((st.points, st.oldest_tst, st.bytes), (3, Some(NOW + 2), 3 * (HEADER as u64 + 2)));
         assert_eq!(tsts(&o), [NOW + 2, NOW + 3, NOW + 4]);
         // New points continue after the old ones, and removing past the back empties it.
-        o.ring_push(NOW + 5, b"p5", unlimited(), NOW).unwrap();
+        o.ring().push(NOW + 5, b"p5", unlimited(), NOW).unwrap();
         assert_eq!(tsts(&o), [NOW + 2, NOW + 3, NOW + 4, NOW + 5]);
-        o.ring_remove_through(u64::MAX).unwrap();
-        assert_eq!(o.ring_stats(), RingStats { dropped: 0, ..RingStats::default() });
-        o.ring_push(NOW + 6, b"p6", unlimited(), NOW).unwrap();
-        assert_eq!((tsts(&o), o.ring_stats().bytes), (vec![NOW + 6], HEADER as u64 + 2));
+        o.ring().remove_through(u64::MAX).unwrap();
+        assert_eq!(o.ring().stats(), RingStats { dropped: 0, ..RingStats::default() });
+        o.ring().push(NOW + 6, b"p6", unlimited(), NOW).unwrap();
+        assert_eq!((tsts(&o), o.ring().stats().bytes), (vec![NOW + 6], HEADER as u64 + 2));
     }
 
     fn futures_flush(o: &Outbox) {
@@ -350,31 +362,31 @@ mod tests {
         let by_count = RingLimits { max_points: 3, ..unlimited() };
         let mut dropped = 0;
         for i in 0..10 {
-            dropped += o.ring_push(NOW + i, b"x", by_count, NOW).unwrap();
+            dropped += o.ring().push(NOW + i, b"x", by_count, NOW).unwrap();
         }
         assert_eq!((dropped, tsts(&o)), (7, vec![NOW + 7, NOW + 8, NOW + 9]));
 
         // 4 records of 20 bytes fit in 80 bytes; the fifth pushes the oldest out.
         let by_bytes = RingLimits { max_bytes: 4 * (HEADER as u64 + 3), ..unlimited() };
-        o.ring_remove_through(u64::MAX).unwrap();
+        o.ring().remove_through(u64::MAX).unwrap();
         for i in 0..5 {
-            o.ring_push(NOW + i, b"abc", by_bytes, NOW).unwrap();
+            o.ring().push(NOW + i, b"abc", by_bytes, NOW).unwrap();
         }
         assert_eq!(tsts(&o), [NOW + 1, NOW + 2, NOW + 3, NOW + 4]);
-        assert_eq!(o.ring_stats().bytes, 4 * (HEADER as u64 + 3));
+        assert_eq!(o.ring().stats().bytes, 4 * (HEADER as u64 + 3));
 
         // A week-old point goes when the next one arrives.
         let by_age = RingLimits { max_age: Duration::from_secs(3600), ..unlimited() };
-        o.ring_remove_through(u64::MAX).unwrap();
-        o.ring_push(NOW - 7200, b"old", by_age, NOW - 7200).unwrap();
-        o.ring_push(NOW - 5000, b"mid", by_age, NOW - 5000).unwrap();
-        assert_eq!(o.ring_push(NOW - 1800, b"half", by_age, NOW - 1800).unwrap(), 1);
-        assert_eq!(o.ring_push(NOW, b"new", by_age, NOW).unwrap(), 1);
+        o.ring().remove_through(u64::MAX).unwrap();
+        o.ring().push(NOW - 7200, b"old", by_age, NOW - 7200).unwrap();
+        o.ring().push(NOW - 5000, b"mid", by_age, NOW - 5000).unwrap();
+        assert_eq!(o.ring().push(NOW - 1800, b"half", by_age, NOW - 1800).unwrap(), 1);
+        assert_eq!(o.ring().push(NOW, b"new", by_age, NOW).unwrap(), 1);
         assert_eq!(tsts(&o), [NOW - 1800, NOW]);
-        assert_eq!(o.ring_stats().dropped, 10);
+        assert_eq!(o.ring().stats().dropped, 10);
         futures_flush(&o);
         drop(o);
-        assert_eq!(open(dir.path()).ring_stats().dropped, 10, "the drop count persists");
+        assert_eq!(open(dir.path()).ring().stats().dropped, 10, "the drop count persists");
     }
 
     #[test]
@@ -382,7 +394,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let o = open(dir.path());
         let tiny = RingLimits { max_bytes: 10, ..unlimited() };
-        assert_eq!(o.ring_push(NOW, b"too big for ten bytes", tiny, NOW).unwrap(), 1);
-        assert_eq!(o.ring_stats(), RingStats { dropped: 1, ..RingStats::default() });
+        assert_eq!(o.ring().push(NOW, b"too big for ten bytes", tiny, NOW).unwrap(), 1);
+        assert_eq!(o.ring().stats(), RingStats { dropped: 1, ..RingStats::default() });
     }
 }

@@ -378,7 +378,7 @@ impl Publisher {
             Item::Backlog(seq) => {
                 conn.window -= 1;
                 if let Some(through) = conn.ring.acked(seq) {
-                    o.ring_remove_through(through).map_err(|e| format!("telemetry ring: {e}"))?;
+                    o.ring().remove_through(through).map_err(|e| format!("telemetry ring: {e}"))?;
                     conn.ring.removed(through);
                 }
                 self.deps.status.update(|c| c.positions_published += 1);
@@ -424,7 +424,7 @@ impl Publisher {
         let oldest = now.saturating_sub(self.limits.max_age.as_secs() as i64);
         while conn.window < WINDOW {
             if conn.backlog.is_empty() && !conn.backlog_done {
-                let more = o.ring_after(conn.backlog_read, READ_AHEAD).map_err(|e| format!("telemetry ring: {e}"))?;
+                let more = o.ring().after(conn.backlog_read, READ_AHEAD).map_err(|e| format!("telemetry ring: {e}"))?;
                 conn.backlog_done = more.len() < READ_AHEAD;
                 conn.backlog.extend(more);
             }
@@ -463,7 +463,7 @@ impl Publisher {
     fn store(&self, p: &Point) {
         let Ok(bytes) = serde_json::to_vec(p) else { return };
         let now = self.deps.clock.now().0.timestamp();
-        match self.deps.outbox.ring_push(p.tst, &bytes, self.limits, now) {
+        match self.deps.outbox.ring().push(p.tst, &bytes, self.limits, now) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(dropped = n, "telemetry backlog full: oldest positions dropped"),
             Err(e) => tracing::warn!(error = %e, "cannot keep a position for later; dropped"),
@@ -506,7 +506,7 @@ impl Conn {
     /// Removes the acknowledged prefix of the backlog from the ring.
     fn remove_acked(&mut self, outbox: &Outbox) -> Result<(), crate::outbox::OutboxError> {
         if let Some(t) = self.ring.removable() {
-            outbox.ring_remove_through(t)?;
+            outbox.ring().remove_through(t)?;
             self.ring.removed(t);
         }
         Ok(())

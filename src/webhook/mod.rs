@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::StatusEvent;
 use crate::gps::clock::Clock;
-use crate::outbox::{Attempt, DeliveryState, Outbox, OutboxError};
+use crate::outbox::{Attempt, DeliveryState, Outbox, OutboxError, Queue, Settle};
 use schedule::Outcome;
 
 /// Deliveries kept in memory per endpoint; the rest wait on disk.
@@ -175,7 +175,7 @@ async fn deliver(ep: Arc<Endpoint>, deps: Deps, seq: u64, state: DeliveryState) 
     let (at, _) = clock.now();
     let started = Instant::now();
     let outcome = attempt(&client, &ep, &event, at).await;
-    let effect = settle(&ep, &outbox, &status, seq, state, &event, outcome, started.elapsed(), at)?;
+    let effect = settle(&ep, &outbox.queue(&ep.name), &status, seq, state, &event, outcome, started.elapsed(), at)?;
     Ok(Settled { job, effect })
 }
 
@@ -183,7 +183,7 @@ async fn deliver(ep: Arc<Endpoint>, deps: Deps, seq: u64, state: DeliveryState) 
 #[allow(clippy::too_many_arguments)]
 fn settle(
     ep: &Endpoint,
-    outbox: &Outbox,
+    queue: &Queue,
     status: &WebhookStatus,
     seq: u64,
     mut state: DeliveryState,
@@ -207,7 +207,7 @@ fn settle(
     }
     let effect = match outcome {
         Outcome::Delivered(code) => {
-            outbox.delivered(name, seq)?;
+            queue.settle(seq, &Settle::Delivered, None)?;
             log.status = Some(code);
             tracing::info!(endpoint = %name, sequence = seq, job_id = %job, status = code, "delivered");
             status.update(name, |s| {
@@ -232,9 +232,9 @@ fn settle(
         Outcome::Gone => {
             let reason = format!("answered 410 Gone at {at}; re-enable with `curbside webhook enable {name}`");
             tracing::error!(endpoint = %name, "endpoint answered 410 Gone: disabled until an operator enables it");
-            outbox.disable(name, &reason)?;
             log.status = Some(410);
             log.error = Some("410 Gone: endpoint disabled".into());
+            queue.settle(seq, &Settle::Disable(reason.clone()), Some(&log))?;
             status.update(name, |s| {
                 s.reachable = true;
                 s.disabled = Some(reason);
@@ -260,17 +260,16 @@ fn settle(
             if Duration::from_millis(state.waited_ms) > ep.retry_budget {
                 tracing::error!(endpoint = %name, sequence = seq, job_id = %job, attempts = state.attempts, %error,
                     "retry budget spent: event parked as failed (later events of this job wait); `curbside outbox retry` releases it");
-                outbox.park(name, seq, &state)?;
+                queue.settle(seq, &Settle::Park(state), Some(&log))?;
                 Effect::Parked
             } else {
                 tracing::warn!(endpoint = %name, sequence = seq, job_id = %job, attempts = state.attempts, %error,
                     retry_in_s = delay.as_secs_f64(), "delivery failed; will retry");
-                outbox.update(name, seq, &state)?;
+                queue.settle(seq, &Settle::Retry(state.clone()), Some(&log))?;
                 Effect::Retry { state, delay }
             }
         }
     };
-    outbox.log_attempt(&log)?;
     status.update(name, |s| s.remember(log));
     Ok(effect)
 }

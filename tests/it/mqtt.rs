@@ -323,7 +323,7 @@ async fn a_live_position_overtakes_a_long_backlog() {
         let outbox = curbside::outbox::Outbox::open(&dir.path().join("state"), filters).unwrap();
         for i in -BACKLOG..0 {
             let p = Point { tst: t0().timestamp() + i, trigger: Trigger::Distance, fix: fix(i) };
-            outbox.ring_push(p.tst, &serde_json::to_vec(&p).unwrap(), Default::default(), p.tst).unwrap();
+            outbox.ring().push(p.tst, &serde_json::to_vec(&p).unwrap(), Default::default(), p.tst).unwrap();
         }
         outbox.flush().await.unwrap();
     }

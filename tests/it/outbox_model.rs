@@ -1,4 +1,4 @@
-//! The outbox against a model: random sequences of append / delivered / park / retry /
+//! The outbox against a model: random sequences of append / settle (delivered, parked) / retry /
 //! forget-endpoint / reopen on real sled, checked after every step against a plain in-memory
 //! map, for the rules `outbox`'s module doc states:
 //! - an acknowledged event stays stored while any endpoint it matched still has it pending or
@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use curbside::event::{Status, StatusEvent};
-use curbside::outbox::{DeliveryState, EndpointFilter, ListState, Outbox, OutboxError};
+use curbside::outbox::{DeliveryState, EndpointFilter, ListState, Outbox, OutboxError, Settle};
 use proptest::prelude::*;
 
 /// `a` wants every status, `b` only deliveries: an event may have one target or two.
@@ -128,7 +128,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     continue;
                 }
                 let seq = pending[pick % pending.len()];
-                o.delivered(ENDPOINTS[endpoint], seq).unwrap();
+                o.queue(ENDPOINTS[endpoint]).settle(seq, &Settle::Delivered, None).unwrap();
                 m.events.get_mut(&seq).unwrap().0.remove(&endpoint);
                 m.settle(seq);
             }
@@ -138,7 +138,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     continue;
                 }
                 let seq = pending[pick % pending.len()];
-                o.park(ENDPOINTS[endpoint], seq, &DeliveryState::new("J")).unwrap();
+                o.queue(ENDPOINTS[endpoint]).settle(seq, &Settle::Park(DeliveryState::new("J")), None).unwrap();
                 let (p, f) = m.events.get_mut(&seq).unwrap();
                 p.remove(&endpoint);
                 f.insert(endpoint);
