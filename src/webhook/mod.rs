@@ -12,6 +12,7 @@ mod endpoint;
 pub mod format;
 pub mod schedule;
 mod send;
+pub mod settings;
 pub mod sign;
 mod status;
 mod window;

@@ -1,0 +1,137 @@
+//! `[[webhook]]`: an endpoint's settings as written ([`RawWebhook`]) and validated into an
+//! [`Endpoint`]. The webhook part owns its settings; `config` only calls [`validate`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::Endpoint;
+use super::format::Format;
+use super::sign::Secret;
+use crate::event::{Status, identifier};
+use crate::units::duration;
+
+/// `[[webhook]]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// Unique name.
+    pub name: Option<String>,
+    /// `https://...` (or `http://`).
+    pub url: Option<String>,
+    /// Statuses to deliver; default all.
+    pub events: Option<Vec<String>>,
+    /// `standard`, `detrack-v1` or `carrier`.
+    pub format: Option<String>,
+    /// `whsec_...` Standard Webhooks secret.
+    pub secret: Option<String>,
+    /// Sent as `x-webhook-shared-token`.
+    pub shared_token: Option<String>,
+    /// Basic auth.
+    pub basic: Option<RawBasic>,
+    /// Bearer token.
+    pub bearer: Option<String>,
+    /// Extra headers.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Request timeout.
+    pub timeout: Option<String>,
+    /// Deliveries in flight at once.
+    pub concurrency: Option<u32>,
+    /// How long to keep retrying one event before parking it.
+    pub retry_budget: Option<String>,
+    /// Delays between failed attempts, the last repeating.
+    pub retry_schedule: Option<Vec<String>>,
+}
+
+/// `basic = { username, password }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasic {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+/// Validates the `i`-th `[[webhook]]`; an error is the key (`webhook[i].…`) and what is wrong.
+pub fn validate(w: RawWebhook, i: usize) -> Result<Endpoint, (String, String)> {
+    let key = |k: &str| format!("webhook[{i}].{k}");
+    let name = w.name.ok_or_else(|| (key("name"), "is required".to_string()))?;
+    identifier(&name).map_err(|m| (key("name"), m))?;
+    let url_text = w.url.ok_or_else(|| (key("url"), "is required".to_string()))?;
+    let url = reqwest::Url::parse(&url_text).map_err(|e| (key("url"), format!("is not a URL ({e}): {url_text:?}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err((key("url"), format!("must be an http:// or https:// URL with a host, got {url_text:?}")));
+    }
+    let events = match w.events {
+        None => None,
+        Some(list) => {
+            let mut set = HashSet::new();
+            for s in list {
+                let st = Status::parse(&s).ok_or_else(|| {
+                    (
+                        key("events"),
+                        format!("unknown status {s:?}; expected any of {:?}", Status::ALL.map(Status::as_str)),
+                    )
+                })?;
+                set.insert(st);
+            }
+            if set.is_empty() {
+                return Err((key("events"), "must name at least one status (leave it out for all)".into()));
+            }
+            Some(set)
+        }
+    };
+    let format = match w.format.as_deref() {
+        None => Format::Standard,
+        Some(f) => Format::parse(f).ok_or_else(|| {
+            (key("format"), format!("must be \"standard\", \"detrack-v1\" or \"carrier\", got {f:?}"))
+        })?,
+    };
+    let secret = w.secret.map(|s| Secret::parse(&s).map_err(|m| (key("secret"), m))).transpose()?;
+    let mut headers = Vec::new();
+    for (k, v) in w.headers.unwrap_or_default() {
+        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| (key("headers"), format!("{k:?} is not a valid header name")))?;
+        let value = reqwest::header::HeaderValue::from_str(&v)
+            .map_err(|_| (key("headers"), format!("the value of {k:?} is not a valid header value")))?;
+        headers.push((name, value));
+    }
+    let timeout = duration(w.timeout.as_deref(), "15s").map_err(|m| (key("timeout"), m))?;
+    if timeout.is_zero() || timeout > Duration::from_secs(300) {
+        return Err((key("timeout"), "must be more than 0 and at most 5m".into()));
+    }
+    let concurrency = w.concurrency.unwrap_or(4);
+    if !(1..=64).contains(&concurrency) {
+        return Err((key("concurrency"), format!("must be 1 to 64, got {concurrency}")));
+    }
+    let retry_budget = duration(w.retry_budget.as_deref(), "24h").map_err(|m| (key("retry_budget"), m))?;
+    let retry_schedule = match w.retry_schedule {
+        None => crate::webhook::schedule::SCHEDULE.to_vec(),
+        Some(list) if list.is_empty() => return Err((key("retry_schedule"), "must name at least one delay".into())),
+        Some(list) => list
+            .iter()
+            .map(|d| duration(Some(d), "5s").map_err(|m| (key("retry_schedule"), m)))
+            .collect::<Result<_, _>>()?,
+    };
+    let non_empty = |v: Option<String>, k: &str| match v {
+        Some(s) if s.is_empty() => Err((key(k), "must not be empty (leave it out instead)".to_string())),
+        other => Ok(other),
+    };
+    Ok(Endpoint {
+        name,
+        url,
+        events,
+        format,
+        secret,
+        shared_token: non_empty(w.shared_token, "shared_token")?,
+        basic: w.basic.map(|b| (b.username, b.password)),
+        bearer: non_empty(w.bearer, "bearer")?,
+        headers,
+        timeout,
+        concurrency: concurrency as usize,
+        retry_budget,
+        retry_schedule,
+    })
+}
