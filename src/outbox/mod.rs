@@ -43,23 +43,24 @@ mod error;
 mod queue;
 pub mod record;
 pub mod ring;
+mod types;
 
 pub use error::OutboxError;
 pub use queue::{Queue, Settle};
 pub use ring::{Ring, RingLimits, RingPoint, RingStats};
+pub use types::{Appended, Attempt, DeliveryState, Depth, EndpointFilter, ListState, Listed, StoreLoss};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::Notify;
 
-use crate::event::{Status, StatusEvent};
+use crate::event::StatusEvent;
 use record::{decode, encode, endpoint_key, endpoint_prefix, seq_key, split_endpoint_key};
 
 /// Days an Idempotency-Key keeps answering with its first event.
@@ -70,123 +71,6 @@ const LOG_KEEP: u64 = 10_000;
 const CACHE_BYTES: u64 = 2 * 1024 * 1024;
 /// The store's disk budget when none is configured (`outbox_max_mb`).
 pub const DEFAULT_BUDGET: u64 = 1024 << 20;
-
-/// Delivery state of one event for one endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeliveryState {
-    /// The event's job, so that per-job order is kept without reading the event.
-    pub job_id: String,
-    /// Attempts that reached the endpoint and failed (being offline does not count).
-    pub attempts: u32,
-    /// Sum of the backoff delays scheduled so far, ms: the retry budget is spent on this.
-    pub waited_ms: u64,
-    /// HTTP status of the last attempt, if it got one.
-    pub last_status: Option<u16>,
-    /// What went wrong last.
-    pub last_error: Option<String>,
-    /// When the last attempt was made.
-    pub last_attempt_at: Option<DateTime<Utc>>,
-}
-
-impl DeliveryState {
-    /// A delivery not yet attempted.
-    pub fn new(job_id: &str) -> Self {
-        Self {
-            job_id: job_id.to_string(),
-            attempts: 0,
-            waited_ms: 0,
-            last_status: None,
-            last_error: None,
-            last_attempt_at: None,
-        }
-    }
-}
-
-/// One delivery attempt, for the bounded log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Attempt {
-    /// Endpoint name.
-    pub endpoint: String,
-    /// Event sequence.
-    pub sequence: u64,
-    /// When it started.
-    pub at: DateTime<Utc>,
-    /// HTTP status, when there was a response.
-    pub status: Option<u16>,
-    /// The error, when there was no 2xx.
-    pub error: Option<String>,
-    /// How long it took, ms.
-    pub duration_ms: u64,
-}
-
-/// A store that could not be opened and was moved aside.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoreLoss {
-    /// Where the old store now is.
-    pub moved_to: PathBuf,
-    /// Why it could not be opened.
-    pub error: String,
-    /// When.
-    pub at: DateTime<Utc>,
-}
-
-/// An endpoint's name and the statuses it wants (`None`: all).
-#[derive(Debug, Clone, PartialEq)]
-pub struct EndpointFilter {
-    /// Endpoint name.
-    pub name: String,
-    /// Statuses delivered to it; `None` means every status.
-    pub events: Option<HashSet<Status>>,
-}
-
-impl EndpointFilter {
-    fn wants(&self, status: Status) -> bool {
-        self.events.as_ref().is_none_or(|set| set.contains(&status))
-    }
-}
-
-/// The result of an append.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Appended {
-    /// The stored event.
-    pub event: StatusEvent,
-    /// False when the Idempotency-Key matched an earlier event, which is returned instead.
-    pub created: bool,
-}
-
-/// Which deliveries to list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ListState {
-    /// Waiting or retrying.
-    Pending,
-    /// Parked after the retry budget.
-    Failed,
-}
-
-/// One event's delivery to one endpoint, for operators.
-#[derive(Debug, Clone, Serialize)]
-pub struct Listed {
-    /// The endpoint.
-    pub endpoint: String,
-    /// Pending or failed.
-    pub state: ListState,
-    /// Delivery state.
-    pub delivery: DeliveryState,
-    /// The event, if readable.
-    pub event: Option<StatusEvent>,
-}
-
-/// Counts for status.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Depth {
-    /// Events waiting or retrying.
-    pub pending: u64,
-    /// Events parked as failed.
-    pub failed: u64,
-    /// Sequence of the oldest pending event.
-    pub oldest_sequence: Option<u64>,
-}
 
 /// Handle to the outbox; clones share one store.
 #[derive(Clone)]
