@@ -574,7 +574,7 @@ mod tests {
         let endpoints = vec![EndpointFilter { name: "bo".into(), events: None }];
         let outbox = Outbox::open_with(dir.path(), endpoints, 16 << 20).unwrap();
         let mut seqs = Vec::new();
-        while outbox.size_on_disk() < 12 << 20 {
+        while outbox.size_on_disk() < 14 << 20 {
             let mut batch = JoinSet::new();
             for k in 0..32 {
                 let o = outbox.clone();

@@ -221,7 +221,8 @@ async fn a_store_at_its_budget_refuses_taps_until_drained_and_compacted() {
     };
     assert!(matches!(refused, OutboxError::OverBudget { budget: BUDGET, .. }), "{refused}");
     assert!(refused.is_disk_full(), "telemetry is shed like on a full disk");
-    assert!(o.over_budget());
+    // (Not `o.over_budget()` here: sled may trim its log's tail in the syncs of the appends that
+    // finished after the refused one, taking the size back under the budget.)
     let broken = tokio::time::timeout(std::time::Duration::from_millis(200), o.broken()).await;
     assert!(broken.is_err(), "a store at its budget is not a broken store");
     // Still usable: deliveries go on.
