@@ -64,7 +64,8 @@ impl Model {
 }
 
 fn open(dir: &std::path::Path) -> Outbox {
-    for _ in 0..200 {
+    // sled's flusher lets go of the lock within its flush interval; slower under qemu.
+    for _ in 0..1000 {
         match Outbox::open(dir, filters()) {
             Err(OutboxError::Locked(_)) => std::thread::sleep(std::time::Duration::from_millis(10)),
             other => return other.unwrap(),
