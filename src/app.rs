@@ -421,7 +421,12 @@ async fn stall_for_tests<T>(part: String, fut: impl std::future::Future<Output =
 pub async fn run(config: Config, config_file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let supervision = Supervision::from_env();
+    // Every signal is watched before anything starts: a SIGTERM during start-up (systemd stopping
+    // a unit that is still starting) is then a graceful stop once the parts run, not the
+    // default action's abrupt exit.
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut config = config;
     loop {
         std::fs::create_dir_all(&config.state_dir)
@@ -430,7 +435,12 @@ pub async fn run(config: Config, config_file: Option<std::path::PathBuf>) -> any
         let compaction = running.compaction.clone();
         let next = loop {
             tokio::select! {
-                s = shutdown_signal() => {
+                s = async {
+                    tokio::select! {
+                        _ = terminate.recv() => "SIGTERM",
+                        _ = interrupt.recv() => "SIGINT",
+                    }
+                } => {
                     tracing::info!(signal = s, "shutting down");
                     supervision.notifier.send("STOPPING=1");
                     return running.stop().await;
@@ -545,21 +555,6 @@ async fn summarise(latest: LatestFix, clock: Clock, shutdown: CancellationToken)
                     "gps: no fix"
                 ),
             }
-        }
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM, naming which.
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! {
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        },
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
         }
     }
 }

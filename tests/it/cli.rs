@@ -51,7 +51,7 @@ fn run_on_the_simulator_logs_fixes_and_stops_cleanly_on_sigterm() {
     // The embedded defaults with a free port (8080 may be taken on a test machine).
     let config = dir.path().join("c.toml");
     std::fs::write(&config, "vehicle_id = \"demo-van\"\nstate_dir = \"curbside-state\"\n[gps]\nsource = \"sim\"\n[api]\nlisten = \"127.0.0.1:0\"\n").unwrap();
-    let child = curbside()
+    let mut child = curbside()
         .arg("run")
         .arg("--config")
         .arg(&config)
@@ -60,13 +60,29 @@ fn run_on_the_simulator_logs_fixes_and_stops_cleanly_on_sigterm() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    // SIGTERM once the first fix is logged (under qemu on a loaded machine that can take a
+    // while), reading the log as it comes.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut log = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("gps fix acquired") {
+                let _ = tx.send(());
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    let fixed = rx.recv_timeout(std::time::Duration::from_secs(120)).is_ok();
     let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
-    assert!(log.contains("gps fix acquired"), "{log}");
+    let status = child.wait().unwrap();
+    let log = reader.join().unwrap();
+    assert!(fixed, "no fix logged within 120 s: {log}");
+    assert!(status.success(), "{log}");
     assert!(log.contains("SIGTERM") && log.contains("curbside stopped"), "{log}");
     assert!(dir.path().join("curbside-state").is_dir());
 }
