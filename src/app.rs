@@ -315,6 +315,10 @@ async fn store_upkeep(outbox: Outbox, due: Arc<tokio::sync::Notify>, every: Dura
                     size_on_disk = size,
                     "the outbox holds far more disk than records: restarting to compact it"
                 );
+                if let Err(e) = outbox.request_compaction() {
+                    tracing::warn!(error = %e, "could not record the compaction request");
+                    return;
+                }
                 due.notify_one();
                 return;
             }
@@ -487,7 +491,13 @@ pub async fn run(config: Config, config_file: Option<std::path::PathBuf>) -> any
 fn reexecute() -> anyhow::Error {
     use std::os::unix::process::CommandExt;
     let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
+        // Replaced since it started (a package upgrade): Linux names the old file
+        // "PATH (deleted)"; the new one at PATH is what should run. (Found by the fill/drain
+        // run, whose binary a rebuild replaced: the re-execution failed and the agent exited.)
+        Ok(exe) => match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+            Some(path) => std::path::PathBuf::from(path),
+            None => exe,
+        },
         Err(e) => return anyhow::anyhow!("cannot find this binary to execute it again: {e}"),
     };
     let err = std::process::Command::new(&exe).args(std::env::args_os().skip(1)).exec();

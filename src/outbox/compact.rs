@@ -4,10 +4,10 @@
 //! (measured by `tools/soak`: 51 MB after the first drain, 76 MB after the twentieth, with a few
 //! kilobytes of live records).
 //!
-//! Compaction rewrites the live records into a new store and swaps the directories. It runs when
-//! the store is opened, so an agent that starts at every ignition compacts as often as it
-//! needs; a running agent asks for a restart (see `app::run`) when its store is worth compacting
-//! and nothing has been tapped for a while.
+//! Compaction rewrites the live records into a new store and swaps the directories, when the
+//! store is opened. Whether it is worth it takes reading every record, so the running agent
+//! decides, while nothing is being tapped ([`Schedule`]); it then records the request in `meta`
+//! ([`REQUESTED`]) and starts again (see `app::run`). An open without the request reads nothing.
 //!
 //! # The swap, and what a cut at any instant leaves
 //! 1. The live records are copied into `outbox.compacting`, which is then made durable (every
@@ -35,6 +35,9 @@ use super::durable::Durable;
 
 /// `meta` key: u64 BE added to every id `generate_id` returns (see the module docs).
 pub const ID_BASE: &[u8] = b"id_base";
+/// `meta` key, present when the running agent found the store worth compacting: the next open
+/// compacts it (and only then does an open read every record).
+pub const REQUESTED: &[u8] = b"compact_requested";
 /// A store smaller than this is never compacted: there is little to give back.
 pub const MIN_BYTES: u64 = 32 << 20;
 /// Live records above this are not compacted at start-up: the copy would delay the start (and
@@ -209,7 +212,10 @@ fn copy(db: &sled::Db, to: &Path, open: &impl Fn(&Path) -> sled::Result<sled::Db
     }
     // Every id the old store handed out is below its next one.
     let base = id_base(&db.open_tree("meta")?)?.saturating_add(db.generate_id()?).saturating_add(1);
-    new.open_tree("meta")?.insert(ID_BASE, &base.to_be_bytes())?;
+    let meta = new.open_tree("meta")?;
+    meta.insert(ID_BASE, &base.to_be_bytes())?;
+    meta.remove(REQUESTED)?;
+    drop(meta);
     // The open syncs the files sled created, the sync what was written.
     let durable = Durable::open(new.clone(), to)?;
     durable.sync()?;

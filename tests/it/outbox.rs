@@ -234,6 +234,7 @@ async fn a_store_at_its_budget_refuses_taps_until_drained_and_compacted() {
         }
     }
     assert!(o.compaction_due().unwrap().0, "a drained store at its budget is worth compacting");
+    o.request_compaction().unwrap();
     let before = o.size_on_disk();
     drop(o);
     let o = reopen_with(dir.path(), BUDGET).await.unwrap();
