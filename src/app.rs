@@ -309,16 +309,20 @@ async fn store_upkeep(outbox: Outbox, due: Arc<tokio::sync::Notify>, every: Dura
             continue;
         }
         let o = outbox.clone();
-        match tokio::task::spawn_blocking(move || o.compaction_due()).await {
+        // The scan and, when it is due, the request's fsync: both off the async workers.
+        let checked = tokio::task::spawn_blocking(move || {
+            let (due, live) = o.compaction_due()?;
+            if due {
+                o.request_compaction()?;
+            }
+            Ok::<_, crate::outbox::OutboxError>((due, live))
+        });
+        match checked.await {
             Ok(Ok((true, _))) => {
                 tracing::info!(
                     size_on_disk = size,
                     "the outbox holds far more disk than records: restarting to compact it"
                 );
-                if let Err(e) = outbox.request_compaction() {
-                    tracing::warn!(error = %e, "could not record the compaction request");
-                    return;
-                }
                 due.notify_one();
                 return;
             }

@@ -57,17 +57,8 @@ pub async fn gps_watch_agent(
         if json {
             writeln!(out, "{}", serde_json::to_string(g)?)?;
         } else {
-            let line = match &g.fix {
-                Some(f) => format!(
-                    "{} {:.6},{:.6} alt {} m, {:.1} m/s, hdop {}, {} used",
-                    f.mode,
-                    f.lat.unwrap_or_default(),
-                    f.lon.unwrap_or_default(),
-                    f.alt_m.map_or("-".into(), |a| format!("{a:.1}")),
-                    f.speed_mps.unwrap_or(0.0),
-                    f.hdop.map_or("-".into(), |h| h.to_string()),
-                    f.sats.map_or("-".into(), |n| n.to_string()),
-                ),
+            let line = match g.fix.as_ref().and_then(|f| f.position().map(|p| (p, f))) {
+                Some(((lat, lon), f)) => fix_line(f, lat, lon),
                 None if g.connected => "connected, no fix".to_string(),
                 None => "not connected".to_string(),
             };
@@ -107,14 +98,7 @@ pub async fn gps_watch(config: Config, json: bool, seconds: Option<u64>) -> anyh
         } else {
             let sky = s.sky.as_ref().map(|k| format!("{}/{} sats tracked/in view", k.tracked(), k.in_view()));
             let line = match live.as_ref().and_then(|r| r.fix.position().map(|p| (p, r))) {
-                Some(((lat, lon), r)) => format!(
-                    "{} {lat:.6},{lon:.6} alt {} m, {:.1} m/s, hdop {}, {} used",
-                    r.fix.mode,
-                    r.fix.alt_m.map_or("-".into(), |a| format!("{a:.1}")),
-                    r.fix.speed_mps.unwrap_or(0.0),
-                    r.fix.hdop.map_or("-".into(), |h| h.to_string()),
-                    r.fix.sats.map_or("-".into(), |n| n.to_string()),
-                ),
+                Some(((lat, lon), r)) => fix_line(&r.fix, lat, lon),
                 None if s.connected => "connected, no fix".to_string(),
                 None => "not connected".to_string(),
             };
@@ -135,4 +119,16 @@ pub async fn gps_watch(config: Config, json: bool, seconds: Option<u64>) -> anyh
         Ok(Ok(r)) => r.map_err(Into::into),
         _ => Ok(()),
     }
+}
+
+/// One fix with a position, for a human: `3d 53.550730,9.993020 alt 12.0 m, 11.1 m/s, hdop 0.9, 9 used`.
+fn fix_line(f: &crate::gps::Fix, lat: f64, lon: f64) -> String {
+    format!(
+        "{} {lat:.6},{lon:.6} alt {} m, {:.1} m/s, hdop {}, {} used",
+        f.mode,
+        f.alt_m.map_or("-".into(), |a| format!("{a:.1}")),
+        f.speed_mps.unwrap_or(0.0),
+        f.hdop.map_or("-".into(), |h| h.to_string()),
+        f.sats.map_or("-".into(), |n| n.to_string()),
+    )
 }

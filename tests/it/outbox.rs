@@ -169,13 +169,7 @@ async fn fill_and_tap(dir: &Path) -> Result<(), String> {
 /// Opens again after a drop in this process: sled's flusher thread lets go of the lock shortly
 /// after the last handle is dropped (a restarted process never waits).
 async fn reopen(dir: &Path) -> Result<Outbox, OutboxError> {
-    for _ in 0..50 {
-        match Outbox::open(dir, endpoints()) {
-            Err(OutboxError::Locked(_)) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-            other => return other,
-        }
-    }
-    Outbox::open(dir, endpoints())
+    reopen_with(dir, curbside::outbox::DEFAULT_BUDGET).await
 }
 
 fn nix_is_root() -> bool {
