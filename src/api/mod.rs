@@ -27,6 +27,30 @@ use crate::webhook::{self, Endpoint};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
+/// How long a request body may take to arrive once its headers have.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request body: refused at once when it announces more than [`BODY_LIMIT`], and given up on
+/// when it does not arrive within [`BODY_TIMEOUT`] (a client that announces a body and sends
+/// nothing holds no more than that).
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, ApiError> {
+    let too_large =
+        || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, Some("body"), format!("larger than {BODY_LIMIT} bytes"));
+    let announced =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(BODY_TIMEOUT, to_bytes(body, BODY_LIMIT)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(too_large()),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            Some("body"),
+            format!("did not arrive within {} s", BODY_TIMEOUT.as_secs()),
+        )),
+    }
+}
 
 /// Everything the handlers use; cheap to clone.
 #[derive(Debug, Clone)]
@@ -72,6 +96,15 @@ impl From<taps::Invalid> for ApiError {
     }
 }
 
+impl From<taps::RecordError> for ApiError {
+    fn from(e: taps::RecordError) -> Self {
+        match e {
+            taps::RecordError::Invalid(e) => e.into(),
+            taps::RecordError::Outbox(e) => e.into(),
+        }
+    }
+}
+
 impl From<OutboxError> for ApiError {
     fn from(e: OutboxError) -> Self {
         match e {
@@ -106,23 +139,32 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/webhooks/{name}/test", post(webhook_test))
         .route("/api/v1/webhooks/{name}/enable", post(webhook_enable))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, None, "no such endpoint") })
+        .method_not_allowed_fallback(|req: Request| async move {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, None, format!("{} is not allowed here", req.method()))
+        })
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
         .with_state(api)
 }
 
 async fn authorize(State(api): State<Api>, req: Request, next: Next) -> Response {
     if let Some(token) = &api.token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+        let given =
+            req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer).unwrap_or("");
         if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
-            return ApiError::new(StatusCode::UNAUTHORIZED, None, "missing or wrong bearer token").into_response();
+            let mut resp =
+                ApiError::new(StatusCode::UNAUTHORIZED, None, "missing or wrong bearer token").into_response();
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            return resp;
         }
     }
     next.run(req).await
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header (the scheme is case-insensitive,
+/// RFC 9110 §11.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start())
 }
 
 /// Serves `router` on `listener` until shutdown.
@@ -154,14 +196,10 @@ async fn tap(
             })?)
         }
     };
-    let bytes = to_bytes(body, BODY_LIMIT).await.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, Some("body"), format!("larger than {BODY_LIMIT} bytes"))
-    })?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, Some("body"), "is not UTF-8"))?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Some("body"), format!("is not valid JSON: {e}")))?;
-    let tap = taps::parse_tap(&value)?;
+    let bytes = read_body(&headers, body).await?;
+    let tap = taps::parse_json(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Some(&e.field), e.message))
+        .and_then(|v| Ok(taps::parse_tap(&v)?))?;
     let appended = api.taps.record(&job_id, tap, key).await?;
     let mut resp = (StatusCode::CREATED, Json(&appended.event)).into_response();
     if !appended.created {

@@ -335,8 +335,8 @@ impl Outbox {
         }
     }
 
-    /// Stores a new event durably. `make` receives the sequence and builds the event. With an
-    /// idempotency key already used for this job, nothing is stored and the first event is
+    /// Stores a new event durably. `make` receives the sequence and builds the event; calls to it
+    /// are serialised in sequence order (it must be quick: no I/O). With an idempotency key already used for this job, nothing is stored and the first event is
     /// returned. Returns only after the event is flushed to disk.
     pub async fn append(
         &self,
@@ -364,12 +364,15 @@ impl Outbox {
             return Err(OutboxError::OverBudget { used, budget: i.budget });
         }
         i.appends.fetch_add(1, Ordering::Relaxed);
-        let seq = self.next_id()?;
-        // Marked before it is written, so that no delivery loop can see it before its fsync.
-        if let Ok(mut u) = i.unflushed.lock() {
-            u.insert(seq);
-        }
-        let event = make(seq);
+        let (seq, event) = {
+            let mut unflushed = i.unflushed.lock().unwrap_or_else(|e| e.into_inner());
+            let seq = self.next_id()?;
+            // Marked before it is written, so that no delivery loop can see it before its fsync.
+            unflushed.insert(seq);
+            // Made under the lock that hands out sequences, so that what `make` stamps (the
+            // event's `occurred_at`) follows sequence order.
+            (seq, make(seq))
+        };
         let bytes = encode(&event);
         let targets: Vec<&EndpointFilter> = i.endpoints.iter().filter(|e| e.wants(event.status)).collect();
         let state = encode(&DeliveryState::new(&event.job_id));

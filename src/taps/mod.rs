@@ -3,6 +3,9 @@
 //! to the outbox. The caller answers the driver only after [`Taps::record`] returns, that is,
 //! after the event is on disk.
 
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -95,14 +98,151 @@ pub fn parse_tap(body: &Value) -> Result<Tap, Invalid> {
         }
         Some(_) => return Err(invalid("items", "must be an array")),
     };
-    Ok(Tap {
+    let tap = Tap {
         status,
         reason_code,
         reason: text(obj, "reason", MAX_REASON)?,
         received_by: text(obj, "received_by", MAX_RECEIVED_BY)?,
         note: text(obj, "note", MAX_NOTE)?,
         items,
-    })
+    };
+    says_one_thing(&tap)?;
+    Ok(tap)
+}
+
+/// A tap says exactly one thing: a reason only where something was not delivered, a partial
+/// delivery with something delivered and something rejected, a delivery with nothing rejected.
+fn says_one_thing(tap: &Tap) -> Result<(), Invalid> {
+    let explains = matches!(tap.status, Status::Failed | Status::PartiallyDelivered);
+    if !explains {
+        let of = |field: &str| {
+            invalid(
+                field,
+                format!("only goes with \"failed\" or \"partially_delivered\", not {:?}", tap.status.as_str()),
+            )
+        };
+        if tap.reason_code.is_some() {
+            return Err(of("reason_code"));
+        }
+        if tap.reason.is_some() {
+            return Err(of("reason"));
+        }
+    }
+    let rejected = tap.items.iter().filter(|i| i.rejected > 0).count();
+    let delivered = tap.items.iter().filter(|i| i.qty > i.rejected).count();
+    match tap.status {
+        Status::PartiallyDelivered if rejected == 0 => Err(invalid(
+            "items",
+            "\"partially_delivered\" needs at least one item with \"rejected\" above 0 (nothing rejected is \"delivered\")",
+        )),
+        Status::PartiallyDelivered if delivered == 0 => Err(invalid(
+            "items",
+            "\"partially_delivered\" needs at least one item delivered (every item rejected is \"failed\")",
+        )),
+        Status::Delivered if rejected > 0 && delivered == 0 => {
+            Err(invalid("items", "every item was rejected: that is \"failed\" with a reason_code, not \"delivered\""))
+        }
+        Status::Delivered if rejected > 0 => {
+            Err(invalid("items", "some items were rejected: that is \"partially_delivered\", not \"delivered\""))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Tap {
+    /// Whether `event` records this tap (the fields the driver sent; not where or when).
+    pub fn is_recorded_by(&self, event: &StatusEvent) -> bool {
+        self.status == event.status
+            && self.reason_code == event.reason_code
+            && self.reason == event.reason
+            && self.received_by == event.received_by
+            && self.note == event.note
+            && self.items == event.items
+    }
+}
+
+/// Reads a request body as one JSON document: UTF-8, valid JSON, and no object with the same
+/// key twice (a parser that keeps the last one would let a body say two things).
+pub fn parse_json(body: &[u8]) -> Result<Value, Invalid> {
+    let text = std::str::from_utf8(body).map_err(|_| invalid("body", "is not UTF-8"))?;
+    let duplicate = std::cell::RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed = serde::de::DeserializeSeed::deserialize(strict::Strict(&duplicate), &mut de).and_then(|v| {
+        de.end()?;
+        Ok(v)
+    });
+    match (parsed, duplicate.into_inner()) {
+        (Ok(v), _) => Ok(v),
+        (Err(_), Some(key)) => Err(invalid(key, "appears twice in the body; send each field once")),
+        (Err(e), None) => Err(invalid("body", format!("is not valid JSON: {e}"))),
+    }
+}
+
+mod strict {
+    //! A `serde_json::Value` that refuses duplicate keys.
+    use std::cell::RefCell;
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Error, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Value};
+
+    /// Where the first duplicate key is recorded.
+    pub struct Strict<'a>(pub &'a RefCell<Option<String>>);
+
+    impl<'de> DeserializeSeed<'de> for Strict<'_> {
+        type Value = Value;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Strict<'_> {
+        type Value = Value;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(v) = seq.next_element_seed(Strict(self.0))? {
+                out.push(v);
+            }
+            Ok(Value::Array(out))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if out.contains_key(&key) {
+                    let message = format!("duplicate key {key:?}");
+                    *self.0.borrow_mut() = Some(key);
+                    return Err(A::Error::custom(message));
+                }
+                let value = map.next_value_seed(Strict(self.0))?;
+                out.insert(key, value);
+            }
+            Ok(Value::Object(out))
+        }
+    }
 }
 
 fn text(obj: &Map<String, Value>, field: &str, max: usize) -> Result<Option<String>, Invalid> {
@@ -147,6 +287,17 @@ fn item(i: usize, v: &Value) -> Result<Item, Invalid> {
     Ok(Item { sku, qty, rejected })
 }
 
+/// Why a tap was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The tap contradicts what was stored under its Idempotency-Key.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// The store refused it.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+}
+
 /// Records taps: the one place a [`StatusEvent`] is made.
 #[derive(Debug, Clone)]
 pub struct Taps {
@@ -155,12 +306,15 @@ pub struct Taps {
     clock: Clock,
     vehicle_id: String,
     driver_id: Option<String>,
+    /// The latest `occurred_at` stamped: a clock stepped backwards does not make a later event
+    /// look older than an earlier one.
+    last_stamp: Arc<Mutex<Option<DateTime<Utc>>>>,
 }
 
 impl Taps {
     /// A recorder stamping events with `latest` and `clock`, storing them in `outbox`.
     pub fn new(outbox: Outbox, latest: LatestFix, clock: Clock, vehicle_id: String, driver_id: Option<String>) -> Self {
-        Self { outbox, latest, clock, vehicle_id, driver_id }
+        Self { outbox, latest, clock, vehicle_id, driver_id, last_stamp: Arc::default() }
     }
 
     /// Where the van is for an event: the live fix (age as it is), else the last known fix with
@@ -180,32 +334,53 @@ impl Taps {
     }
 
     /// Stores the tap durably and returns the stored event (or, for a repeated idempotency key,
-    /// the first one).
-    pub async fn record(&self, job_id: &str, tap: Tap, idempotency_key: Option<&str>) -> Result<Appended, OutboxError> {
-        let (occurred_at, clock_source) = self.clock.now();
+    /// the first one; a different tap under a used key is refused).
+    pub async fn record(&self, job_id: &str, tap: Tap, idempotency_key: Option<&str>) -> Result<Appended, RecordError> {
         let location = self.location();
+        let sent = tap.clone();
         let appended = self
             .outbox
-            .append(job_id, idempotency_key, |sequence| StatusEvent {
-                id: Uuid::now_v7(),
-                sequence,
-                job_id: job_id.to_string(),
-                status: tap.status,
-                reason_code: tap.reason_code,
-                reason: tap.reason,
-                received_by: tap.received_by,
-                note: tap.note,
-                items: tap.items,
-                occurred_at,
-                clock_source,
-                location,
-                vehicle_id: self.vehicle_id.clone(),
-                driver_id: self.driver_id.clone(),
+            .append(job_id, idempotency_key, |sequence| {
+                // Stamped here, in sequence order (see `Outbox::append`): within a job,
+                // `occurred_at` never goes backwards as `sequence` goes forwards.
+                let (now, clock_source) = self.clock.now();
+                let occurred_at = {
+                    let mut last = self.last_stamp.lock().unwrap_or_else(|e| e.into_inner());
+                    let stamp = last.map_or(now, |l| l.max(now));
+                    *last = Some(stamp);
+                    stamp
+                };
+                StatusEvent {
+                    id: Uuid::now_v7(),
+                    sequence,
+                    job_id: job_id.to_string(),
+                    status: tap.status,
+                    reason_code: tap.reason_code,
+                    reason: tap.reason,
+                    received_by: tap.received_by,
+                    note: tap.note,
+                    items: tap.items,
+                    occurred_at,
+                    clock_source,
+                    location,
+                    vehicle_id: self.vehicle_id.clone(),
+                    driver_id: self.driver_id.clone(),
+                }
             })
             .await?;
         let e = &appended.event;
         if appended.created {
             tracing::info!(job_id = %e.job_id, status = e.status.as_str(), sequence = e.sequence, id = %e.id, "tap recorded");
+        } else if !sent.is_recorded_by(e) {
+            return Err(invalid(
+                "Idempotency-Key",
+                format!(
+                    "was used for another tap of this job ({} at {}); a new tap needs a new key",
+                    e.status.as_str(),
+                    e.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                ),
+            )
+            .into());
         } else {
             tracing::info!(job_id = %e.job_id, id = %e.id, "tap repeated with its Idempotency-Key: answered with the first event");
         }
@@ -251,11 +426,56 @@ mod tests {
     }
 
     #[test]
+    fn a_tap_says_one_thing() {
+        let ok = |v: Value| parse_tap(&v).map(|_| ()).map_err(|e| e.to_string());
+        // A reason only where something was not delivered.
+        assert_eq!(field_of(json!({"status": "arrived", "reason_code": "refused"})), "reason_code");
+        assert_eq!(field_of(json!({"status": "delivered", "reason": "dog"})), "reason");
+        assert_eq!(field_of(json!({"status": "picked_up", "reason_code": "refused"})), "reason_code");
+        ok(json!({"status": "failed", "reason_code": "refused", "reason": "dog"})).unwrap();
+        // A partial delivery: something rejected and something delivered.
+        assert_eq!(field_of(json!({"status": "partially_delivered"})), "items");
+        assert_eq!(field_of(json!({"status": "partially_delivered", "items": [{"sku": "A", "qty": 2}]})), "items");
+        assert_eq!(
+            field_of(json!({"status": "partially_delivered", "items": [{"sku": "A", "qty": 2, "rejected": 2}]})),
+            "items"
+        );
+        ok(json!({"status": "partially_delivered", "reason_code": "damaged",
+            "items": [{"sku": "A", "qty": 2, "rejected": 2}, {"sku": "B", "qty": 1}]}))
+        .unwrap();
+        ok(json!({"status": "partially_delivered", "items": [{"sku": "A", "qty": 3, "rejected": 1}]})).unwrap();
+        // A delivery with nothing rejected.
+        let all = parse_tap(&json!({"status": "delivered", "items": [{"sku": "A", "qty": 2, "rejected": 2}]}));
+        assert!(all.unwrap_err().message.contains("\"failed\""));
+        let some = parse_tap(&json!({"status": "delivered",
+            "items": [{"sku": "A", "qty": 2, "rejected": 1}]}));
+        assert!(some.unwrap_err().message.contains("partially_delivered"));
+        ok(json!({"status": "delivered", "items": [{"sku": "A", "qty": 2, "rejected": 0}]})).unwrap();
+    }
+
+    #[test]
+    fn a_body_with_a_key_twice_is_refused_naming_the_key() {
+        let e = parse_json(br#"{"status":"delivered","status":"failed"}"#).unwrap_err();
+        assert_eq!(e.field, "status");
+        let e = parse_json(br#"{"status":"partially_delivered","items":[{"sku":"A","qty":1,"qty":2}]}"#).unwrap_err();
+        assert_eq!(e.field, "qty");
+        assert_eq!(parse_json(b"{\"a\":1} x").unwrap_err().field, "body");
+        assert_eq!(parse_json(b"\xff").unwrap_err().field, "body");
+        assert_eq!(parse_json(&[b'['; 10_000]).unwrap_err().field, "body", "nesting is bounded");
+        let v = parse_json(br#"{"a":[1,-2,3.5,"x",null,true,{"b":{}}]}"#).unwrap();
+        assert_eq!(v, json!({"a": [1, -2, 3.5, "x", null, true, {"b": {}}]}));
+    }
+
+    #[test]
     fn job_ids_are_1_to_64_safe_characters() {
         assert!(validate_job_id("JOB-2024.11_7").is_ok());
         assert!(validate_job_id("").is_err());
         assert!(validate_job_id(&"j".repeat(65)).is_err());
         assert!(validate_job_id("a/b").is_err());
         assert!(validate_job_id("ünï").is_err());
+        for dots in [".", "..", "..."] {
+            assert!(validate_job_id(dots).is_err(), "{dots}");
+        }
+        assert!(validate_job_id("a..b").is_ok());
     }
 }

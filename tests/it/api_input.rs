@@ -35,6 +35,14 @@ async fn bad_taps_get_a_4xx_naming_the_field_and_store_nothing() {
         ("bad%20id", br#"{"status":"delivered"}"#.to_vec(), 422, "job_id"),
         ("a..b*", br#"{"status":"delivered"}"#.to_vec(), 422, "job_id"),
         ("J", big.into_bytes(), 413, "body"),
+        // A tap that says two things.
+        ("J", br#"{"status":"arrived","reason_code":"refused"}"#.to_vec(), 422, "reason_code"),
+        ("J", br#"{"status":"delivered","reason":"dog"}"#.to_vec(), 422, "reason"),
+        ("J", br#"{"status":"partially_delivered"}"#.to_vec(), 422, "items"),
+        ("J", br#"{"status":"delivered","items":[{"sku":"A","qty":2,"rejected":2}]}"#.to_vec(), 422, "items"),
+        ("J", br#"{"status":"delivered","status":"failed","reason_code":"refused"}"#.to_vec(), 400, "status"),
+        // Path segments are not jobs.
+        ("...", br#"{"status":"delivered"}"#.to_vec(), 422, "job_id"),
     ];
     let long_job = "j".repeat(65);
     let mut all = cases;
@@ -48,6 +56,36 @@ async fn bad_taps_get_a_4xx_naming_the_field_and_store_nothing() {
     let (code, err) = agent.tap_raw("J", br#"{"status":"delivered"}"#.to_vec(), &[("idempotency-key", "")]).await;
     assert_eq!((code, err["field"].as_str()), (400, Some("Idempotency-Key")));
     assert_eq!(stored(&agent).await, 0, "nothing stored");
+    // Every error is the documented JSON: a wrong method and a wrong path too.
+    for (method, path, want) in [
+        (reqwest::Method::GET, "/api/v1/jobs/J/status", 405),
+        (reqwest::Method::DELETE, "/api/v1/status", 405),
+        (reqwest::Method::GET, "/api/v1/nope", 404),
+        (reqwest::Method::POST, "/api/v1/jobs/./status", 404),
+    ] {
+        let resp = agent.http.request(method.clone(), agent.url(path)).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{method} {path}");
+        let v: Value = resp.json().await.unwrap_or_else(|e| panic!("{method} {path}: not JSON: {e}"));
+        assert!(v["error"].is_string() && v.get("field").is_some(), "{method} {path}: {v}");
+    }
+    agent.stop().await;
+}
+
+/// A body announced larger than the limit is refused at once, not read; one that never comes is
+/// given up on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announced_huge_body_is_refused_without_waiting_for_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let agent = start("").await;
+    let mut conn = tokio::net::TcpStream::connect(agent.addr()).await.unwrap();
+    conn.write_all(b"POST /api/v1/jobs/J/status HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000000000\r\n\r\n{").await.unwrap();
+    let mut answer = Vec::new();
+    // Within the time the test allows: the agent answers before any of the body arrives.
+    tokio::time::timeout(std::time::Duration::from_secs(5), conn.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains(r#""field":"body""#), "{text}");
+    assert_eq!(stored(&agent).await, 0);
     agent.stop().await;
 }
 
@@ -83,6 +121,41 @@ async fn a_retried_tap_with_the_same_idempotency_key_returns_the_first_event() {
     let ids: std::collections::HashSet<String> = set.join_all().await.into_iter().map(|v| v.to_string()).collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert_eq!(stored(&agent).await, 3);
+
+    // The same key with another body is another tap under a used key: refused, naming the key.
+    let other = serde_json::to_vec(&json!({"status": "delivered", "received_by": "Bob"})).unwrap();
+    let (code, err) = agent.tap_raw("J-9", other, &h).await;
+    assert_eq!((code, err["field"].as_str()), (422, Some("Idempotency-Key")), "{err}");
+    assert!(err["error"].as_str().unwrap().contains("another tap"), "{err}");
+    assert_eq!(stored(&agent).await, 3);
+    agent.stop().await;
+}
+
+/// Within a job, `occurred_at` follows `sequence`: under many concurrent taps no event has a
+/// later sequence and an earlier time than another of its job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn occurred_at_never_goes_backwards_in_sequence_order() {
+    let agent = start("[[webhook]]\nname = \"h\"\nurl = \"http://127.0.0.1:9/hook\"\n").await;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..500 {
+        let (http, url) = (agent.http.clone(), agent.url(&format!("/api/v1/jobs/J{}/status", i % 20)));
+        set.spawn(async move {
+            let r = http.post(url).json(&json!({"status": "arrived"})).send().await.unwrap();
+            assert_eq!(r.status(), 201);
+            r.json::<Value>().await.unwrap()
+        });
+    }
+    let mut events = set.join_all().await;
+    events.sort_by_key(|e| e["sequence"].as_u64().unwrap());
+    let mut last: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> = Default::default();
+    for e in &events {
+        let at: chrono::DateTime<chrono::Utc> = e["occurred_at"].as_str().unwrap().parse().unwrap();
+        let job = e["job_id"].as_str().unwrap().to_string();
+        if let Some(before) = last.get(&job) {
+            assert!(at >= *before, "{job}: seq {} at {at} after {before}", e["sequence"]);
+        }
+        last.insert(job, at);
+    }
     agent.stop().await;
 }
 
@@ -93,8 +166,14 @@ async fn with_a_token_every_request_needs_it() {
     let url = agent.url("/api/v1/status");
     let none = agent.http.get(&url).send().await.unwrap();
     assert_eq!(none.status(), 401);
+    assert_eq!(none.headers().get("www-authenticate").map(|v| v.to_str().unwrap()), Some("Bearer"));
     let wrong = agent.http.get(&url).bearer_auth("0123456789abcdef-tokeX").send().await.unwrap();
     assert_eq!(wrong.status(), 401);
+    // The scheme is case-insensitive (RFC 9110).
+    for scheme in ["bearer", "BEARER", "Bearer "] {
+        let r = agent.http.get(&url).header("authorization", format!("{scheme} 0123456789abcdef-token")).send();
+        assert_eq!(r.await.unwrap().status(), 200, "{scheme:?}");
+    }
     let body: Value = wrong.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("token"));
     let ok = agent.http.get(&url).bearer_auth("0123456789abcdef-token").send().await.unwrap();
@@ -151,7 +230,7 @@ async fn a_full_disk_answers_507_and_stops_the_agent() {
             while f.write_all(&chunk).is_ok() {}
         }
         let mut refused = None;
-        for i in 0..200 {
+        for i in 0..500 {
             let (code, body) =
                 agent.tap(&format!("J{i}"), json!({"status": "arrived", "note": "n".repeat(1500)})).await;
             if code != 201 {
