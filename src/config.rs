@@ -389,6 +389,9 @@ mod tests {
         Config::parse(text, "test.toml").unwrap_err()
     }
 
+    const HOOK_WITH_HEADER: &str =
+        "vehicle_id = \"v\"\n[[webhook]]\nname = \"h\"\nurl = \"http://x/\"\nheaders = { \"H\" = \"1\" }\n";
+
     #[test]
     fn errors_name_the_file_and_the_key() {
         let cases = [
@@ -412,6 +415,29 @@ mod tests {
             assert!(e.to_string().starts_with("test.toml: "), "{e}");
         }
         assert!(error_of("vehicle_id = \"v\"\n[gps]\ncolour = 1").message.contains("colour"));
+        // Headers curbside writes itself, or that contradict an auth option, are refused by name.
+        let hook = |h: &str| HOOK_WITH_HEADER.replace("H", h);
+        for (text, key) in [
+            (hook("webhook-id"), "webhook[0].headers.webhook-id"),
+            (hook("Webhook-Signature"), "webhook[0].headers.Webhook-Signature"),
+            (hook("Content-Type"), "webhook[0].headers.Content-Type"),
+            (hook("Host"), "webhook[0].headers.Host"),
+            (hook("user-agent"), "webhook[0].headers.user-agent"),
+            (hook("Content-Digest"), "webhook[0].headers.Content-Digest"),
+            (hook("Authorization") + "bearer = \"t\"\n", "webhook[0].headers.Authorization"),
+            (
+                "vehicle_id = \"v\"\n[[webhook]]\nname = \"h\"\nurl = \"http://x/\"\nbearer = \"t\"\n\
+                 basic = { username = \"u\", password = \"p\" }\n"
+                    .to_string(),
+                "webhook[0].bearer",
+            ),
+        ] {
+            assert_eq!(error_of(&text).key, key, "{text}");
+        }
+        // Headers that carry no protocol meaning stay allowed, Authorization too when no auth option is set.
+        for ok in ["X-Tenant", "Authorization"] {
+            Config::parse(&HOOK_WITH_HEADER.replace("H", ok), "test.toml").unwrap();
+        }
     }
 
     #[test]

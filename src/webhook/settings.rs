@@ -54,6 +54,25 @@ pub struct RawBasic {
     pub password: String,
 }
 
+/// Why a custom header may not be set, if it may not: curbside writes it itself (the signature,
+/// de-duplication, the body's framing and type), or it would contradict an auth option.
+fn reserved(name: &str, auth_set: bool, shared_token_set: bool) -> Option<&'static str> {
+    // `HeaderName` is lower case.
+    match name {
+        n if n.starts_with("webhook-") => Some("is reserved: curbside sets the Standard Webhooks headers itself"),
+        "content-type" | "content-length" | "content-digest" | "content-encoding" | "transfer-encoding" => {
+            Some("is reserved: curbside sets the body's headers itself")
+        }
+        "host" | "connection" | "te" | "upgrade" | "keep-alive" | "proxy-connection" => {
+            Some("is reserved: the HTTP client sets it")
+        }
+        "user-agent" => Some("is reserved: curbside sends User-Agent: curbside/VERSION"),
+        "authorization" if auth_set => Some("contradicts basic or bearer: set the credential in one place"),
+        "x-webhook-shared-token" if shared_token_set => Some("contradicts shared_token: set it in one place"),
+        _ => None,
+    }
+}
+
 /// Validates the `i`-th `[[webhook]]`; an error is the key (`webhook[i].…`) and what is wrong.
 pub fn validate(w: RawWebhook, i: usize) -> Result<Endpoint, (String, String)> {
     let key = |k: &str| format!("webhook[{i}].{k}");
@@ -90,10 +109,17 @@ pub fn validate(w: RawWebhook, i: usize) -> Result<Endpoint, (String, String)> {
         })?,
     };
     let secret = w.secret.map(|s| Secret::parse(&s).map_err(|m| (key("secret"), m))).transpose()?;
+    if w.basic.is_some() && w.bearer.is_some() {
+        return Err((key("bearer"), "cannot be used with basic: one request carries one Authorization".into()));
+    }
     let mut headers = Vec::new();
     for (k, v) in w.headers.unwrap_or_default() {
         let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| (key("headers"), format!("{k:?} is not a valid header name")))?;
+        let auth_set = w.basic.is_some() || w.bearer.is_some();
+        if let Some(why) = reserved(name.as_str(), auth_set, w.shared_token.is_some()) {
+            return Err((key(&format!("headers.{k}")), why.to_string()));
+        }
         let value = reqwest::header::HeaderValue::from_str(&v)
             .map_err(|_| (key("headers"), format!("the value of {k:?} is not a valid header value")))?;
         headers.push((name, value));
