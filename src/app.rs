@@ -120,9 +120,15 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
         endpoints: endpoints.clone(),
         webhooks: webhooks.clone(),
         telemetry: mqtt.as_ref().map(|(m, _, status)| (status.clone(), format!("{}:{}", m.host, m.port))),
+        api: Arc::default(),
     };
-    let api =
-        Api { taps, parts: sources.clone(), client: client.clone(), token: config.api.token.as_deref().map(Arc::from) };
+    let api = Api {
+        taps,
+        parts: sources.clone(),
+        client: client.clone(),
+        token: config.api.token.as_deref().map(Arc::from),
+        body_timeout: config.api.limits.request_timeout,
+    };
     let shutdown = CancellationToken::new();
     let health = Health::for_watchdog(supervision.watchdog);
     let every = health.every();
@@ -150,11 +156,11 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
     }
     {
         let shutdown = shutdown.clone();
+        let (counters, limits) = (api.parts.api.clone(), config.api.limits);
         let router = api::router(api);
-        parts.spawn_watched(
-            "api",
-            async move { api::serve(listener, router, shutdown).await.context("local API failed") },
-        );
+        parts.spawn_watched("api", async move {
+            crate::server::serve(listener, router, limits, counters, shutdown).await.context("local API failed")
+        });
     }
     for ep in endpoints.iter() {
         let deps = webhook::Deps {

@@ -112,6 +112,10 @@ pub struct RawApi {
     pub listen: Option<String>,
     /// Bearer token.
     pub token: Option<String>,
+    /// Most connections open at once.
+    pub max_connections: Option<u32>,
+    /// Time for a request's headers, and for a connection's idle spell.
+    pub request_timeout: Option<String>,
 }
 
 /// The validated configuration.
@@ -157,6 +161,8 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// Bearer token; required when `listen` is not loopback.
     pub token: Option<String>,
+    /// The connection cap and timeouts.
+    pub limits: crate::server::Limits,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -165,9 +171,14 @@ impl std::fmt::Debug for ApiConfig {
         f.debug_struct("ApiConfig")
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("limits", &self.limits)
             .finish()
     }
 }
+
+/// The largest `api.max_connections`: each connection is a file descriptor, and the unit's
+/// `LimitNOFILE` (4096) keeps room for the store, the broker and the webhooks.
+pub const MAX_API_CONNECTIONS: u32 = 2048;
 
 /// Default path of the config file on a gateway.
 pub const DEFAULT_PATH: &str = "/etc/curbside/curbside.toml";
@@ -296,6 +307,19 @@ impl Config {
         if !listen.ip().is_loopback() && token.is_none() {
             return Err(err("api.token", format!("is required when api.listen ({listen}) is not a loopback address")));
         }
+        let max_connections = raw.api.max_connections.unwrap_or(256);
+        if !(4..=MAX_API_CONNECTIONS).contains(&max_connections) {
+            return Err(err(
+                "api.max_connections",
+                format!("must be 4 to {MAX_API_CONNECTIONS}, got {max_connections}"),
+            ));
+        }
+        let request_timeout =
+            duration(raw.api.request_timeout.as_deref(), "10s").map_err(|m| err("api.request_timeout", m))?;
+        if request_timeout < Duration::from_secs(1) || request_timeout > Duration::from_secs(300) {
+            return Err(err("api.request_timeout", "must be 1s to 5m".into()));
+        }
+        let limits = crate::server::Limits { max_connections: max_connections as usize, request_timeout };
 
         let mut webhooks = Vec::new();
         for (i, w) in raw.webhook.into_iter().enumerate() {
@@ -320,7 +344,7 @@ impl Config {
             state_dir,
             outbox_budget: outbox_max_mb << 20,
             gps: GpsConfig { source, stale_after, max_clock_skew },
-            api: ApiConfig { listen, token },
+            api: ApiConfig { listen, token, limits },
             webhooks,
         })
     }
@@ -406,6 +430,9 @@ mod tests {
             ("vehicle_id = \"v\"\n[gps]\ncolour = 1", "gps.colour"),
             ("vehicle_id = \"v\"\n[api]\nlisten = \"0.0.0.0:8080\"", "api.token"),
             ("vehicle_id = \"v\"\n[api]\nlisten = \"nowhere\"", "api.listen"),
+            ("vehicle_id = \"v\"\n[api]\nmax_connections = 0", "api.max_connections"),
+            ("vehicle_id = \"v\"\n[api]\nmax_connections = 100000", "api.max_connections"),
+            ("vehicle_id = \"v\"\n[api]\nrequest_timeout = \"1ms\"", "api.request_timeout"),
             ("vehicle_id = ", "(syntax)"),
         ];
         for (text, key) in cases {

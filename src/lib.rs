@@ -28,7 +28,9 @@
 //! - [`app`]: builds every part from a config and runs them under one shutdown.
 //! - [`cli`]: the command line: arguments, the API client, what it prints.
 //! - [`status`]: one typed snapshot of the agent, rendered as JSON, metrics, STATUS= and text.
-#![forbid(unsafe_code)]
+//! - [`server`]: the local API's sockets: the connection cap and the timeouts (no routes).
+//! - [`memory`]: gives the allocator's free memory back after a burst (the one `unsafe` call).
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod api;
@@ -38,7 +40,9 @@ pub mod config;
 pub mod event;
 pub mod gps;
 pub mod health;
+pub mod memory;
 pub mod outbox;
+pub mod server;
 pub mod status;
 pub mod taps;
 pub mod telemetry;

@@ -14,6 +14,7 @@ use crate::gps::clock::{Clock, ClockSource, ClockStatus};
 use crate::gps::fix::Fix;
 use crate::gps::latest::LatestFix;
 use crate::outbox::{Attempt, Outbox, RingStats, StoreLoss};
+use crate::server::{ConnCounters, ConnReport};
 use crate::telemetry::{self, Counters, TelemetryStatus};
 use crate::webhook::{self, Endpoint, EndpointStatus, WebhookStatus};
 
@@ -34,6 +35,9 @@ pub struct Status {
     pub webhooks: Vec<EndpointReport>,
     /// MQTT telemetry, when configured.
     pub mqtt: Option<MqttReport>,
+    /// The local API's connections.
+    #[serde(default)]
+    pub api: ConnReport,
 }
 
 /// The GPS part of [`Status`].
@@ -141,6 +145,8 @@ pub struct Sources {
     pub webhooks: WebhookStatus,
     /// Telemetry's counters and its broker (`host:port`), when configured.
     pub telemetry: Option<(TelemetryStatus, String)>,
+    /// The local API's connection counters.
+    pub api: Arc<ConnCounters>,
 }
 
 impl Sources {
@@ -197,6 +203,7 @@ impl Sources {
                 backlog: self.outbox.ring().stats(),
                 events_pending: self.outbox.depth(telemetry::EVENT_ENDPOINT).pending,
             }),
+            api: self.api.report(),
         }
     }
 }

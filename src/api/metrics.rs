@@ -90,6 +90,28 @@ pub fn render(s: &Status) -> String {
         s.outbox.budget as f64,
     );
 
+    let api = &s.api;
+    p.one("curbside_api_connections_open", "gauge", "Connections to the local API open now.", api.open as f64);
+    p.one("curbside_api_connections_accepted_total", "counter", "Connections accepted.", api.accepted as f64);
+    p.one(
+        "curbside_api_connections_refused_total",
+        "counter",
+        "Connections closed at once: every open one was inside a request (api.max_connections).",
+        api.refused as f64,
+    );
+    p.one(
+        "curbside_api_connections_evicted_total",
+        "counter",
+        "Connections without a request, or idle, closed to make room for a new one.",
+        api.evicted as f64,
+    );
+    p.one(
+        "curbside_api_connections_timed_out_total",
+        "counter",
+        "Connections closed for sending no complete request within api.request_timeout.",
+        api.timed_out as f64,
+    );
+
     type Get = fn(&EndpointReport) -> Option<f64>;
     let families: [(&str, &str, &str, Get); 7] = [
         ("curbside_webhook_pending", "gauge", "Deliveries waiting or retrying.", |w| Some(w.pending as f64)),

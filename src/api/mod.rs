@@ -17,7 +17,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use crate::outbox::{ListState, OutboxError};
 use crate::status::{Sources, Status};
@@ -27,13 +26,10 @@ use crate::webhook::{self, Endpoint};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
-/// How long a request body may take to arrive once its headers have.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A request body: refused at once when it announces more than [`BODY_LIMIT`], and given up on
-/// when it does not arrive within [`BODY_TIMEOUT`] (a client that announces a body and sends
-/// nothing holds no more than that).
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, ApiError> {
+/// when it does not arrive within `timeout` (`api.request_timeout`: a client that announces a
+/// body and sends nothing holds its connection no longer than that).
+async fn read_body(headers: &HeaderMap, body: Body, timeout: Duration) -> Result<axum::body::Bytes, ApiError> {
     let too_large =
         || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, Some("body"), format!("larger than {BODY_LIMIT} bytes"));
     let announced =
@@ -41,13 +37,13 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes,
     if announced.is_some_and(|n| n > BODY_LIMIT as u64) {
         return Err(too_large());
     }
-    match tokio::time::timeout(BODY_TIMEOUT, to_bytes(body, BODY_LIMIT)).await {
+    match tokio::time::timeout(timeout, to_bytes(body, BODY_LIMIT)).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(_)) => Err(too_large()),
         Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             Some("body"),
-            format!("did not arrive within {} s", BODY_TIMEOUT.as_secs()),
+            format!("did not arrive within {} s", timeout.as_secs()),
         )),
     }
 }
@@ -64,6 +60,8 @@ pub struct Api {
     pub client: reqwest::Client,
     /// Required bearer token, if any.
     pub token: Option<Arc<str>>,
+    /// How long a request body may take to arrive (`api.request_timeout`).
+    pub body_timeout: Duration,
 }
 
 /// An error answer: status, message, and the field at fault.
@@ -167,15 +165,6 @@ fn bearer(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start())
 }
 
-/// Serves `router` on `listener` until shutdown.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
-}
-
 async fn tap(
     State(api): State<Api>,
     Path(job_id): Path<String>,
@@ -196,7 +185,7 @@ async fn tap(
             })?)
         }
     };
-    let bytes = read_body(&headers, body).await?;
+    let bytes = read_body(&headers, body, api.body_timeout).await?;
     let tap = taps::parse_json(&bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Some(&e.field), e.message))
         .and_then(|v| Ok(taps::parse_tap(&v)?))?;

@@ -135,7 +135,12 @@ async fn a_retried_tap_with_the_same_idempotency_key_returns_the_first_event() {
 /// later sequence and an earlier time than another of its job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn occurred_at_never_goes_backwards_in_sequence_order() {
-    let agent = start("[[webhook]]\nname = \"h\"\nurl = \"http://127.0.0.1:9/hook\"\n").await;
+    // 500 taps in flight at once: more connections than the default cap, which is raised here.
+    let agent = crate::common::agent::start_with_api(
+        "listen = \"127.0.0.1:0\"\nmax_connections = 600",
+        "[[webhook]]\nname = \"h\"\nurl = \"http://127.0.0.1:9/hook\"\n",
+    )
+    .await;
     let mut set = tokio::task::JoinSet::new();
     for i in 0..500 {
         let (http, url) = (agent.http.clone(), agent.url(&format!("/api/v1/jobs/J{}/status", i % 20)));

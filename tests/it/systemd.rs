@@ -25,6 +25,9 @@ fn the_unit_is_notify_with_a_watchdog_restarts_always_and_does_not_wait_for_the_
     ] {
         assert!(lines.contains(&needed), "{needed} missing");
     }
+    // Room for the largest connection cap the config allows, and as much again for the rest.
+    let nofile: u32 = lines.iter().find_map(|l| l.strip_prefix("LimitNOFILE=")).expect("LimitNOFILE").parse().unwrap();
+    assert!(nofile >= 2 * curbside::config::MAX_API_CONNECTIONS, "LimitNOFILE={nofile}");
     let settings: Vec<&&str> = lines.iter().filter(|l| !l.starts_with('#')).collect();
     assert!(
         !settings.iter().any(|l| l.contains("network-online") || l.contains("network.target")),

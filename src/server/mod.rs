@@ -1,0 +1,256 @@
+//! The local API's sockets: the accept loop and each connection's task, under the rules of
+//! [`conns`] (a cap on open connections, a timeout for anything that is not a request
+//! being answered). The accept loop never waits on a client: a connection is admitted, admitted
+//! in place of a slow one, or closed at once, and counted. What is served is a [`Router`]
+//! ([`crate::api`]'s routes); this module knows nothing of them.
+
+pub mod conns;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_service::Service as _;
+
+use conns::{Admit, Check, ConnId, Table};
+
+/// How long open connections get to finish when the agent stops.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Limits on the API's connections (`[api]` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// How long a request's headers may take, and how long a connection may idle between
+    /// requests (the API gives a request's body as long again).
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_connections: 256, request_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// The connections' counters, for status and `/metrics`.
+#[derive(Debug, Default)]
+pub struct ConnCounters {
+    open: AtomicU64,
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    evicted: AtomicU64,
+    timed_out: AtomicU64,
+}
+
+/// A reading of [`ConnCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConnReport {
+    /// Open now.
+    pub open: u64,
+    /// Accepted since start.
+    pub accepted: u64,
+    /// Closed at once because every open connection was inside a request.
+    pub refused: u64,
+    /// Closed to make room for a new one (they had sent no request, or were idle).
+    pub evicted: u64,
+    /// Closed for taking longer than the request timeout to send a request.
+    pub timed_out: u64,
+}
+
+impl ConnCounters {
+    /// The counters now.
+    pub fn report(&self) -> ConnReport {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ConnReport {
+            open: r(&self.open),
+            accepted: r(&self.accepted),
+            refused: r(&self.refused),
+            evicted: r(&self.evicted),
+            timed_out: r(&self.timed_out),
+        }
+    }
+}
+
+struct Shared {
+    router: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+    table: Mutex<Table>,
+    /// One token per open connection: cancelled to evict it.
+    closers: Mutex<std::collections::HashMap<ConnId, CancellationToken>>,
+    counters: Arc<ConnCounters>,
+    /// The most connections open since memory was last given back.
+    peak: AtomicU64,
+}
+
+impl Shared {
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn closers(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<ConnId, CancellationToken>> {
+        self.closers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Serves `router` on `listener` under `limits` until `shutdown`, then gives open connections
+/// [`DRAIN`] to finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    counters: Arc<ConnCounters>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let shared = Arc::new(Shared {
+        router,
+        limits,
+        shutdown: shutdown.clone(),
+        table: Mutex::new(Table::new(limits.max_connections, limits.request_timeout)),
+        closers: Mutex::default(),
+        counters,
+        peak: AtomicU64::new(0),
+    });
+    let tracker = TaskTracker::new();
+    let mut backoff_logged = false;
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(e) => {
+                // Out of file descriptors (EMFILE, ENFILE) or a connection reset before it was
+                // accepted: wait a moment rather than spin, and say so once.
+                if !backoff_logged {
+                    tracing::warn!(error = %e, "the local API cannot accept a connection; retrying");
+                    backoff_logged = true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        backoff_logged = false;
+        let now = tokio::time::Instant::now();
+        let admitted = shared.table().admit(now);
+        let c = &shared.counters;
+        let id = match admitted {
+            Admit::Refuse => {
+                c.refused.fetch_add(1, Ordering::Relaxed);
+                drop(stream);
+                continue;
+            }
+            Admit::Yes(id) => id,
+            Admit::Evicting { id, evict } => {
+                c.evicted.fetch_add(1, Ordering::Relaxed);
+                if let Some(close) = shared.closers().remove(&evict) {
+                    close.cancel();
+                }
+                id
+            }
+        };
+        c.accepted.fetch_add(1, Ordering::Relaxed);
+        let open = shared.table().len() as u64;
+        c.open.store(open, Ordering::Relaxed);
+        shared.peak.fetch_max(open, Ordering::Relaxed);
+        let close = CancellationToken::new();
+        shared.closers().insert(id, close.clone());
+        let _ = stream.set_nodelay(true);
+        tracker.spawn(connection(stream, id, shared.clone(), close));
+    }
+    tracker.close();
+    if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
+        tracing::info!("local API: connections still open after {} s closed", DRAIN.as_secs());
+    }
+    Ok(())
+}
+
+/// Serves one connection until it ends, is evicted, times out, or the agent stops.
+async fn connection(stream: tokio::net::TcpStream, id: ConnId, shared: Arc<Shared>, close: CancellationToken) {
+    let (limits, shutdown) = (shared.limits, shared.shutdown.clone());
+    let service = {
+        let shared = shared.clone();
+        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            shared.table().request_started(id);
+            let done = Done { shared: shared.clone(), id };
+            let mut router = shared.router.clone();
+            async move {
+                let resp = router.call(req).await;
+                drop(done);
+                resp
+            }
+        })
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.request_timeout).max_buf_size(64 * 1024);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let mut look_at = tokio::time::Instant::now() + limits.request_timeout;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if r.as_ref().is_err_and(hyper::Error::is_timeout) {
+                    // hyper's own header timeout (the same as ours) came first.
+                    shared.counters.timed_out.fetch_add(1, Ordering::Relaxed);
+                }
+                break;
+            }
+            _ = close.cancelled() => break,
+            _ = shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(DRAIN, conn.as_mut()).await;
+                break;
+            }
+            _ = tokio::time::sleep_until(look_at) => {
+                let now = tokio::time::Instant::now();
+                let verdict = shared.table().check(id, now);
+                match verdict {
+                    Some(Check::Later(at)) => look_at = at,
+                    Some(Check::TimedOut) => {
+                        shared.counters.timed_out.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+    let open = {
+        let mut table = shared.table();
+        table.closed(id);
+        table.len() as u64
+    };
+    shared.closers().remove(&id);
+    shared.counters.open.store(open, Ordering::Relaxed);
+    give_back_memory(&shared, open);
+}
+
+/// Marks a request answered when dropped (also when its handler is cancelled).
+struct Done {
+    shared: Arc<Shared>,
+    id: ConnId,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.shared.table().request_done(self.id, tokio::time::Instant::now());
+    }
+}
+
+/// After a flood of connections has gone, hands the memory their buffers took back to the
+/// system: the allocator keeps freed memory for reuse otherwise, and a gateway's RSS would stay
+/// at the flood's high-water mark.
+fn give_back_memory(shared: &Shared, open: u64) {
+    let peak = shared.peak.load(Ordering::Relaxed);
+    if open <= 2 && peak >= 32 && shared.peak.compare_exchange(peak, open, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    {
+        tokio::task::spawn_blocking(crate::memory::trim);
+    }
+}
