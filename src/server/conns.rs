@@ -8,10 +8,14 @@
 //! - a connection not inside a request (its headers still coming, or idle between requests) is
 //!   closed once it has been so for the request timeout: headers, and the idle spell of a
 //!   keep-alive connection, both get that long;
-//! - at the cap, a new connection takes the place of the oldest connection that has never
-//!   completed a request (a slow or silent client), else of the oldest idle one; only when every
-//!   connection is inside a request is the new one refused. A client that sends its request at
-//!   once is therefore always served, however many clients hold connections open without one.
+//! - at the cap, a new connection takes the place of the oldest connection that has sent part of
+//!   a request and stopped (a slow client), else of the oldest idle one. A connection that has
+//!   sent nothing yet (silent, or a prompt client whose request is still on its way) is taken
+//!   only when there is no other, after the accept loop has let the connections' tasks run
+//!   ([`Admit::Wait`]); only when every connection is inside a request is the new one refused.
+//!   A client that sends its request at once is therefore served, however many clients hold
+//!   connections open without one: by the time it could be chosen, its request has been read
+//!   and it is inside it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -35,6 +39,9 @@ pub enum Admit {
     },
     /// Close it at once: every open connection is inside a request.
     Refuse,
+    /// Nothing to close but connections that have sent nothing yet: let their tasks run, then
+    /// ask again with `force` (nothing was changed).
+    Wait,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +50,8 @@ struct Conn {
     busy: bool,
     /// Has completed at least one request.
     served: bool,
+    /// Has sent part of a request, all of which was read, and no more has come yet.
+    read: bool,
     /// When it last became not busy (or was accepted).
     since: Instant,
 }
@@ -72,16 +81,23 @@ impl Table {
         self.open.is_empty()
     }
 
-    /// A new connection arrives at `now`.
-    pub fn admit(&mut self, now: Instant) -> Admit {
+    /// A new connection arrives at `now`. Without `force`, a connection that has sent nothing
+    /// yet is never chosen to make room ([`Admit::Wait`] instead).
+    pub fn admit(&mut self, now: Instant, force: bool) -> Admit {
         let evict = if self.open.len() < self.cap {
             None
         } else {
-            let waiting =
-                |served: bool| self.open.iter().find(|(_, c)| !c.busy && c.served == served).map(|(id, _)| *id);
-            match waiting(false).or_else(|| waiting(true)) {
+            let oldest = |f: &dyn Fn(&Conn) -> bool| self.open.iter().find(|(_, c)| !c.busy && f(c)).map(|(id, _)| *id);
+            let slow = oldest(&|c| !c.served && c.read);
+            let idle = || oldest(&|c| c.served);
+            let unread = || oldest(&|c| !c.served);
+            match slow.or_else(idle) {
                 Some(id) => Some(id),
-                None => return Admit::Refuse,
+                None if !force && unread().is_some() => return Admit::Wait,
+                None => match unread() {
+                    Some(id) => Some(id),
+                    None => return Admit::Refuse,
+                },
             }
         };
         if let Some(id) = evict {
@@ -89,10 +105,17 @@ impl Table {
         }
         let id = self.next;
         self.next += 1;
-        self.open.insert(id, Conn { busy: false, served: false, since: now });
+        self.open.insert(id, Conn { busy: false, served: false, read: false, since: now });
         match evict {
             None => Admit::Yes(id),
             Some(evict) => Admit::Evicting { id, evict },
+        }
+    }
+
+    /// `id` sent part of a request and stopped: all it sent was read, no request is complete.
+    pub fn read_incomplete(&mut self, id: ConnId) {
+        if let Some(c) = self.open.get_mut(&id) {
+            c.read = true;
         }
     }
 
@@ -152,7 +175,7 @@ mod tests {
     async fn a_connection_without_a_request_times_out_and_one_inside_a_request_does_not() {
         let mut t = Table::new(4, T);
         let start = Instant::now();
-        let Admit::Yes(a) = t.admit(start) else { panic!() };
+        let Admit::Yes(a) = t.admit(start, false) else { panic!() };
         assert_eq!(t.check(a, start), Some(Check::Later(start + T)));
         assert_eq!(t.check(a, start + T), Some(Check::TimedOut));
         t.request_started(a);
@@ -170,50 +193,68 @@ mod tests {
         let now = Instant::now();
         let mut t = Table::new(3, T);
         let ids: Vec<ConnId> = (0..3)
-            .map(|_| match t.admit(now) {
+            .map(|_| match t.admit(now, false) {
                 Admit::Yes(id) => id,
                 other => panic!("{other:?}"),
             })
             .collect();
-        // 0 is an idle keep-alive connection that has been served; 1 never sent a request; 2 is
-        // inside one.
+        // 0 is an idle keep-alive connection that has been served; 1 has been read and sent no
+        // complete request; 2 is inside one.
         t.request_started(ids[0]);
         t.request_done(ids[0], now);
+        t.read_incomplete(ids[1]);
         t.request_started(ids[2]);
-        let Admit::Evicting { id: d, evict } = t.admit(now) else { panic!() };
+        let Admit::Evicting { id: d, evict } = t.admit(now, false) else { panic!() };
         assert_eq!(evict, ids[1], "the silent one goes first, though it is not the oldest");
         t.request_started(d);
-        let Admit::Evicting { id: e, evict } = t.admit(now) else { panic!() };
+        let Admit::Evicting { id: e, evict } = t.admit(now, false) else { panic!() };
         assert_eq!(evict, ids[0], "then the idle one");
         t.request_started(e);
         assert_eq!(t.len(), 3);
-        assert_eq!(t.admit(now), Admit::Refuse, "all three are inside a request");
+        assert_eq!(t.admit(now, false), Admit::Refuse, "all three are inside a request");
         assert_eq!(t.len(), 3);
         t.request_done(ids[2], now);
-        assert_eq!(t.admit(now), Admit::Evicting { id: e + 1, evict: ids[2] });
+        assert_eq!(t.admit(now, false), Admit::Evicting { id: e + 1, evict: ids[2] });
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_prompt_client_is_served_whatever_the_flood() {
-        // Many silent connections arrive; a client that sends its request as soon as it is
-        // admitted is never the one evicted before it does.
+        // Silent connections arrive and are read; a client admitted among them is not chosen
+        // before it has been read, and once read it is inside its request.
         let now = Instant::now();
         let mut t = Table::new(8, T);
+        let admit = |t: &mut Table| match t.admit(now, false) {
+            Admit::Yes(id) | Admit::Evicting { id, .. } => {
+                t.read_incomplete(id);
+                id
+            }
+            other => panic!("{other:?}"),
+        };
         for _ in 0..1000 {
-            assert!(matches!(t.admit(now), Admit::Yes(_) | Admit::Evicting { .. }));
+            admit(&mut t);
         }
-        let good = match t.admit(now) {
+        let good = match t.admit(now, false) {
             Admit::Evicting { id, .. } => id,
             other => panic!("{other:?}"),
         };
-        for _ in 0..7 {
-            t.admit(now);
+        for _ in 0..1000 {
+            admit(&mut t);
         }
-        assert!(t.check(good, now).is_some(), "still open after 7 more arrivals");
+        assert!(t.check(good, now).is_some(), "not read yet: never chosen while read ones are there");
         t.request_started(good);
         for _ in 0..1000 {
-            t.admit(now);
+            admit(&mut t);
         }
         assert!(t.check(good, now).is_some(), "inside its request: never evicted");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connections_not_read_yet_are_taken_only_when_forced() {
+        let now = Instant::now();
+        let mut t = Table::new(2, T);
+        let (Admit::Yes(a), Admit::Yes(_)) = (t.admit(now, false), t.admit(now, false)) else { panic!() };
+        assert_eq!(t.admit(now, false), Admit::Wait);
+        assert_eq!(t.len(), 2, "nothing changed");
+        assert!(matches!(t.admit(now, true), Admit::Evicting { evict, .. } if evict == a));
     }
 }

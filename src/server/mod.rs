@@ -138,11 +138,22 @@ pub async fn serve(
             }
         };
         backoff_logged = false;
-        let now = tokio::time::Instant::now();
-        let admitted = shared.table().admit(now);
+        let mut admitted = shared.table().admit(tokio::time::Instant::now(), false);
+        for _ in 0..3 {
+            if admitted != Admit::Wait {
+                break;
+            }
+            // Every connection that could make room has not been read yet (a burst outran their
+            // tasks): let them run, so that a prompt client's request is read, not thrown away.
+            tokio::task::yield_now().await;
+            admitted = shared.table().admit(tokio::time::Instant::now(), false);
+        }
+        if admitted == Admit::Wait {
+            admitted = shared.table().admit(tokio::time::Instant::now(), true);
+        }
         let c = &shared.counters;
         let id = match admitted {
-            Admit::Refuse => {
+            Admit::Refuse | Admit::Wait => {
                 c.refused.fetch_add(1, Ordering::Relaxed);
                 drop(stream);
                 continue;
@@ -164,6 +175,11 @@ pub async fn serve(
         shared.closers().insert(id, close.clone());
         let _ = stream.set_nodelay(true);
         tracker.spawn(connection(stream, id, shared.clone(), close));
+        if open as usize >= limits.max_connections {
+            // At the cap: let the new connection's task read what it has been sent before the
+            // next arrival is weighed against it (a burst must not outrun the reading).
+            tokio::task::yield_now().await;
+        }
     }
     tracker.close();
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
@@ -190,7 +206,8 @@ async fn connection(stream: tokio::net::TcpStream, id: ConnId, shared: Arc<Share
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.request_timeout).max_buf_size(64 * 1024);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let io = Watched { stream, shared: shared.clone(), id, got_bytes: false, marked: false };
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut look_at = tokio::time::Instant::now() + limits.request_timeout;
     loop {
@@ -230,6 +247,68 @@ async fn connection(stream: tokio::net::TcpStream, id: ConnId, shared: Arc<Share
     shared.closers().remove(&id);
     shared.counters.open.store(open, Ordering::Relaxed);
     give_back_memory(&shared, open);
+}
+
+/// The connection's socket, telling the table when it has been read and found without a
+/// complete request: the first time a read would wait after some bytes came. Not before any
+/// came: a client's request may simply not have arrived when its task first reads, and a
+/// prompt client must not look like a slow one.
+struct Watched {
+    stream: tokio::net::TcpStream,
+    shared: Arc<Shared>,
+    id: ConnId,
+    got_bytes: bool,
+    marked: bool,
+}
+
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.stream).poll_read(cx, buf);
+        if polled.is_ready() && buf.filled().len() > before {
+            self.got_bytes = true;
+        } else if polled.is_pending() && self.got_bytes && !self.marked {
+            self.marked = true;
+            self.shared.table().read_incomplete(self.id);
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Watched {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
 }
 
 /// Marks a request answered when dropped (also when its handler is cancelled).
