@@ -64,7 +64,7 @@ async fn connections_that_never_finish_a_request_do_not_lock_out_taps_and_are_cl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_every_connection_is_inside_a_request_a_new_one_is_refused_and_counted() {
-    let agent = agent(4, "4s").await;
+    let agent = agent(4, "8s").await;
     // Four requests whose bodies never come: each is inside its handler, waiting for the body.
     let mut busy = Vec::new();
     for i in 0..4 {
@@ -75,9 +75,9 @@ async fn when_every_connection_is_inside_a_request_a_new_one_is_refused_and_coun
         c.write_all(head.as_bytes()).await.unwrap();
         busy.push(c);
     }
-    // Time for the agent to read four sets of headers (it has four times as long before the
-    // bodies time out).
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Time for the agent to read four sets of headers (also under emulation; the bodies time
+    // out four times as long after).
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let mut fifth = TcpStream::connect(agent.addr()).await.unwrap();
     let _ = fifth.write_all(b"GET /api/v1/status HTTP/1.1\r\nhost: x\r\n\r\n").await;
     assert_eq!(until_closed(&mut fifth).await, "", "refused: closed without an answer");
