@@ -26,6 +26,33 @@ use crate::webhook::{self, Endpoint};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
+/// Everything the tap route checks before it stores anything: the job id from the path, the
+/// `Idempotency-Key` header, the body (UTF-8, JSON without a key twice, a tap that says one
+/// thing). Pure, so that it is fuzzed as it is (`fuzz/fuzz_targets/api_tap.rs`).
+pub fn parse_tap_request<'h>(
+    job_id: &str,
+    headers: &'h HeaderMap,
+    body: &[u8],
+) -> Result<(taps::Tap, Option<&'h str>), ApiError> {
+    taps::validate_job_id(job_id)?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let k = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= taps::MAX_IDEMPOTENCY_KEY);
+            Some(k.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    Some("Idempotency-Key"),
+                    format!("must be 1 to {} visible ASCII characters", taps::MAX_IDEMPOTENCY_KEY),
+                )
+            })?)
+        }
+    };
+    let value =
+        taps::parse_json(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Some(&e.field), e.message))?;
+    Ok((taps::parse_tap(&value)?, key))
+}
+
 /// A request body: refused at once when it announces more than [`BODY_LIMIT`], and given up on
 /// when it does not arrive within `timeout` (`api.request_timeout`: a client that announces a
 /// body and sends nothing holds its connection no longer than that).
@@ -73,6 +100,16 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The HTTP status it answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The field at fault, if one is.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
     fn new(status: StatusCode, field: Option<&str>, message: impl Into<String>) -> Self {
         Self { status, field: field.map(String::from), message: message.into() }
     }
@@ -160,7 +197,7 @@ async fn authorize(State(api): State<Api>, req: Request, next: Next) -> Response
 
 /// The token of an `Authorization: Bearer TOKEN` header (the scheme is case-insensitive,
 /// RFC 9110 §11.1).
-fn bearer(value: &str) -> Option<&str> {
+pub fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start())
 }
@@ -171,24 +208,10 @@ async fn tap(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // A bad path is answered before any body is read.
     taps::validate_job_id(&job_id)?;
-    let key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => {
-            let k = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= taps::MAX_IDEMPOTENCY_KEY);
-            Some(k.ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    Some("Idempotency-Key"),
-                    format!("must be 1 to {} visible ASCII characters", taps::MAX_IDEMPOTENCY_KEY),
-                )
-            })?)
-        }
-    };
     let bytes = read_body(&headers, body, api.body_timeout).await?;
-    let tap = taps::parse_json(&bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Some(&e.field), e.message))
-        .and_then(|v| Ok(taps::parse_tap(&v)?))?;
+    let (tap, key) = parse_tap_request(&job_id, &headers, &bytes)?;
     let appended = api.taps.record(&job_id, tap, key).await?;
     let mut resp = (StatusCode::CREATED, Json(&appended.event)).into_response();
     if !appended.created {

@@ -79,7 +79,7 @@ impl ApiClient {
     pub async fn tap(&self, job: &str, body: &Value, idempotency_key: Option<&str>) -> anyhow::Result<StatusEvent> {
         identifier(job).map_err(|m| anyhow::anyhow!("--job: {m}"))?;
         let headers: Vec<(&str, &str)> = idempotency_key.map(|k| ("idempotency-key", k)).into_iter().collect();
-        let v = self.post(&format!("/api/v1/jobs/{job}/status"), Some(body), &headers).await?;
+        let v = self.post(&format!("/api/v1/jobs/{}/status", segment(job)), Some(body), &headers).await?;
         serde_json::from_value(v).context("the agent's event does not read as this version's")
     }
 
@@ -102,13 +102,13 @@ impl ApiClient {
     /// `POST /api/v1/webhooks/{name}/test`: the HTTP status and the agent's answer.
     pub async fn webhook_test(&self, name: &str) -> anyhow::Result<(u16, Value)> {
         identifier(name).map_err(|m| anyhow::anyhow!("webhook name: {m}"))?;
-        self.send(reqwest::Method::POST, &format!("/api/v1/webhooks/{name}/test"), None, &[]).await
+        self.send(reqwest::Method::POST, &format!("/api/v1/webhooks/{}/test", segment(name)), None, &[]).await
     }
 
     /// `POST /api/v1/webhooks/{name}/enable`: whether it was disabled.
     pub async fn webhook_enable(&self, name: &str) -> anyhow::Result<bool> {
         identifier(name).map_err(|m| anyhow::anyhow!("webhook name: {m}"))?;
-        let v = self.post(&format!("/api/v1/webhooks/{name}/enable"), None, &[]).await?;
+        let v = self.post(&format!("/api/v1/webhooks/{}/enable", segment(name)), None, &[]).await?;
         Ok(v["was_disabled"].as_bool().unwrap_or(false))
     }
 
@@ -118,11 +118,39 @@ impl ApiClient {
     }
 }
 
+/// `s` as one path segment: every byte but RFC 3986's unreserved ones percent-encoded. The ids
+/// passed here are already checked (`identifier`), so this changes nothing today; it keeps a
+/// rule change there from ever letting an id name another path.
+fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn ok((status, value): (u16, Value)) -> anyhow::Result<Value> {
     if (200..300).contains(&status) {
         Ok(value)
     } else {
         let msg = value.get("error").and_then(Value::as_str).map(String::from).unwrap_or_else(|| value.to_string());
         anyhow::bail!("the agent answered {status}: {msg}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::segment;
+
+    #[test]
+    fn a_segment_cannot_name_another_path() {
+        assert_eq!(segment("JOB-1.a_b~"), "JOB-1.a_b~");
+        assert_eq!(segment("E/../F"), "E%2F..%2FF");
+        assert_eq!(segment("x/status?y="), "x%2Fstatus%3Fy%3D");
+        assert_eq!(segment("A#1 ü"), "A%231%20%C3%BC");
     }
 }

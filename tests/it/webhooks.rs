@@ -326,10 +326,15 @@ async fn the_cli_webhook_test_reports_in_words_and_a_410_to_it_disables_nothing(
     let (code, out, err) = tokio::task::block_in_place(|| cli(&["webhook", "test", "h"]));
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.starts_with("h: delivered (HTTP 200)"), "{out}");
-    // A job id that is a path segment never reaches the agent.
+    // A job id that is a path segment, or would name another path, never reaches the agent.
     let (code, _, err) = tokio::task::block_in_place(|| cli(&["tap", "arrived", "--job", ".."]));
     assert_eq!(code, Some(1));
     assert!(err.contains("--job: must not be only dots"), "{err}");
+    for job in ["E/../F", "x/status?y=", "A#1", "...", "."] {
+        let (code, _, err) = tokio::task::block_in_place(|| cli(&["tap", "arrived", "--job", job]));
+        assert_eq!(code, Some(1), "{job}");
+        assert!(err.contains("--job: "), "{job}: {err}");
+    }
     assert_eq!(agent.get("/api/v1/status").await["outbox"]["events"], 0);
     agent.stop().await;
 }
