@@ -27,16 +27,7 @@ use tokio::net::TcpStream;
 
 #[allow(dead_code)]
 mod common;
-use common::{free_port, peak_rss_kb};
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
+use common::{free_port, peak_rss_kb, rss_kb};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {

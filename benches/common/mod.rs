@@ -31,11 +31,20 @@ pub fn spawn_agent(config: &Path) -> Child {
 
 /// Peak resident memory (VmHWM) of a process, in kB.
 pub fn peak_rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmHWM:")
+}
+
+/// Resident memory now (VmRSS) of a process, in kB.
+#[allow(dead_code)] // used by api_flood only; each bench compiles this module on its own
+pub fn rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS:")
+}
+
+/// A `kB` field of `/proc/PID/status`; 0 when the process is gone.
+fn status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
         .unwrap_or(0)
 }
 

@@ -311,17 +311,11 @@ async fn any_body_is_stored_and_round_trips_or_refused_naming_a_field() {
             serde_json::to_vec(&Value::Object(o)).unwrap()
         },
     );
-    let statuses = prop::sample::select(vec![
-        "heading_to",
-        "arrived",
-        "delivered",
-        "partially_delivered",
-        "failed",
-        "picked_up",
-    ]);
+    let statuses =
+        prop::sample::select(vec!["heading_to", "arrived", "delivered", "partially_delivered", "failed", "picked_up"]);
     let reasons = prop::sample::select(vec!["refused", "damaged", "other"]);
-    let good = (statuses, prop::option::of("[A-Za-z .'-]{0,30}"), prop::option::of(reasons), any::<bool>())
-        .prop_map(|(status, received_by, reason_code, with_note)| {
+    let good = (statuses, prop::option::of("[A-Za-z .'-]{0,30}"), prop::option::of(reasons), any::<bool>()).prop_map(
+        |(status, received_by, reason_code, with_note)| {
             let mut o = json!({"status": status});
             if status == "failed" || (status == "partially_delivered" && reason_code.is_some()) {
                 o["reason_code"] = json!(reason_code.unwrap_or("other"));
@@ -336,7 +330,8 @@ async fn any_body_is_stored_and_round_trips_or_refused_naming_a_field() {
                 o["note"] = json!("left at the back door\nthanks");
             }
             serde_json::to_vec(&o).unwrap()
-        });
+        },
+    );
     let bodies = prop_oneof![
         2 => good,
         3 => tap,
