@@ -105,7 +105,9 @@ async fn main() {
     // Buffer n positions in the store, as a van out of coverage would.
     let points: Vec<Point> = (0..n).map(point).collect();
     {
-        let outbox = Outbox::open(&state, vec![EndpointFilter { name: EVENT_ENDPOINT.into(), events: None }]).unwrap();
+        let outbox =
+            Outbox::open(&state, vec![EndpointFilter { name: EVENT_ENDPOINT.into(), events: None, files_only: false }])
+                .unwrap();
         let limits = RingLimits { max_points: n as u64, max_bytes: u64::MAX, max_age: Duration::from_secs(1 << 40) };
         let now = Utc::now().timestamp();
         for p in &points {

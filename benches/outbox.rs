@@ -69,8 +69,11 @@ async fn tap_latency(base: &Path) {
     // The store alone, in process (no HTTP): where the time of a tap goes.
     let mut appends = Vec::with_capacity(N);
     {
-        let o =
-            Outbox::open(&dir.path().join("inproc"), vec![EndpointFilter { name: "bo".into(), events: None }]).unwrap();
+        let o = Outbox::open(
+            &dir.path().join("inproc"),
+            vec![EndpointFilter { name: "bo".into(), events: None, files_only: false }],
+        )
+        .unwrap();
         for i in 0..N {
             let t = Instant::now();
             o.append("JOB-1", None, |s| event(s, i)).await.unwrap();
@@ -222,8 +225,11 @@ async fn drain(base: &Path, n: usize) {
     let dir = tempfile::tempdir_in(base).unwrap();
     // Queue n events directly in the store (as taps made offline would).
     let bodies: Vec<Vec<u8>> = {
-        let outbox =
-            Outbox::open(&dir.path().join("state"), vec![EndpointFilter { name: "bo".into(), events: None }]).unwrap();
+        let outbox = Outbox::open(
+            &dir.path().join("state"),
+            vec![EndpointFilter { name: "bo".into(), events: None, files_only: false }],
+        )
+        .unwrap();
         let mut set = tokio::task::JoinSet::new();
         let next = Arc::new(AtomicU64::new(0));
         for _ in 0..64 {

@@ -17,6 +17,8 @@ use crate::gps::clock::Clock;
 use crate::gps::latest::LatestFix;
 use crate::gps::source;
 use crate::health::{self, Health, Notifier, watched};
+use crate::media::Media;
+use crate::media::settings::UPLOAD_ENDPOINT;
 use crate::outbox::{EndpointFilter, Outbox};
 use crate::status::Sources;
 use crate::taps::Taps;
@@ -87,21 +89,54 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 /// As [`start`], telling systemd `READY=1` once every part runs, a `STATUS=` line every 10 s,
 /// and `WATCHDOG=1` only while every main loop is alive (see [`health`]).
 pub async fn start_supervised(config: Config, supervision: Supervision) -> anyhow::Result<Running> {
-    let mut filters: Vec<EndpointFilter> =
-        config.webhooks.iter().map(|w| EndpointFilter { name: w.name.clone(), events: w.events.clone() }).collect();
+    let mut filters: Vec<EndpointFilter> = config
+        .webhooks
+        .iter()
+        .map(|w| EndpointFilter { name: w.name.clone(), events: w.events.clone(), files_only: false })
+        .collect();
     if config.mqtt.is_some() {
         // Status events wait for the broker in the outbox, like webhook deliveries.
-        filters.push(EndpointFilter { name: telemetry::EVENT_ENDPOINT.into(), events: None });
+        filters.push(EndpointFilter { name: telemetry::EVENT_ENDPOINT.into(), events: None, files_only: false });
+    }
+    if config.pod.upload.is_some() {
+        // An event's files wait for their upload like a webhook delivery; its webhooks wait for
+        // that (see `webhook::deliver`).
+        filters.push(EndpointFilter { name: UPLOAD_ENDPOINT.into(), events: None, files_only: true });
     }
     let outbox = Outbox::open_with(&config.state_dir, filters, config.outbox_budget)
         .with_context(|| format!("cannot open the outbox in {}", config.state_dir.display()))?;
+    let media = Media::open(&config.state_dir, config.pod.media_budget)
+        .with_context(|| format!("cannot open the media directory in {}", config.state_dir.display()))?;
+    let pod = Arc::new(config.pod.clone());
+    {
+        // Files of events that left the store while the agent was down, and files that no
+        // acknowledged event references (a tap killed between its files and its event).
+        let (o, m, uploads) = (outbox.clone(), media.clone(), pod.upload.is_some());
+        let swept = tokio::task::spawn_blocking(move || {
+            if uploads {
+                // Without an upload target files stay on the van (status says so).
+                let released = o.drop_released_media_refs()?;
+                m.release(released, |s| o.media_referenced(s));
+            }
+            Ok::<_, anyhow::Error>(m.sweep(|s| o.media_referenced(s))?)
+        })
+        .await??;
+        if swept.unreferenced + swept.partial > 0 {
+            tracing::info!(
+                unreferenced = swept.unreferenced,
+                partial = swept.partial,
+                "media: removed files no event references"
+            );
+        }
+    }
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("cannot listen on {} (api.listen)", config.api.listen))?;
     let api_addr = listener.local_addr()?;
     let latest = LatestFix::new(config.gps.stale_after);
     let clock = Clock::new(latest.clone(), config.gps.max_clock_skew);
-    let client = webhook::client(config.webhooks.iter().map(|e| &**e))?;
+    let client =
+        webhook::client(config.webhooks.iter().map(|e| &**e).chain(config.pod.upload.as_ref().map(|u| &*u.endpoint)))?;
     let webhooks = WebhookStatus::default();
     // Built before anything runs, so that unreadable TLS files fail the start.
     let mqtt = match &config.mqtt {
@@ -121,6 +156,8 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
         webhooks: webhooks.clone(),
         telemetry: mqtt.as_ref().map(|(m, _, status)| (status.clone(), format!("{}:{}", m.host, m.port))),
         api: Arc::default(),
+        media: media.clone(),
+        pod: pod.clone(),
     };
     let api = Api {
         taps,
@@ -162,12 +199,15 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
             crate::server::serve(listener, router, limits, counters, shutdown).await.context("local API failed")
         });
     }
-    for ep in endpoints.iter() {
+    let uploads = pod.upload.as_ref().map(|u| u.endpoint.clone());
+    for ep in endpoints.iter().chain(uploads.iter()) {
         let deps = webhook::Deps {
             outbox: outbox.clone(),
             client: client.clone(),
             clock: clock.clone(),
             status: webhooks.clone(),
+            media: media.clone(),
+            pod: pod.clone(),
         };
         let (ep, shutdown) = (ep.clone(), shutdown.clone());
         parts.spawn_watched(&format!("webhook {}", ep.name), async move {
@@ -182,6 +222,7 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
             clock: clock.clone(),
             status,
             events: outbox.waker(telemetry::EVENT_ENDPOINT).context("the outbox has no MQTT event endpoint")?,
+            public: pod.upload.as_ref().map(|u| u.public.clone()),
         };
         let (shutdown, vehicle_id) = (shutdown.clone(), config.vehicle_id.clone());
         parts.spawn_watched("mqtt", async move {
@@ -237,6 +278,13 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
                 }
             })
             .await?;
+            Ok(())
+        });
+    }
+    if pod.upload.is_some() {
+        let (outbox, media, shutdown) = (outbox.clone(), media.clone(), shutdown.clone());
+        parts.spawn_watched("media", async move {
+            media_janitor(outbox, media, shutdown).await;
             Ok(())
         });
     }
@@ -335,6 +383,32 @@ async fn store_upkeep(outbox: Outbox, due: Arc<tokio::sync::Notify>, every: Dura
             Ok(Ok((false, live))) => schedule.not_worth_it(removals, live.records, size),
             Ok(Err(e)) => tracing::warn!(error = %e, "could not look at the outbox's size"),
             Err(e) => tracing::warn!(error = %e, "the outbox size check panicked"),
+        }
+    }
+}
+
+/// Removes a file once no stored event references it: woken whenever events leave the store
+/// (delivered everywhere: with an upload target, that includes the upload), it drops their
+/// media references and deletes the files left without one (a file shared by two taps stays
+/// until both are gone). Without an upload target it does not run: files stay on the van.
+async fn media_janitor(outbox: Outbox, media: Media, shutdown: CancellationToken) {
+    let released = outbox.released();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = released.notified() => {}
+        }
+        let (o, m) = (outbox.clone(), media.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let shas = o.drop_released_media_refs()?;
+            Ok::<_, crate::outbox::OutboxError>(m.release(shas, |s| o.media_referenced(s)))
+        })
+        .await;
+        match done {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::debug!(files = n, "media: removed files of delivered events"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "media: could not drop references of delivered events"),
+            Err(e) => tracing::warn!(error = %e, "media: the janitor panicked"),
         }
     }
 }
@@ -586,7 +660,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_upkeep_asks_for_a_compaction_once_a_drained_store_is_quiet() {
         let dir = tempfile::tempdir().unwrap();
-        let endpoints = vec![EndpointFilter { name: "bo".into(), events: None }];
+        let endpoints = vec![EndpointFilter { name: "bo".into(), events: None, files_only: false }];
         let outbox = Outbox::open_with(dir.path(), endpoints, 16 << 20).unwrap();
         let mut seqs = Vec::new();
         while outbox.size_on_disk() < 14 << 20 {

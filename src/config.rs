@@ -71,6 +71,9 @@ pub struct RawConfig {
     pub webhook: Vec<crate::webhook::settings::RawWebhook>,
     /// `[mqtt]` telemetry; absent means no telemetry.
     pub mqtt: Option<crate::telemetry::settings::RawMqtt>,
+    /// `[pod]`: proof-of-delivery files.
+    #[serde(default)]
+    pub pod: crate::media::settings::RawPod,
 }
 
 /// `[clock]` as written.
@@ -139,6 +142,8 @@ pub struct Config {
     pub webhooks: Vec<Arc<Endpoint>>,
     /// MQTT telemetry, if configured.
     pub mqtt: Option<crate::telemetry::settings::MqttConfig>,
+    /// Proof-of-delivery files (`[pod]`).
+    pub pod: crate::media::settings::Pod,
     /// Set the system clock from GPS time when it is untrusted (`clock.set_system_time`).
     pub set_system_time: bool,
 }
@@ -335,8 +340,11 @@ impl Config {
             .map(|m| crate::telemetry::settings::validate(m, &vehicle_id).map_err(|(k, msg)| err(&k, msg)))
             .transpose()?;
 
+        let pod = crate::media::settings::validate(raw.pod).map_err(|(k, m)| err(&k, m))?;
+
         Ok(Config {
             mqtt,
+            pod,
             set_system_time: raw.clock.set_system_time.unwrap_or(false),
             origin: origin.into(),
             vehicle_id,

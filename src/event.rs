@@ -133,6 +133,48 @@ pub struct Location {
     pub mode: Mode,
 }
 
+/// What a proof-of-delivery file shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachmentKind {
+    /// A photo (`image/jpeg`, `image/png`, `image/webp`); up to 10 per tap.
+    Photo,
+    /// The recipient's signature (`image/png`, `image/svg+xml`); at most one per tap.
+    Signature,
+}
+
+impl AttachmentKind {
+    /// The wire name (`photo`, `signature`): the multipart part's name and `{kind}` in URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachmentKind::Photo => "photo",
+            AttachmentKind::Signature => "signature",
+        }
+    }
+}
+
+/// A file of a tap's proof of delivery, stored content-addressed under `state_dir/media/`
+/// before the event is (see [`crate::media`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Photo or signature.
+    pub kind: AttachmentKind,
+    /// 1-based, per kind, in the order the parts arrived (`photo_1` … `photo_10`).
+    pub index: u32,
+    /// SHA-256 of the bytes, lower-case hex: the file's name on the van.
+    pub sha256: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// The content type the bytes were recognised as (magic numbers), e.g. `image/jpeg`.
+    pub content_type: String,
+    /// When it was captured: the part's own `Captured-At`, else the tap's `occurred_at`.
+    pub captured_at: DateTime<Utc>,
+    /// Where a receiver fetches it (`[pod] public_url`); `null` when stored, filled in each
+    /// time the event is sent, and `null` without an upload.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
 /// A driver's status tap, as stored and as delivered. `id` never changes, across retries and
 /// restarts; it is the `webhook-id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,6 +208,9 @@ pub struct StatusEvent {
     pub vehicle_id: String,
     /// The driver, if configured.
     pub driver_id: Option<String>,
+    /// Photos and signature, in order (photos first); empty for a tap without files.
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
 }
 
 /// Job, vehicle, driver and endpoint ids: 1–64 characters of `[A-Za-z0-9._-]`.

@@ -15,6 +15,8 @@
 //! - [`api`]: the local HTTP API (taps, status, operator actions).
 //! - [`taps`]: validating a tap and stamping it with place and time.
 //! - [`event`]: the `StatusEvent` domain.
+//! - [`media`]: proof-of-delivery files: stored content-addressed before their event, uploaded,
+//!   released; `[pod]` settings.
 //! - [`outbox`]: the durable queue (design doc in its module).
 //! - [`webhook`]: delivery loops, payload formats, signing, retry rules.
 //! - [`telemetry`]: MQTT telemetry: acquisition rules, the publisher, the offline backlog.
@@ -40,6 +42,7 @@ pub mod config;
 pub mod event;
 pub mod gps;
 pub mod health;
+pub mod media;
 pub mod memory;
 pub mod outbox;
 pub mod server;

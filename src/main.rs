@@ -8,6 +8,7 @@ use clap::Parser;
 use curbside::cli::client::ApiClient;
 use curbside::cli::{Cli, Command, ConfigArg, ConfigCommand, GpsCommand, OutboxCommand, WebhookCommand};
 use curbside::config::{Config, ConfigError};
+use curbside::event::AttachmentKind;
 use serde_json::{Value, json};
 
 /// sysexits' EX_USAGE: the command (here, its config) was used incorrectly.
@@ -124,7 +125,13 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 }
             }
             let rt = runtime()?;
-            let event = rt.block_on(client.tap(&t.job, &body, t.idempotency_key.as_deref()))?;
+            let files: Vec<_> = t
+                .photo
+                .into_iter()
+                .map(|p| (AttachmentKind::Photo, p))
+                .chain(t.signature.map(|s| (AttachmentKind::Signature, s)))
+                .collect();
+            let event = rt.block_on(client.tap_with(&t.job, &body, &files, t.idempotency_key.as_deref()))?;
             out(&format!("{}\n", serde_json::to_string_pretty(&event)?))?;
             if rt.block_on(client.status()).is_ok_and(|s| s.webhooks.is_empty() && s.mqtt.is_none()) {
                 eprintln!("curbside: recorded; the agent has no [[webhook]] and no [mqtt], so it stays on this van");

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::gps::clock::{Clock, ClockSource, ClockStatus};
 use crate::gps::fix::Fix;
 use crate::gps::latest::LatestFix;
+use crate::media::Media;
+use crate::media::settings::{Pod, UPLOAD_ENDPOINT};
 use crate::outbox::{Attempt, Outbox, RingStats, StoreLoss};
 use crate::server::{ConnCounters, ConnReport};
 use crate::telemetry::{self, Counters, TelemetryStatus};
@@ -38,6 +40,24 @@ pub struct Status {
     /// The local API's connections.
     #[serde(default)]
     pub api: ConnReport,
+    /// Proof-of-delivery files on the van and their uploads.
+    #[serde(default)]
+    pub pod: PodReport,
+}
+
+/// Proof-of-delivery files in [`Status`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodReport {
+    /// Bytes of photos and signatures on the van (`state_dir/media`).
+    pub media_bytes: u64,
+    /// Their budget (`[pod] media_max_mb`), bytes.
+    pub media_budget: u64,
+    /// Bytes still to upload (of the events waiting for their upload).
+    pub upload_pending_bytes: u64,
+    /// The uploads, as an endpoint (`pod:upload`), when `[pod] upload_url` is set.
+    pub upload: Option<EndpointReport>,
+    /// Why files stay on the van, if they do.
+    pub warning: Option<String>,
 }
 
 /// The GPS part of [`Status`].
@@ -147,32 +167,17 @@ pub struct Sources {
     pub telemetry: Option<(TelemetryStatus, String)>,
     /// The local API's connection counters.
     pub api: Arc<ConnCounters>,
+    /// Proof-of-delivery files.
+    pub media: Media,
+    /// `[pod]`.
+    pub pod: Arc<Pod>,
 }
 
 impl Sources {
     /// Reads every part once.
     pub fn snapshot(&self) -> Status {
         let gps = self.latest.snapshot();
-        let webhooks = self
-            .endpoints
-            .iter()
-            .map(|ep| {
-                let depth = self.outbox.depth(&ep.name);
-                let oldest_age_s = depth
-                    .oldest_sequence
-                    .and_then(|s| self.outbox.event(s).ok().flatten())
-                    .map(|e| (Utc::now() - e.occurred_at).num_seconds());
-                EndpointReport {
-                    name: ep.name.clone(),
-                    url: webhook::redacted_url(&ep.url),
-                    pending: depth.pending,
-                    failed: depth.failed,
-                    oldest_age_s,
-                    state: self.webhooks.get(&ep.name),
-                    recent_failures: self.outbox.recent_attempts(Some(&ep.name), 10),
-                }
-            })
-            .collect();
+        let webhooks = self.endpoints.iter().map(|ep| self.endpoint(ep)).collect();
         Status {
             vehicle_id: self.vehicle_id.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -204,7 +209,40 @@ impl Sources {
                 events_pending: self.outbox.depth(telemetry::EVENT_ENDPOINT).pending,
             }),
             api: self.api.report(),
+            pod: self.pod_report(),
         }
+    }
+
+    fn endpoint(&self, ep: &Endpoint) -> EndpointReport {
+        let depth = self.outbox.depth(&ep.name);
+        let oldest_age_s = depth
+            .oldest_sequence
+            .and_then(|s| self.outbox.event(s).ok().flatten())
+            .map(|e| (Utc::now() - e.occurred_at).num_seconds());
+        EndpointReport {
+            name: ep.name.clone(),
+            url: webhook::redacted_url(&ep.url),
+            pending: depth.pending,
+            failed: depth.failed,
+            oldest_age_s,
+            state: self.webhooks.get(&ep.name),
+            recent_failures: self.outbox.recent_attempts(Some(&ep.name), 10),
+        }
+    }
+
+    fn pod_report(&self) -> PodReport {
+        let upload = self.pod.upload.as_ref().map(|u| self.endpoint(&u.endpoint));
+        let upload_pending_bytes = match &self.pod.upload {
+            Some(_) => self.outbox.upload_pending_bytes(UPLOAD_ENDPOINT),
+            None => 0,
+        };
+        let media_bytes = self.media.bytes();
+        let warning = if self.pod.upload.is_none() && media_bytes > 0 {
+            Some("no [pod] upload_url: photos and signatures stay on this van (their sha256 and size are sent)".into())
+        } else {
+            None
+        };
+        PodReport { media_bytes, media_budget: self.media.budget(), upload_pending_bytes, upload, warning }
     }
 }
 
@@ -317,6 +355,36 @@ impl Status {
             if let Some(e) = &m.counters.last_error {
                 let _ = writeln!(out, "         last error: {e}");
             }
+        }
+        let p = &self.pod;
+        if p.media_bytes > 0 || p.upload.is_some() {
+            let _ = writeln!(
+                out,
+                "pod      {} bytes of photos and signatures on the van of {} budget",
+                p.media_bytes, p.media_budget
+            );
+        }
+        if let Some(u) = &p.upload {
+            let state = match (&u.state.disabled, u.state.reachable) {
+                (Some(why), _) => format!("DISABLED ({why})"),
+                (None, false) => "unreachable".into(),
+                (None, true) => "ok".into(),
+            };
+            let _ = writeln!(
+                out,
+                "upload   {} {state}: {} events pending ({} bytes), {} failed; last upload {}",
+                u.url,
+                u.pending,
+                p.upload_pending_bytes,
+                u.failed,
+                ago(u.state.last_delivery_at)
+            );
+            if let Some(e) = &u.state.last_error {
+                let _ = writeln!(out, "         last error: {e}");
+            }
+        }
+        if let Some(w) = &p.warning {
+            let _ = writeln!(out, "         {w}");
         }
         out
     }

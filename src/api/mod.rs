@@ -4,6 +4,7 @@
 //! nothing stored.
 
 pub mod metrics;
+pub mod multipart;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -210,14 +211,110 @@ async fn tap(
 ) -> Result<Response, ApiError> {
     // A bad path is answered before any body is read.
     taps::validate_job_id(&job_id)?;
-    let bytes = read_body(&headers, body, api.body_timeout).await?;
-    let (tap, key) = parse_tap_request(&job_id, &headers, &bytes)?;
-    let appended = api.taps.record(&job_id, tap, key).await?;
-    let mut resp = (StatusCode::CREATED, Json(&appended.event)).into_response();
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let (tap, key, pinned) = match multipart::boundary(content_type) {
+        None => {
+            let bytes = read_body(&headers, body, api.body_timeout).await?;
+            let (tap, key) = parse_tap_request(&job_id, &headers, &bytes)?;
+            require_proof(&api.parts.pod, &tap)?;
+            (tap, key, None)
+        }
+        Some(boundary) => {
+            let (tap, key, pinned) = proof_tap(&api, &job_id, &headers, body, boundary?).await?;
+            (tap, key, Some(pinned))
+        }
+    };
+    let recorded = api.taps.record(&job_id, tap, key).await;
+    if let Some(pinned) = pinned {
+        // Stored files that no event took (a refused tap, or a replay of one already stored
+        // with them) go now; those the event refers to stay until it is delivered.
+        let shas = pinned.shas().to_vec();
+        drop(pinned);
+        let (media, outbox) = (api.parts.media.clone(), api.parts.outbox.clone());
+        tokio::task::spawn_blocking(move || media.release(shas, |s| outbox.media_referenced(s)));
+    }
+    let appended = recorded?;
+    let public = api.parts.pod.upload.as_ref().map(|u| &u.public);
+    let event = crate::media::upload::with_urls(&appended.event, public);
+    let mut resp = (StatusCode::CREATED, Json(&event)).into_response();
     if !appended.created {
         resp.headers_mut().insert("idempotent-replayed", header::HeaderValue::from_static("true"));
     }
     Ok(resp)
+}
+
+/// The multipart tap: its files streamed to disk and committed to their content address
+/// (pinned, so that nothing removes them before the event refers to them).
+async fn proof_tap<'h>(
+    api: &Api,
+    job_id: &str,
+    headers: &'h HeaderMap,
+    body: Body,
+    boundary: String,
+) -> Result<(taps::Tap, Option<&'h str>, crate::media::Pinned), ApiError> {
+    let announced =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > multipart::MAX_REQUEST) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some("body"),
+            format!(
+                "larger than {} bytes (10 photos of 8 MiB, a signature of 1 MiB and the event)",
+                multipart::MAX_REQUEST
+            ),
+        ));
+    }
+    let media = api.parts.media.clone();
+    let parts = multipart::read(&media, body, boundary, api.body_timeout).await?;
+    let (mut tap, key) = parse_tap_request(job_id, headers, &parts.event)?;
+    let mut files = parts.files;
+    // Photos first, each kind in the order it arrived (the indexes of the attachments).
+    files.sort_by_key(|(s, _, _)| s.kind);
+    tap.proof = files
+        .iter()
+        .map(|(s, t, at)| taps::Proof {
+            kind: s.kind,
+            sha256: crate::media::hex(&s.sha256),
+            bytes: s.bytes,
+            content_type: t.mime(),
+            captured_at: *at,
+        })
+        .collect();
+    require_proof(&api.parts.pod, &tap)?;
+    let staged = files.into_iter().map(|(s, _, _)| s).collect();
+    let pinned = tokio::task::spawn_blocking(move || media.commit(staged))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, None, format!("storing the files failed: {e}")))?
+        .map_err(|e| match e {
+            e @ crate::media::MediaError::OverBudget { .. } => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                None,
+                format!("{e}; the tap was NOT recorded (the budget is [pod] media_max_mb; files leave the van once uploaded)"),
+            ),
+            crate::media::MediaError::Io(e) => multipart::store_error(e),
+        })?;
+    Ok((tap, key, pinned))
+}
+
+/// `[pod] require_photo` / `require_signature`: 422 naming the missing part.
+fn require_proof(pod: &crate::media::settings::Pod, tap: &taps::Tap) -> Result<(), ApiError> {
+    use crate::event::AttachmentKind;
+    for (required, kind, field) in [
+        (&pod.require_photo, AttachmentKind::Photo, "photo"),
+        (&pod.require_signature, AttachmentKind::Signature, "signature"),
+    ] {
+        if required.contains(&tap.status) && !tap.proof.iter().any(|p| p.kind == kind) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(field),
+                format!(
+                    "is required for {} ([pod] require_{field}); send the tap as multipart/form-data with a {field} part",
+                    tap.status.as_str()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn status(State(api): State<Api>) -> Json<Status> {

@@ -63,6 +63,12 @@ pub struct TapArgs {
     /// A note.
     #[arg(long)]
     pub note: Option<String>,
+    /// A photo (JPEG, PNG or WebP, up to 8 MiB); repeat for up to 10.
+    #[arg(long, value_name = "FILE")]
+    pub photo: Vec<std::path::PathBuf>,
+    /// The recipient's signature (PNG or SVG, up to 1 MiB).
+    #[arg(long, value_name = "FILE")]
+    pub signature: Option<std::path::PathBuf>,
     /// Makes a repeated command record the tap once.
     #[arg(long)]
     pub idempotency_key: Option<String>,

@@ -1,13 +1,15 @@
 //! The CLI's side of the local API: `curbside tap`, `status`, `outbox`, `webhook` talk to the
 //! running agent over HTTP (the agent owns the store; nothing else opens it).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::Value;
 
+use crate::api::multipart;
 use crate::config::Config;
-use crate::event::{StatusEvent, identifier};
+use crate::event::{AttachmentKind, StatusEvent, identifier};
 use crate::status::Status;
 
 /// A client for the running agent's API.
@@ -39,7 +41,7 @@ impl ApiClient {
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<Body<'_>>,
         headers: &[(&str, &str)],
     ) -> anyhow::Result<(u16, Value)> {
         let url = format!("{}{path}", self.base);
@@ -50,8 +52,12 @@ impl ApiClient {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        if let Some(b) = body {
-            req = req.json(b);
+        match body {
+            Some(Body::Json(b)) => req = req.json(b),
+            Some(Body::Multipart(content_type, bytes)) => {
+                req = req.header(reqwest::header::CONTENT_TYPE, content_type).body(bytes)
+            }
+            None => {}
         }
         let resp = req
             .send()
@@ -77,9 +83,57 @@ impl ApiClient {
     /// `POST /api/v1/jobs/{job}/status`: records a tap; returns the stored event. The job id is
     /// checked here as the agent checks it, so that it can never name another path.
     pub async fn tap(&self, job: &str, body: &Value, idempotency_key: Option<&str>) -> anyhow::Result<StatusEvent> {
+        self.tap_with(job, body, &[], idempotency_key).await
+    }
+
+    /// As [`ApiClient::tap`], with photos and a signature (`multipart/form-data`): each file is
+    /// checked against its limit before anything is sent, and named by its flag on error.
+    pub async fn tap_with(
+        &self,
+        job: &str,
+        body: &Value,
+        files: &[(AttachmentKind, PathBuf)],
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<StatusEvent> {
         identifier(job).map_err(|m| anyhow::anyhow!("--job: {m}"))?;
         let headers: Vec<(&str, &str)> = idempotency_key.map(|k| ("idempotency-key", k)).into_iter().collect();
-        let v = self.post(&format!("/api/v1/jobs/{}/status", segment(job)), Some(body), &headers).await?;
+        let path = format!("/api/v1/jobs/{}/status", segment(job));
+        let v = if files.is_empty() {
+            self.post(&path, Some(body), &headers).await?
+        } else {
+            let mut read = Vec::with_capacity(files.len());
+            for (kind, file) in files {
+                let (flag, limit) = match kind {
+                    AttachmentKind::Photo => ("--photo", multipart::MAX_PHOTO),
+                    AttachmentKind::Signature => ("--signature", multipart::MAX_SIGNATURE),
+                };
+                let size = std::fs::metadata(file).with_context(|| format!("{flag} {}", file.display()))?.len();
+                if size > limit {
+                    anyhow::bail!("{flag} {}: {size} bytes, larger than the {limit} the agent accepts", file.display());
+                }
+                let bytes = std::fs::read(file).with_context(|| format!("{flag} {}", file.display()))?;
+                read.push((
+                    kind.as_str(),
+                    file.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_string(),
+                    bytes,
+                ));
+            }
+            let event = serde_json::to_vec(body)?;
+            let mut parts = vec![multipart::Part {
+                name: "event",
+                filename: None,
+                content_type: Some("application/json"),
+                bytes: &event,
+            }];
+            parts.extend(read.iter().map(|(name, filename, bytes)| multipart::Part {
+                name,
+                filename: Some(filename),
+                content_type: None,
+                bytes,
+            }));
+            let (content_type, bytes) = multipart::encode(&parts);
+            ok(self.send(reqwest::Method::POST, &path, Some(Body::Multipart(content_type, bytes)), &headers).await?)?
+        };
         serde_json::from_value(v).context("the agent's event does not read as this version's")
     }
 
@@ -114,8 +168,17 @@ impl ApiClient {
 
     /// POST, failing on a non-2xx answer with the agent's error.
     pub async fn post(&self, path: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> anyhow::Result<Value> {
-        ok(self.send(reqwest::Method::POST, path, body, headers).await?)
+        ok(self.send(reqwest::Method::POST, path, body.map(Body::Json), headers).await?)
     }
+}
+
+/// A request body.
+#[derive(Debug)]
+pub enum Body<'a> {
+    /// JSON.
+    Json(&'a Value),
+    /// `multipart/form-data`: its content type (with the boundary) and bytes.
+    Multipart(String, Vec<u8>),
 }
 
 /// `s` as one path segment: every byte but RFC 3986's unreserved ones percent-encoded. The ids

@@ -18,6 +18,7 @@
 //! | `log`     | log id, u64 BE (monotonic)            | version byte + JSON [`Attempt`] of failed attempts; the newest 10,000 kept |
 //! | `meta`    | `disabled/ENDPOINT`, `loss`, `telemetry_dropped` | JSON (the drop count: u64 BE)  |
 //! | `telemetry` | ring sequence, u64 BE               | positions waiting for the MQTT broker, see [`ring`] |
+//! | `media`   | file SHA-256 (32 bytes), sequence (BE) | empty: the event refers to the file in `state_dir/media/` (see [`crate::media`]) |
 //!
 //! Big-endian sequences make sled's key order the outbox order, so a range scan over an
 //! endpoint's prefix yields its deliveries oldest first, which is what per-job ordering needs.
@@ -88,6 +89,9 @@ struct Inner {
     log: sled::Tree,
     meta: sled::Tree,
     telemetry: sled::Tree,
+    media: sled::Tree,
+    /// Notified when events leave the store (their files may be released).
+    released: Arc<Notify>,
     /// The telemetry ring's ends and counters (see [`ring`]).
     ring: std::sync::Mutex<ring::RingState>,
     endpoints: Vec<EndpointFilter>,
@@ -120,6 +124,13 @@ impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outbox").field("path", &self.inner.path).finish_non_exhaustive()
     }
+}
+
+/// The `media` key of event `seq`'s reference to file `sha`.
+fn media_ref(sha: &crate::media::Sha, seq: u64) -> Vec<u8> {
+    let mut k = sha.to_vec();
+    k.extend_from_slice(&seq_key(seq));
+    k
 }
 
 fn open_db(path: &Path) -> sled::Result<sled::Db> {
@@ -244,6 +255,8 @@ impl Outbox {
             path,
             events: tree("events")?,
             idem: tree("idem")?,
+            media: tree("media")?,
+            released: Arc::new(Notify::new()),
             pending: tree("pending")?,
             failed: tree("failed")?,
             log_len: AtomicU64::new(log.len() as u64),
@@ -374,9 +387,15 @@ impl Outbox {
             (seq, make(seq))
         };
         let bytes = encode(&event);
-        let targets: Vec<&EndpointFilter> = i.endpoints.iter().filter(|e| e.wants(event.status)).collect();
+        let targets: Vec<&EndpointFilter> = i.endpoints.iter().filter(|e| e.wants(&event)).collect();
         let state = encode(&DeliveryState::new(&event.job_id));
-        let outcome = (&i.events, &i.idem, &i.pending).transaction(|(events, idem, pending)| {
+        let refs: Vec<Vec<u8>> = event
+            .attachments
+            .iter()
+            .filter_map(|a| crate::media::parse_hex(&a.sha256))
+            .map(|sha| media_ref(&sha, seq))
+            .collect();
+        let outcome = (&i.events, &i.idem, &i.pending, &i.media).transaction(|(events, idem, pending, media)| {
             if let Some(k) = &idem_key {
                 if let Some(first) = idem.get(k)? {
                     return Ok(Some(first));
@@ -386,6 +405,9 @@ impl Outbox {
                 idem.insert(k.as_slice(), bytes.as_slice())?;
             }
             events.insert(&seq_key(seq), bytes.as_slice())?;
+            for r in &refs {
+                media.insert(r.as_slice(), &[])?;
+            }
             for t in &targets {
                 pending.insert(endpoint_key(&t.name, seq), state.as_slice())?;
             }
@@ -413,6 +435,7 @@ impl Outbox {
                     // Acknowledged, and no endpoint wants it: nothing to keep but its
                     // idempotency record.
                     i.events.remove(seq_key(seq))?;
+                    i.released.notify_one();
                 }
                 for t in &targets {
                     self.wake(&t.name);
@@ -460,6 +483,13 @@ impl Outbox {
     /// True once the event's write is covered by an fsync (always, for events from disk).
     pub fn is_flushed(&self, seq: u64) -> bool {
         self.inner.unflushed.lock().map(|u| !u.contains(&seq)).unwrap_or(false)
+    }
+
+    /// Whether `endpoint` still has to deliver event `seq` (pending or parked).
+    pub fn awaits(&self, endpoint: &str, seq: u64) -> bool {
+        let k = endpoint_key(endpoint, seq);
+        matches!(self.inner.pending.contains_key(&k), Ok(true))
+            || matches!(self.inner.failed.contains_key(&k), Ok(true))
     }
 
     /// Up to `limit` pending deliveries of `endpoint` with sequence > `after`, oldest first.
@@ -522,6 +552,7 @@ impl Outbox {
             // delivered (it was), rather than an orphan event nothing would ever remove.
             i.events.remove(seq_key(seq))?;
             i.pending.remove(endpoint_key(endpoint, seq))?;
+            i.released.notify_one();
             return Ok(());
         }
         (&i.pending, &i.failed, &i.events).transaction(|(pending, failed, events)| {
@@ -538,7 +569,58 @@ impl Outbox {
             }
             Ok::<_, ConflictableTransactionError<OutboxError>>(())
         })?;
+        i.released.notify_one();
         Ok(())
+    }
+
+    /// Bytes of files still to upload: the attachments of `endpoint`'s pending and parked
+    /// deliveries that their state does not count as uploaded (reads those events).
+    pub fn upload_pending_bytes(&self, endpoint: &str) -> u64 {
+        let prefix = endpoint_prefix(endpoint);
+        let mut total = 0;
+        for tree in [&self.inner.pending, &self.inner.failed] {
+            for (k, v) in tree.scan_prefix(&prefix).flatten() {
+                let (Some((_, seq)), Ok(state)) = (split_endpoint_key(&k), decode::<DeliveryState>(&v)) else {
+                    continue;
+                };
+                if let Ok(Some(e)) = self.event(seq) {
+                    total += e.attachments.iter().skip(state.uploaded as usize).map(|a| a.bytes).sum::<u64>();
+                }
+            }
+        }
+        total
+    }
+
+    /// Whether any stored event refers to the media file `sha`.
+    pub fn media_referenced(&self, sha: &crate::media::Sha) -> bool {
+        self.inner.media.scan_prefix(sha).next().is_some()
+    }
+
+    /// Removes the media references of events no longer stored (delivered everywhere) and
+    /// returns their files' digests, for [`crate::media::Media::release`].
+    pub fn drop_released_media_refs(&self) -> Result<Vec<crate::media::Sha>, OutboxError> {
+        let i = &self.inner;
+        let mut released = Vec::new();
+        for kv in i.media.iter() {
+            let (k, _) = kv?;
+            let (Ok(sha), Ok(seq)) =
+                (<[u8; 32]>::try_from(&k[..k.len().min(32)]), <[u8; 8]>::try_from(&k[k.len().min(32)..]))
+            else {
+                i.media.remove(&k)?;
+                continue;
+            };
+            if !i.events.contains_key(seq)? {
+                i.media.remove(&k)?;
+                released.push(sha);
+            }
+        }
+        Ok(released)
+    }
+
+    /// Notified when events leave the store: the media janitor then calls
+    /// [`Outbox::drop_released_media_refs`].
+    pub fn released(&self) -> Arc<Notify> {
+        self.inner.released.clone()
     }
 
     /// Drops every delivery to `endpoint` (and events nothing else needs), returning how many:

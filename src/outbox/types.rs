@@ -24,6 +24,13 @@ pub struct DeliveryState {
     pub last_error: Option<String>,
     /// When the last attempt was made.
     pub last_attempt_at: Option<DateTime<Utc>>,
+    /// Uploads only: the event's files already uploaded (a retry resumes after them).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub uploaded: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl DeliveryState {
@@ -36,6 +43,7 @@ impl DeliveryState {
             last_status: None,
             last_error: None,
             last_attempt_at: None,
+            uploaded: 0,
         }
     }
 }
@@ -75,11 +83,14 @@ pub struct EndpointFilter {
     pub name: String,
     /// Statuses delivered to it; `None` means every status.
     pub events: Option<HashSet<Status>>,
+    /// Only events with attachments (the upload of their files).
+    pub files_only: bool,
 }
 
 impl EndpointFilter {
-    pub(super) fn wants(&self, status: Status) -> bool {
-        self.events.as_ref().is_none_or(|set| set.contains(&status))
+    pub(super) fn wants(&self, event: &StatusEvent) -> bool {
+        self.events.as_ref().is_none_or(|set| set.contains(&event.status))
+            && (!self.files_only || !event.attachments.is_empty())
     }
 }
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::event::{Item, Location, ReasonCode, Status, StatusEvent};
+use crate::event::{Attachment, AttachmentKind, Item, Location, ReasonCode, Status, StatusEvent};
 use crate::gps::LatestFix;
 use crate::gps::clock::Clock;
 use crate::outbox::{Appended, Outbox, OutboxError};
@@ -40,6 +40,55 @@ pub struct Tap {
     pub note: Option<String>,
     /// Items.
     pub items: Vec<Item>,
+    /// Photos and signature, already on disk (see [`crate::media`]); photos first.
+    pub proof: Vec<Proof>,
+}
+
+/// A file that came with a tap, stored (and pinned) before the tap is recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proof {
+    /// Photo or signature.
+    pub kind: AttachmentKind,
+    /// SHA-256, lower-case hex.
+    pub sha256: String,
+    /// Size.
+    pub bytes: u64,
+    /// The type its bytes were recognised as.
+    pub content_type: &'static str,
+    /// The part's own capture time, if it carried one.
+    pub captured_at: Option<DateTime<Utc>>,
+}
+
+impl Proof {
+    /// The attachment it becomes in an event stamped `occurred_at`; `index` is 1-based per kind.
+    fn attachment(&self, index: u32, occurred_at: DateTime<Utc>) -> Attachment {
+        Attachment {
+            kind: self.kind,
+            index,
+            sha256: self.sha256.clone(),
+            bytes: self.bytes,
+            content_type: self.content_type.to_string(),
+            captured_at: self.captured_at.unwrap_or(occurred_at),
+            url: None,
+        }
+    }
+}
+
+/// The attachments of a tap's files: indexes count from 1 per kind, in the order given.
+pub fn attachments(proof: &[Proof], occurred_at: DateTime<Utc>) -> Vec<Attachment> {
+    let mut photos = 0;
+    let mut signatures = 0;
+    proof
+        .iter()
+        .map(|p| {
+            let n = match p.kind {
+                AttachmentKind::Photo => &mut photos,
+                AttachmentKind::Signature => &mut signatures,
+            };
+            *n += 1;
+            p.attachment(*n, occurred_at)
+        })
+        .collect()
 }
 
 /// A tap that is not valid: which field, and what is wrong with it.
@@ -105,6 +154,7 @@ pub fn parse_tap(body: &Value) -> Result<Tap, Invalid> {
         received_by: text(obj, "received_by", MAX_RECEIVED_BY)?,
         note: text(obj, "note", MAX_NOTE)?,
         items,
+        proof: Vec::new(),
     };
     says_one_thing(&tap)?;
     Ok(tap)
@@ -158,6 +208,8 @@ impl Tap {
             && self.received_by == event.received_by
             && self.note == event.note
             && self.items == event.items
+            && self.proof.len() == event.attachments.len()
+            && self.proof.iter().zip(&event.attachments).all(|(p, a)| p.kind == a.kind && p.sha256 == a.sha256)
     }
 }
 
@@ -365,6 +417,7 @@ impl Taps {
                     location,
                     vehicle_id: self.vehicle_id.clone(),
                     driver_id: self.driver_id.clone(),
+                    attachments: attachments(&tap.proof, occurred_at),
                 }
             })
             .await?;

@@ -124,6 +124,8 @@ pub struct Deps {
     pub status: TelemetryStatus,
     /// Wakes when a new event is stored for [`EVENT_ENDPOINT`].
     pub events: Arc<Notify>,
+    /// Where an event's files are public (`[pod] public_url`), for their `url`s.
+    pub public: Option<crate::media::upload::UrlTemplate>,
 }
 
 /// Runs sampler and publisher until shutdown. Never fails because the broker is away.
@@ -415,7 +417,7 @@ impl Publisher {
                     o.delivered(EVENT_ENDPOINT, seq).map_err(|e| format!("outbox: {e}"))?;
                     continue;
                 };
-                let body = crate::event::envelope(&event);
+                let body = crate::event::envelope(&crate::media::upload::with_urls(&event, self.deps.public.as_ref()));
                 conn.window += 1;
                 conn.publish(&self.topics.event, QoS::AtLeastOnce, false, body, Item::Event(seq))?;
             }

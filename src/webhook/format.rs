@@ -28,6 +28,9 @@ pub enum Format {
 }
 
 impl Format {
+    /// The config names of every format.
+    pub const NAMES: [&str; 3] = ["standard", "detrack-v1", "carrier"];
+
     /// Parses a config value.
     pub fn parse(s: &str) -> Option<Format> {
         match s {
@@ -153,6 +156,7 @@ pub fn sample(vehicle_id: &str) -> StatusEvent {
         }),
         vehicle_id: vehicle_id.into(),
         driver_id: None,
+        attachments: Vec::new(),
     }
 }
 

@@ -18,7 +18,7 @@ mod status;
 mod window;
 
 pub use endpoint::Endpoint;
-pub use send::{attempt, classify_error, client, redacted_url, request};
+pub use send::{attempt, authorize, classify_error, client, redacted_url, request};
 pub use status::{EndpointStatus, RECENT, WebhookStatus};
 use window::Window;
 
@@ -32,6 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::StatusEvent;
 use crate::gps::clock::Clock;
+use crate::media::Media;
+use crate::media::settings::{Pod, UPLOAD_ENDPOINT};
 use crate::outbox::{Attempt, DeliveryState, Outbox, OutboxError, Queue, Settle};
 use schedule::Outcome;
 
@@ -51,6 +53,10 @@ pub struct Deps {
     pub clock: Clock,
     /// Where the loop reports.
     pub status: WebhookStatus,
+    /// Proof-of-delivery files (read by the upload loop).
+    pub media: Media,
+    /// `[pod]`: whether files are uploaded, and the URLs receivers are given.
+    pub pod: Arc<Pod>,
 }
 
 /// Runs the delivery loop of `ep` until shutdown.
@@ -121,6 +127,10 @@ pub async fn run(ep: Arc<Endpoint>, deps: Deps, shutdown: CancellationToken) -> 
                     Effect::Retry { state, delay } => window.delay(&job, state, Instant::now() + delay),
                     Effect::Parked => window.block(&job),
                     Effect::Requeue { state } => window.requeue(&job, state),
+                    Effect::Hold { state } => {
+                        window.delay(&job, state, Instant::now() + HOLD);
+                        continue;
+                    }
                     Effect::Offline { state } => {
                         window.requeue(&job, state);
                         offline_until = Some(Instant::now() + probe);
@@ -157,7 +167,12 @@ enum Effect {
     Requeue { state: DeliveryState },
     /// The endpoint could not be reached: back to ready, and probe.
     Offline { state: DeliveryState },
+    /// Not attempted: the event's files are not all uploaded yet; look again after [`HOLD`].
+    Hold { state: DeliveryState },
 }
+
+/// How often a webhook held back for its event's uploads looks again.
+const HOLD: Duration = Duration::from_secs(1);
 
 struct Settled {
     job: String,
@@ -165,8 +180,8 @@ struct Settled {
 }
 
 /// One delivery: read the event, send it, record the outcome in the store.
-async fn deliver(ep: Arc<Endpoint>, deps: Deps, seq: u64, state: DeliveryState) -> Result<Settled, OutboxError> {
-    let Deps { outbox, client, clock, status } = deps;
+async fn deliver(ep: Arc<Endpoint>, deps: Deps, seq: u64, mut state: DeliveryState) -> Result<Settled, OutboxError> {
+    let Deps { outbox, client, clock, status, media, pod } = deps;
     let job = state.job_id.clone();
     let Some(event) = outbox.event(seq)? else {
         // Unreadable or gone: nothing to deliver; drop the delivery.
@@ -175,7 +190,19 @@ async fn deliver(ep: Arc<Endpoint>, deps: Deps, seq: u64, state: DeliveryState) 
     };
     let (at, _) = clock.now();
     let started = Instant::now();
-    let outcome = attempt(&client, &ep, &event, at).await;
+    let outcome = match &pod.upload {
+        Some(u) if ep.name == UPLOAD_ENDPOINT => {
+            crate::media::upload::attempt(&client, &ep, &u.template, &media, &event, &mut state, at).await
+        }
+        Some(u) => {
+            if !event.attachments.is_empty() && outbox.awaits(UPLOAD_ENDPOINT, seq) {
+                // Every URL in a webhook must resolve: its files go first.
+                return Ok(Settled { job, effect: Effect::Hold { state } });
+            }
+            attempt(&client, &ep, &crate::media::upload::with_urls(&event, Some(&u.public)), at).await
+        }
+        None => attempt(&client, &ep, &event, at).await,
+    };
     let effect = settle(&ep, &outbox.queue(&ep.name), &status, seq, state, &event, outcome, started.elapsed(), at)?;
     Ok(Settled { job, effect })
 }

@@ -57,6 +57,12 @@ pub fn request(
     if let Some(secret) = &ep.secret {
         req = req.header("webhook-signature", secret.sign(&id, timestamp, &body));
     }
+    authorize(req, ep).body(body)
+}
+
+/// Adds the endpoint's credentials and custom headers (`shared_token`, basic, bearer,
+/// `headers`) to a request.
+pub fn authorize(mut req: reqwest::RequestBuilder, ep: &Endpoint) -> reqwest::RequestBuilder {
     if let Some(t) = &ep.shared_token {
         req = req.header("x-webhook-shared-token", t);
     }
@@ -69,7 +75,7 @@ pub fn request(
     for (k, v) in &ep.headers {
         req = req.header(k, v);
     }
-    req.body(body)
+    req
 }
 
 /// Sends one attempt and classifies what happened. The response body is not read: a 2xx status

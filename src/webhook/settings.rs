@@ -75,7 +75,12 @@ fn reserved(name: &str, auth_set: bool, shared_token_set: bool) -> Option<&'stat
 
 /// Validates the `i`-th `[[webhook]]`; an error is the key (`webhook[i].…`) and what is wrong.
 pub fn validate(w: RawWebhook, i: usize) -> Result<Endpoint, (String, String)> {
-    let key = |k: &str| format!("webhook[{i}].{k}");
+    validate_with(w, &|k: &str| format!("webhook[{i}].{k}"))
+}
+
+/// As [`validate`], naming keys with `key` (the `[pod]` upload target shares the delivery
+/// rules and auth options of a webhook).
+pub fn validate_with(w: RawWebhook, key: &dyn Fn(&str) -> String) -> Result<Endpoint, (String, String)> {
     let name = w.name.ok_or_else(|| (key("name"), "is required".to_string()))?;
     identifier(&name).map_err(|m| (key("name"), m))?;
     let url_text = w.url.ok_or_else(|| (key("url"), "is required".to_string()))?;
@@ -104,9 +109,9 @@ pub fn validate(w: RawWebhook, i: usize) -> Result<Endpoint, (String, String)> {
     };
     let format = match w.format.as_deref() {
         None => Format::Standard,
-        Some(f) => Format::parse(f).ok_or_else(|| {
-            (key("format"), format!("must be \"standard\", \"detrack-v1\" or \"carrier\", got {f:?}"))
-        })?,
+        Some(f) => {
+            Format::parse(f).ok_or_else(|| (key("format"), format!("must be one of {:?}, got {f:?}", Format::NAMES)))?
+        }
     };
     let secret = w.secret.map(|s| Secret::parse(&s).map_err(|m| (key("secret"), m))).transpose()?;
     if w.basic.is_some() && w.bearer.is_some() {

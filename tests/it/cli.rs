@@ -181,3 +181,40 @@ async fn gps_watch_asks_the_running_agent() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--source"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `curbside tap delivered --photo … --signature …` sends the files as a multipart tap; a file
+/// over its limit is refused before anything is sent, naming the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tap_sends_photos_and_a_signature() {
+    use crate::common::pod::{jpeg, png, sha256};
+    let agent = crate::common::agent::start("").await;
+    let dir = agent.dir.path().to_path_buf();
+    let config = dir.join("cli.toml");
+    std::fs::write(&config, format!("vehicle_id = \"van-17\"\n[api]\nlisten = \"{}\"\n", agent.addr())).unwrap();
+    let (door, parcel, sig) = (jpeg(1, 40_000), jpeg(2, 60_000), png(3));
+    std::fs::write(dir.join("door.jpg"), &door).unwrap();
+    std::fs::write(dir.join("parcel.jpg"), &parcel).unwrap();
+    std::fs::write(dir.join("sig.png"), &sig).unwrap();
+    let tap = |extra: &[&str]| {
+        let mut c = curbside();
+        c.args(["tap", "delivered", "--job", "J-9", "--received-by", "Ada"]).args(extra).arg("--config").arg(&config);
+        c.current_dir(&dir);
+        tokio::task::block_in_place(|| c.output().unwrap())
+    };
+    let out = tap(&["--photo", "door.jpg", "--photo", "parcel.jpg", "--signature", "sig.png"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let event: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shas: Vec<_> = event["attachments"].as_array().unwrap().iter().map(|a| a["sha256"].clone()).collect();
+    assert_eq!(shas, [sha256(&door), sha256(&parcel), sha256(&sig)]);
+    assert_eq!(event["received_by"], "Ada");
+    let mut big = jpeg(4, 1000);
+    big.resize(2 << 20, 0);
+    std::fs::write(dir.join("big.png"), &big).unwrap();
+    let out = tap(&["--signature", "big.png"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--signature big.png") && err.contains("larger"), "{err}");
+    let out = tap(&["--photo", "missing.jpg"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--photo missing.jpg"));
+    agent.stop().await;
+}

@@ -13,6 +13,7 @@ mod mqtt;
 mod notify;
 mod outbox;
 mod outbox_model;
+mod pod;
 mod reload;
 mod serial;
 mod systemd;

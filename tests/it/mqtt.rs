@@ -319,7 +319,8 @@ async fn a_live_position_overtakes_a_long_backlog() {
     let dir = tempfile::tempdir().unwrap();
     {
         use curbside::telemetry::{EVENT_ENDPOINT, Point, rules::Trigger};
-        let filters = vec![curbside::outbox::EndpointFilter { name: EVENT_ENDPOINT.into(), events: None }];
+        let filters =
+            vec![curbside::outbox::EndpointFilter { name: EVENT_ENDPOINT.into(), events: None, files_only: false }];
         let outbox = curbside::outbox::Outbox::open(&dir.path().join("state"), filters).unwrap();
         for i in -BACKLOG..0 {
             let p = Point { tst: t0().timestamp() + i, trigger: Trigger::Distance, fix: fix(i) };

@@ -8,7 +8,7 @@ use curbside::event::StatusEvent;
 use curbside::outbox::{EndpointFilter, Outbox, OutboxError};
 
 fn endpoints() -> Vec<EndpointFilter> {
-    vec![EndpointFilter { name: "bo".into(), events: None }]
+    vec![EndpointFilter { name: "bo".into(), events: None, files_only: false }]
 }
 
 fn event(seq: u64, job: &str) -> StatusEvent {

@@ -18,8 +18,8 @@ const ENDPOINTS: [&str; 2] = ["a", "b"];
 
 fn filters() -> Vec<EndpointFilter> {
     vec![
-        EndpointFilter { name: "a".into(), events: None },
-        EndpointFilter { name: "b".into(), events: Some([Status::Delivered].into_iter().collect()) },
+        EndpointFilter { name: "a".into(), events: None, files_only: false },
+        EndpointFilter { name: "b".into(), events: Some([Status::Delivered].into_iter().collect()), files_only: false },
     ]
 }
 

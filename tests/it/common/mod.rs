@@ -42,6 +42,7 @@ pub async fn wait_for(latest: &LatestFix, limit: Duration, what: &str, pred: imp
 
 pub mod agent;
 pub mod broker;
+pub mod pod;
 pub mod receiver;
 
 /// A command running the curbside binary under test. When the suite itself runs under an

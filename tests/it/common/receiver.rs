@@ -27,6 +27,8 @@ pub enum Reply {
 #[derive(Debug, Clone)]
 pub struct Got {
     pub at: Instant,
+    pub method: axum::http::Method,
+    pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -89,8 +91,14 @@ impl Receiver {
     }
 }
 
-async fn handle(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    s.got.lock().unwrap().push(Got { at: Instant::now(), headers, body });
+async fn handle(
+    State(s): State<Shared>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    s.got.lock().unwrap().push(Got { at: Instant::now(), method, path: uri.path().to_string(), headers, body });
     let reply = s.script.lock().unwrap().pop_front().unwrap_or(Reply::Status(200));
     match reply {
         Reply::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
