@@ -242,7 +242,11 @@ async fn drain(base: &Path, n: usize) {
                         return bodies;
                     }
                     let e = o.append(&format!("JOB-{}", i % 5000), None, |s| event(s, i)).await.unwrap().event;
-                    bodies.push(curbside::webhook::format::body(curbside::webhook::format::Format::Standard, &e));
+                    bodies.push(curbside::webhook::format::body(
+                        curbside::webhook::format::Format::Standard,
+                        &e,
+                        &curbside::webhook::format::Context::UTC,
+                    ));
                 }
             });
         }

@@ -158,6 +158,7 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
         api: Arc::default(),
         media: media.clone(),
         pod: pod.clone(),
+        tz: config.timezone,
     };
     let api = Api {
         taps,
@@ -208,6 +209,7 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
             status: webhooks.clone(),
             media: media.clone(),
             pod: pod.clone(),
+            tz: config.timezone,
         };
         let (ep, shutdown) = (ep.clone(), shutdown.clone());
         parts.spawn_watched(&format!("webhook {}", ep.name), async move {

@@ -57,6 +57,8 @@ pub struct RawConfig {
     pub state_dir: Option<PathBuf>,
     /// Disk budget of the outbox (`state_dir/outbox`), MiB.
     pub outbox_max_mb: Option<u64>,
+    /// The van's time zone, an IANA name (default: the system's).
+    pub timezone: Option<String>,
     /// `[gps]`.
     #[serde(default)]
     pub gps: RawGps,
@@ -146,6 +148,8 @@ pub struct Config {
     pub pod: crate::media::settings::Pod,
     /// Set the system clock from GPS time when it is untrusted (`clock.set_system_time`).
     pub set_system_time: bool,
+    /// The van's time zone (`timezone`): local dates and offsets in the formats that carry them.
+    pub timezone: chrono_tz::Tz,
 }
 
 /// Validated `[gps]`.
@@ -342,10 +346,21 @@ impl Config {
 
         let pod = crate::media::settings::validate(raw.pod).map_err(|(k, m)| err(&k, m))?;
 
+        let timezone = match raw.timezone {
+            None => system_timezone(),
+            Some(name) => name.parse::<chrono_tz::Tz>().map_err(|_| {
+                err(
+                    "timezone",
+                    format!("unknown time zone {name:?}; use an IANA name such as \"Europe/Berlin\" or \"UTC\""),
+                )
+            })?,
+        };
+
         Ok(Config {
             mqtt,
             pod,
             set_system_time: raw.clock.set_system_time.unwrap_or(false),
+            timezone,
             origin: origin.into(),
             vehicle_id,
             driver_id,
@@ -356,6 +371,24 @@ impl Config {
             webhooks,
         })
     }
+}
+
+/// The system's time zone: `TZ`, else `/etc/timezone`, else the name `/etc/localtime` links
+/// to; UTC when none names a zone curbside knows (its zone database is built in: the gateway
+/// may have none).
+pub fn system_timezone() -> chrono_tz::Tz {
+    let from_env = std::env::var("TZ").ok().map(|t| t.trim_start_matches(':').to_string());
+    let from_file = || std::fs::read_to_string("/etc/timezone").ok().map(|t| t.trim().to_string());
+    let from_link = || {
+        let target = std::fs::read_link("/etc/localtime").ok()?;
+        let t = target.to_str()?;
+        Some(t.split_once("zoneinfo/")?.1.to_string())
+    };
+    [from_env, from_file(), from_link()]
+        .into_iter()
+        .flatten()
+        .find_map(|name| name.parse::<chrono_tz::Tz>().ok())
+        .unwrap_or(chrono_tz::Tz::UTC)
 }
 
 fn syntax_error(origin: &str, e: &toml::de::Error) -> ConfigError {
@@ -388,6 +421,33 @@ mod tests {
         let minimal = Config::parse("vehicle_id = \"van-17\"", "minimal").unwrap();
         let minimal = Config { origin: "example".into(), webhooks: c.webhooks.clone(), ..minimal };
         assert_eq!(format!("{minimal:?}"), format!("{c:?}"), "the example documents the defaults");
+    }
+
+    #[test]
+    fn the_example_pod_section_parses_and_documents_the_defaults() {
+        let start = EXAMPLE.find("# [pod]").expect("the example has a [pod] section");
+        let uncommented: String = EXAMPLE[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')))
+            .map(|l| l.split("   #").next().unwrap_or(l).to_string() + "\n")
+            .collect();
+        let d = Config::parse(&format!("vehicle_id = \"van-17\"\n{uncommented}"), "example")
+            .unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        let upload = d.pod.upload.as_ref().expect("the example shows an upload target");
+        assert_eq!((upload.endpoint.timeout, upload.endpoint.concurrency), (Duration::from_secs(120), 2));
+        let minimal = Config::parse("vehicle_id = \"van-17\"", "minimal").unwrap();
+        assert_eq!(
+            (&d.pod.require_photo, &d.pod.require_signature, d.pod.media_budget),
+            (&minimal.pod.require_photo, &minimal.pod.require_signature, minimal.pod.media_budget)
+        );
+        assert!(
+            Config::parse("vehicle_id = \"v\"\ntimezone = \"Mars/Olympus\"", "t")
+                .unwrap_err()
+                .to_string()
+                .contains("timezone")
+        );
     }
 
     #[test]

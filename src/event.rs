@@ -248,3 +248,41 @@ pub fn envelope(e: &StatusEvent) -> Vec<u8> {
     // A struct of strings, numbers and a derived Serialize: cannot fail.
     serde_json::to_vec(&v).unwrap_or_default()
 }
+
+/// One step of a job as formats that carry a job's history see it (Detrack V2's
+/// `milestones[]`): kept per job in the outbox after the event itself is delivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Milestone {
+    /// The event's sequence.
+    pub sequence: u64,
+    /// What happened.
+    pub status: Status,
+    /// When.
+    pub occurred_at: DateTime<Utc>,
+    /// Why it failed, if it did.
+    pub reason_code: Option<ReasonCode>,
+    /// Free text reason.
+    pub reason: Option<String>,
+    /// Who tapped it.
+    pub driver_id: Option<String>,
+    /// The van.
+    pub vehicle_id: String,
+    /// Where (latitude, longitude).
+    pub position: Option<(f64, f64)>,
+}
+
+impl Milestone {
+    /// The milestone of an event.
+    pub fn of(e: &StatusEvent) -> Milestone {
+        Milestone {
+            sequence: e.sequence,
+            status: e.status,
+            occurred_at: e.occurred_at,
+            reason_code: e.reason_code,
+            reason: e.reason.clone(),
+            driver_id: e.driver_id.clone(),
+            vehicle_id: e.vehicle_id.clone(),
+            position: e.location.as_ref().map(|l| (l.lat, l.lng)),
+        }
+    }
+}

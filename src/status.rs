@@ -171,6 +171,8 @@ pub struct Sources {
     pub media: Media,
     /// `[pod]`.
     pub pod: Arc<Pod>,
+    /// The van's time zone (`timezone`).
+    pub tz: chrono_tz::Tz,
 }
 
 impl Sources {

@@ -374,7 +374,8 @@ async fn webhook_test(State(api): State<Api>, Path(name): Path<String>) -> Resul
     let event = webhook::format::sample(&api.parts.vehicle_id);
     let (now, _) = api.parts.clock.now();
     let started = std::time::Instant::now();
-    let result = webhook::request(&api.client, &ep, &event, now.timestamp()).send().await;
+    let ctx = webhook::format::Context { tz: api.parts.tz, history: &[] };
+    let result = webhook::request(&api.client, &ep, &event, &ctx, now.timestamp()).send().await;
     let took_ms = started.elapsed().as_millis() as u64;
     // Only reports: a 410 to a test does not disable the endpoint for real events.
     let (outcome, status, body) = match result {

@@ -19,6 +19,7 @@
 //! | `meta`    | `disabled/ENDPOINT`, `loss`, `telemetry_dropped` | JSON (the drop count: u64 BE)  |
 //! | `telemetry` | ring sequence, u64 BE               | positions waiting for the MQTT broker, see [`ring`] |
 //! | `media`   | file SHA-256 (32 bytes), sequence (BE) | empty: the event refers to the file in `state_dir/media/` (see [`crate::media`]) |
+//! | `history` | job id, NUL, sequence (BE)            | JSON [`Milestone`]: what the job went through, for formats that send it (kept 7 days, like `idem`) |
 //!
 //! Big-endian sequences make sled's key order the outbox order, so a range scan over an
 //! endpoint's prefix yields its deliveries oldest first, which is what per-job ordering needs.
@@ -61,7 +62,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::Notify;
 
-use crate::event::StatusEvent;
+use crate::event::{Milestone, StatusEvent};
 use record::{decode, encode, endpoint_key, endpoint_prefix, seq_key, split_endpoint_key};
 
 /// Days an Idempotency-Key keeps answering with its first event.
@@ -90,6 +91,7 @@ struct Inner {
     meta: sled::Tree,
     telemetry: sled::Tree,
     media: sled::Tree,
+    history: sled::Tree,
     /// Notified when events leave the store (their files may be released).
     released: Arc<Notify>,
     /// The telemetry ring's ends and counters (see [`ring`]).
@@ -124,6 +126,15 @@ impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outbox").field("path", &self.inner.path).finish_non_exhaustive()
     }
+}
+
+/// The `history` key of job `job`'s event `seq`.
+fn history_key(job: &str, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(job.len() + 9);
+    k.extend_from_slice(job.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
 }
 
 /// The `media` key of event `seq`'s reference to file `sha`.
@@ -256,6 +267,7 @@ impl Outbox {
             events: tree("events")?,
             idem: tree("idem")?,
             media: tree("media")?,
+            history: tree("history")?,
             released: Arc::new(Notify::new()),
             pending: tree("pending")?,
             failed: tree("failed")?,
@@ -290,6 +302,13 @@ impl Outbox {
             let old = decode::<StatusEvent>(&v).map(|e| e.occurred_at < cutoff).unwrap_or(true);
             if old {
                 i.idem.remove(k)?;
+            }
+        }
+        for kv in i.history.iter() {
+            let (k, v) = kv?;
+            let old = serde_json::from_slice::<Milestone>(&v).map(|m| m.occurred_at < cutoff).unwrap_or(true);
+            if old {
+                i.history.remove(k)?;
             }
         }
         Ok(())
@@ -395,24 +414,29 @@ impl Outbox {
             .filter_map(|a| crate::media::parse_hex(&a.sha256))
             .map(|sha| media_ref(&sha, seq))
             .collect();
-        let outcome = (&i.events, &i.idem, &i.pending, &i.media).transaction(|(events, idem, pending, media)| {
-            if let Some(k) = &idem_key {
-                if let Some(first) = idem.get(k)? {
-                    return Ok(Some(first));
+        let step = serde_json::to_vec(&Milestone::of(&event)).unwrap_or_default();
+        let step_key = history_key(&event.job_id, seq);
+        let outcome = (&i.events, &i.idem, &i.pending, &i.media, &i.history).transaction(
+            |(events, idem, pending, media, history)| {
+                if let Some(k) = &idem_key {
+                    if let Some(first) = idem.get(k)? {
+                        return Ok(Some(first));
+                    }
+                    // The event itself, not its sequence: a retry must get it back even after it
+                    // was delivered and removed from `events`.
+                    idem.insert(k.as_slice(), bytes.as_slice())?;
                 }
-                // The event itself, not its sequence: a retry must get it back even after it
-                // was delivered and removed from `events`.
-                idem.insert(k.as_slice(), bytes.as_slice())?;
-            }
-            events.insert(&seq_key(seq), bytes.as_slice())?;
-            for r in &refs {
-                media.insert(r.as_slice(), &[])?;
-            }
-            for t in &targets {
-                pending.insert(endpoint_key(&t.name, seq), state.as_slice())?;
-            }
-            Ok::<_, ConflictableTransactionError<OutboxError>>(None)
-        });
+                events.insert(&seq_key(seq), bytes.as_slice())?;
+                for r in &refs {
+                    media.insert(r.as_slice(), &[])?;
+                }
+                history.insert(step_key.as_slice(), step.as_slice())?;
+                for t in &targets {
+                    pending.insert(endpoint_key(&t.name, seq), state.as_slice())?;
+                }
+                Ok::<_, ConflictableTransactionError<OutboxError>>(None)
+            },
+        );
         if let Err(TransactionError::Storage(e)) = &outcome {
             self.mark_broken(e);
         }
@@ -589,6 +613,12 @@ impl Outbox {
             }
         }
         total
+    }
+
+    /// What job `job` went through up to event `seq` (included), oldest first.
+    pub fn job_history(&self, job: &str, seq: u64) -> Vec<Milestone> {
+        let (from, to) = (history_key(job, 0), history_key(job, seq));
+        self.inner.history.range(from..=to).values().flatten().filter_map(|v| serde_json::from_slice(&v).ok()).collect()
     }
 
     /// Whether any stored event refers to the media file `sha`.

@@ -57,6 +57,8 @@ pub struct Deps {
     pub media: Media,
     /// `[pod]`: whether files are uploaded, and the URLs receivers are given.
     pub pod: Arc<Pod>,
+    /// The van's time zone, for formats with local times.
+    pub tz: chrono_tz::Tz,
 }
 
 /// Runs the delivery loop of `ep` until shutdown.
@@ -181,7 +183,9 @@ struct Settled {
 
 /// One delivery: read the event, send it, record the outcome in the store.
 async fn deliver(ep: Arc<Endpoint>, deps: Deps, seq: u64, mut state: DeliveryState) -> Result<Settled, OutboxError> {
-    let Deps { outbox, client, clock, status, media, pod } = deps;
+    let Deps { outbox, client, clock, status, media, pod, tz } = deps;
+    let history = if ep.format.needs_history() { outbox.job_history(&state.job_id, seq) } else { Vec::new() };
+    let ctx = format::Context { tz, history: &history };
     let job = state.job_id.clone();
     let Some(event) = outbox.event(seq)? else {
         // Unreadable or gone: nothing to deliver; drop the delivery.
@@ -199,9 +203,9 @@ async fn deliver(ep: Arc<Endpoint>, deps: Deps, seq: u64, mut state: DeliverySta
                 // Every URL in a webhook must resolve: its files go first.
                 return Ok(Settled { job, effect: Effect::Hold { state } });
             }
-            attempt(&client, &ep, &crate::media::upload::with_urls(&event, Some(&u.public)), at).await
+            attempt(&client, &ep, &crate::media::upload::with_urls(&event, Some(&u.public)), &ctx, at).await
         }
-        None => attempt(&client, &ep, &event, at).await,
+        None => attempt(&client, &ep, &event, &ctx, at).await,
     };
     let effect = settle(&ep, &outbox.queue(&ep.name), &status, seq, state, &event, outcome, started.elapsed(), at)?;
     Ok(Settled { job, effect })

@@ -44,9 +44,10 @@ pub fn request(
     client: &reqwest::Client,
     ep: &Endpoint,
     event: &StatusEvent,
+    ctx: &format::Context<'_>,
     timestamp: i64,
 ) -> reqwest::RequestBuilder {
-    let body = format::body(ep.format, event);
+    let body = format::body(ep.format, event, ctx);
     let id = event.id.to_string();
     let mut req = client
         .post(ep.url.clone())
@@ -80,8 +81,14 @@ pub fn authorize(mut req: reqwest::RequestBuilder, ep: &Endpoint) -> reqwest::Re
 
 /// Sends one attempt and classifies what happened. The response body is not read: a 2xx status
 /// line is delivery, however slowly the body follows.
-pub async fn attempt(client: &reqwest::Client, ep: &Endpoint, event: &StatusEvent, now: DateTime<Utc>) -> Outcome {
-    match request(client, ep, event, now.timestamp()).send().await {
+pub async fn attempt(
+    client: &reqwest::Client,
+    ep: &Endpoint,
+    event: &StatusEvent,
+    ctx: &format::Context<'_>,
+    now: DateTime<Utc>,
+) -> Outcome {
+    match request(client, ep, event, ctx, now.timestamp()).send().await {
         Ok(resp) => {
             let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok());
             schedule::classify(resp.status().as_u16(), retry_after, now)

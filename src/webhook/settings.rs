@@ -88,8 +88,15 @@ pub fn validate_with(w: RawWebhook, key: &dyn Fn(&str) -> String) -> Result<Endp
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err((key("url"), format!("must be an http:// or https:// URL with a host, got {url_text:?}")));
     }
+    let format = match w.format.as_deref() {
+        None => Format::Standard,
+        Some(f) => {
+            Format::parse(f).ok_or_else(|| (key("format"), format!("must be one of {:?}, got {f:?}", Format::NAMES)))?
+        }
+    };
     let events = match w.events {
-        None => None,
+        // A format named after a document sends the statuses that document names.
+        None => format.documented().map(|d| d.iter().copied().collect()),
         Some(list) => {
             let mut set = HashSet::new();
             for s in list {
@@ -105,12 +112,6 @@ pub fn validate_with(w: RawWebhook, key: &dyn Fn(&str) -> String) -> Result<Endp
                 return Err((key("events"), "must name at least one status (leave it out for all)".into()));
             }
             Some(set)
-        }
-    };
-    let format = match w.format.as_deref() {
-        None => Format::Standard,
-        Some(f) => {
-            Format::parse(f).ok_or_else(|| (key("format"), format!("must be one of {:?}, got {f:?}", Format::NAMES)))?
         }
     };
     let secret = w.secret.map(|s| Secret::parse(&s).map_err(|m| (key("secret"), m))).transpose()?;

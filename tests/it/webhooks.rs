@@ -255,35 +255,53 @@ async fn events_of_one_job_arrive_in_order_while_jobs_proceed_concurrently() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_format_reaches_its_endpoint_and_filters_apply() {
-    let (std_r, det, car) =
-        (Receiver::start(None, vec![]).await, Receiver::start(None, vec![]).await, Receiver::start(None, vec![]).await);
+    let (std_r, det, car, v2) = (
+        Receiver::start(None, vec![]).await,
+        Receiver::start(None, vec![]).await,
+        Receiver::start(None, vec![]).await,
+        Receiver::start(None, vec![]).await,
+    );
     let cfg = hook("std", &std_r.url(), "events = [\"failed\"]")
         + &hook("det", &det.url(), "format = \"detrack-v1\"")
-        + &hook("car", &car.url(), "format = \"carrier\"");
-    let agent = start(&cfg).await;
+        + &hook("car", &car.url(), "format = \"carrier\"")
+        + &hook("v2", &v2.url(), "format = \"detrack-v2\"");
+    let agent = crate::common::agent::start_top("timezone = \"Asia/Singapore\"", &cfg).await;
     wait_for_fix(&agent).await;
-    agent.tap("J-1", json!({"status": "heading_to"})).await;
+    let (_, heading) = agent.tap("J-1", json!({"status": "heading_to"})).await;
+    // Not in the Detrack and carrier documents: only the standard webhook would send it.
+    agent.tap("J-1", json!({"status": "arrived"})).await;
     let (_, failed) =
         agent.tap("J-1", json!({"status": "failed", "reason_code": "refused", "reason": "wrong item"})).await;
     let s = std_r.wait_for(1, Duration::from_secs(10)).await;
     let d = det.wait_for(2, Duration::from_secs(10)).await;
     let c = car.wait_for(2, Duration::from_secs(10)).await;
+    let w = v2.wait_for(2, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(std_r.got().len(), 1, "the filter passes only failed");
+    assert_eq!((det.got().len(), car.got().len(), v2.got().len()), (2, 2, 2), "arrived is in none of their documents");
     assert_eq!(s[0].json()["data"]["reason_code"], "refused");
     let d1 = d[1].json();
     assert_eq!(
         (d1["do"].as_str(), d1["status"].as_str(), d1["reason"].as_str()),
-        (Some("J-1"), Some("Not Delivered"), Some("refused: wrong item"))
+        (Some("J-1"), Some("Failed"), Some("refused: wrong item"))
     );
-    assert_eq!(d1["pod_lat"], failed["location"]["lat"]);
+    assert!(d1["time"].as_str().unwrap().ends_with("+08:00"), "{d1}");
+    assert!(d1["pod_lat"].is_number());
     let (c0, c1) = (c[0].json(), c[1].json());
-    assert_eq!(c0["status"], "OUT_FOR_DELIVERY");
+    assert_eq!((c0["status"].as_str(), c0["code"].as_u64()), (Some("OUT_FOR_DELIVERY"), Some(410)));
     assert!(c0["location"]["lat"].is_number() && c0["location"]["lng"].is_number(), "{c0}");
     assert_eq!(c1["status"], "FAILED_ATTEMPT");
     assert_eq!(c1["failedStatus"], "REFUSED");
-    assert!(c1.get("location").is_none());
-    assert_eq!(c1["id"], failed["id"]);
+    assert_eq!(c1["location"], serde_json::Value::Null);
+    assert_eq!((c1["id"].as_str(), &c1["metaData"]), (Some("J-1"), &failed["id"]));
+    let w1 = w[1].json();
+    assert_eq!((w1["do_number"].as_str(), w1["status"].as_str()), (Some("J-1"), Some("failed")));
+    let steps: Vec<_> =
+        w1["milestones"].as_array().unwrap().iter().map(|m| m["status"].as_str().unwrap().to_string()).collect();
+    assert_eq!(steps, ["out_for_delivery", "arrived", "failed"], "the job's history, from the store");
+    assert!(w1["head_to_delivery_at"].as_str().unwrap().ends_with("+08:00"));
+    assert!(w1["arrived_at"].is_string(), "{w1}");
+    assert_eq!(w[0].json()["id"], heading["id"]);
     agent.stop().await;
 }
 

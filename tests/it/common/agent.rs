@@ -20,6 +20,14 @@ pub async fn start(extra: &str) -> TestAgent {
     start_in(dir, extra).await
 }
 
+/// As [`start`], with top-level keys (`timezone = …`) placed before the tables.
+pub async fn start_top(top: &str, extra: &str) -> TestAgent {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let text = format!("{top}\n{}", config_text(&state, "source = \"sim\"", "listen = \"127.0.0.1:0\"", extra));
+    start_text(dir, &text).await
+}
+
 /// As [`start`], with the `[api]` section given.
 pub async fn start_with_api(api: &str, extra: &str) -> TestAgent {
     start_full(tempfile::tempdir().unwrap(), api, extra).await
