@@ -14,6 +14,7 @@ mod notify;
 mod outbox;
 mod outbox_model;
 mod pod;
+mod pod_crash;
 mod reload;
 mod serial;
 mod systemd;
