@@ -265,10 +265,19 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
     {
         let outbox = outbox.clone();
         let mqtt_removed = config.mqtt.is_none();
+        let uploads_removed = config.pod.upload.is_none();
         parts.set.spawn(async move {
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = outbox.prune_idempotency() {
                     tracing::warn!(error = %e, "could not prune old idempotency keys");
+                }
+                if uploads_removed {
+                    // Files of a removed upload target stay on the van; their webhooks no longer wait.
+                    match outbox.forget_endpoint(UPLOAD_ENDPOINT) {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(events = n, "[pod] upload_url removed: files stay on the van"),
+                        Err(e) => tracing::warn!(error = %e, "could not drop uploads for a removed upload target"),
+                    }
                 }
                 if mqtt_removed {
                     // Events mirrored for a broker that is no longer configured.

@@ -89,6 +89,24 @@ pub fn render(s: &Status) -> String {
         "Disk budget of the store (outbox_max_mb); taps are refused beyond it.",
         s.outbox.budget as f64,
     );
+    p.one(
+        "curbside_media_bytes",
+        "gauge",
+        "Proof-of-delivery files on the van (state_dir/media).",
+        s.pod.media_bytes as f64,
+    );
+    p.one(
+        "curbside_media_budget_bytes",
+        "gauge",
+        "Disk budget of the media ([pod] media_max_mb); taps with files are refused beyond it.",
+        s.pod.media_budget as f64,
+    );
+    p.one(
+        "curbside_upload_pending_bytes",
+        "gauge",
+        "Bytes of proof-of-delivery files still to upload.",
+        s.pod.upload_pending_bytes as f64,
+    );
 
     let api = &s.api;
     p.one("curbside_api_connections_open", "gauge", "Connections to the local API open now.", api.open as f64);

@@ -185,6 +185,9 @@ async fn required_proof_is_a_422_naming_the_part_and_the_media_budget_a_507() {
     assert_eq!(status["pod"]["media_bytes"], small.len() + sig.len());
     assert_eq!(status["pod"]["media_budget"], 1 << 20);
     assert!(status["pod"]["warning"].as_str().unwrap().contains("stay on this van"), "{status}");
+    let metrics = agent.http.get(agent.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(&format!("curbside_media_bytes {}\n", small.len() + sig.len())), "{metrics}");
+    assert!(metrics.contains("curbside_media_budget_bytes 1048576\n"), "{metrics}");
     agent.stop().await;
 }
 

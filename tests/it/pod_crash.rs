@@ -159,6 +159,16 @@ fn spawn_agent(config: &std::path::Path) -> Proc {
     )
 }
 
+/// Waits until the agent answers on its API (at most 60 s).
+async fn ready(api: &str) {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while http.get(format!("{api}/api/v1/status")).send().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the agent did not start within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// One job's two taps: heading_to (JSON), then delivered with 1–3 photos and a signature.
 struct Job {
     id: String,
@@ -222,6 +232,7 @@ async fn driver(api: String, jobs: Arc<Vec<Job>>, acked: Arc<Mutex<Vec<Value>>>)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proof_of_delivery_survives_sigkill_and_arrives_before_its_webhook() {
+    curbside::tls::install_crypto();
     let dir = tempfile::tempdir().unwrap();
     let (api_addr, rx_addr) = (free_addr(), free_addr());
     let state = dir.path().join("state");
@@ -247,6 +258,9 @@ async fn proof_of_delivery_survives_sigkill_and_arrives_before_its_webhook() {
     // The receiver is down: kill the agent at random moments while the driver taps.
     let mut kills = 0;
     while kills < KILLS_TAPPING || !tapping.is_finished() {
+        // Each run gets to answer before its random moment comes (a slow start, under
+        // emulation say, would otherwise be killed before it ever took a tap).
+        ready(&api).await;
         tokio::time::sleep(Duration::from_millis(rand::rng().random_range(100..700))).await;
         drop(agent); // SIGKILL
         kills += 1;
@@ -259,6 +273,7 @@ async fn proof_of_delivery_survives_sigkill_and_arrives_before_its_webhook() {
     let rx_dir = dir.path().join("rx");
     let _receiver = spawn_receiver(rx_addr, &rx_dir);
     while kills < tapping_kills + KILLS_UPLOADING {
+        ready(&api).await;
         tokio::time::sleep(Duration::from_millis(rand::rng().random_range(300..1500))).await;
         drop(agent);
         kills += 1;
