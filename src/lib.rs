@@ -18,6 +18,7 @@
 //! - [`media`]: proof-of-delivery files: stored content-addressed before their event, uploaded,
 //!   released; `[pod]` settings.
 //! - [`outbox`]: the durable queue (design doc in its module).
+//! - [`stops`]: the day's stops on the van: what a list must be, each stop's state.
 //! - [`webhook`]: delivery loops, payload formats, signing, retry rules.
 //! - [`telemetry`]: MQTT telemetry: acquisition rules, the publisher, the offline backlog.
 //! - [`gps`]: framing, decoding and assembling NMEA into one [`gps::Fix`] per epoch; the sources;
@@ -47,6 +48,7 @@ pub mod memory;
 pub mod outbox;
 pub mod server;
 pub mod status;
+pub mod stops;
 pub mod taps;
 pub mod telemetry;
 pub mod tls;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use curbside::cli::client::ApiClient;
-use curbside::cli::{Cli, Command, ConfigArg, ConfigCommand, GpsCommand, OutboxCommand, WebhookCommand};
+use curbside::cli::{Cli, Command, ConfigArg, ConfigCommand, GpsCommand, OutboxCommand, StopsCommand, WebhookCommand};
 use curbside::config::{Config, ConfigError};
 use curbside::event::AttachmentKind;
 use serde_json::{Value, json};
@@ -186,6 +186,26 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             ))?;
             if r["delivered"].as_bool() != Some(true) {
                 anyhow::bail!("webhook {name}: the test event was not delivered");
+            }
+            Ok(())
+        }
+        Command::Stops(StopsCommand::Load { file, if_version, config }) => {
+            let client = ApiClient::new(&load(&config)?);
+            let text = std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let list: Value = serde_json::from_slice(&text)
+                .map_err(|e| anyhow::anyhow!("{}: not JSON ({e}); expected {{\"stops\": [...]}}", file.display()))?;
+            let version = runtime()?.block_on(client.stops_load(&list, if_version))?;
+            let n = list["stops"].as_array().map_or(0, Vec::len);
+            out(&format!("loaded {n} stops from {}: version {version}\n", file.display()))?;
+            Ok(())
+        }
+        Command::Stops(StopsCommand::List { json, config }) => {
+            let client = ApiClient::new(&load(&config)?);
+            let list = runtime()?.block_on(client.stops())?;
+            if json {
+                out(&format!("{}\n", serde_json::to_string_pretty(&list)?))?;
+            } else {
+                out(&curbside::cli::text::stops_text(&list))?;
             }
             Ok(())
         }

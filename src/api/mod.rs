@@ -58,14 +58,23 @@ pub fn parse_tap_request<'h>(
 /// when it does not arrive within `timeout` (`api.request_timeout`: a client that announces a
 /// body and sends nothing holds its connection no longer than that).
 async fn read_body(headers: &HeaderMap, body: Body, timeout: Duration) -> Result<axum::body::Bytes, ApiError> {
-    let too_large =
-        || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, Some("body"), format!("larger than {BODY_LIMIT} bytes"));
+    read_body_up_to(headers, body, timeout, BODY_LIMIT).await
+}
+
+/// As [`read_body`], with another limit.
+async fn read_body_up_to(
+    headers: &HeaderMap,
+    body: Body,
+    timeout: Duration,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
+    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, Some("body"), format!("larger than {limit} bytes"));
     let announced =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > BODY_LIMIT as u64) {
+    if announced.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    match tokio::time::timeout(timeout, to_bytes(body, BODY_LIMIT)).await {
+    match tokio::time::timeout(timeout, to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(_)) => Err(too_large()),
         Err(_) => Err(ApiError::new(
@@ -155,6 +164,13 @@ impl From<OutboxError> for ApiError {
                 format!("{e}; tell dispatch by other means (the budget is outbox_max_mb in the config)"),
             ),
             OutboxError::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, None, format!("not found: {what}")),
+            OutboxError::VersionMismatch { expected, current } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                Some("If-Match"),
+                format!(
+                    "the stop list is at version {current}, not {expected}: GET it again, then replace it; nothing changed"
+                ),
+            ),
             other => {
                 tracing::error!(error = %other, "storage failed; tap refused");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, None, format!("the event was NOT recorded: {other}"))
@@ -168,6 +184,7 @@ pub fn router(api: Api) -> Router {
     Router::new()
         .route("/api/v1/jobs/{job_id}/status", post(tap))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/stops", get(stops_get).put(stops_put))
         .route("/metrics", get(metrics))
         .route("/api/v1/events", get(events))
         .route("/api/v1/events/{id}/retry", post(retry))
@@ -315,6 +332,69 @@ fn require_proof(pod: &crate::media::settings::Pod, tap: &taps::Tap) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Largest stop list accepted.
+pub const STOPS_LIMIT: usize = 1 << 20;
+
+/// `GET /api/v1/stops`: the list, each stop with its state, and the version as `ETag`.
+async fn stops_get(State(api): State<Api>) -> Response {
+    let outbox = api.parts.outbox.clone();
+    let list = tokio::task::spawn_blocking(move || {
+        let list = outbox.stops();
+        let stops: Vec<Value> = list
+            .stops
+            .iter()
+            .map(|s| {
+                let (state, status) = crate::stops::state(&outbox.job_history(&s.job_id, u64::MAX));
+                let mut v = serde_json::to_value(s).unwrap_or_default();
+                v["state"] = json!(state);
+                v["status"] = json!(status);
+                v
+            })
+            .collect();
+        json!({"version": list.version, "stops": stops})
+    })
+    .await
+    .unwrap_or_else(|_| json!({"version": 0, "stops": []}));
+    let etag = format!("\"{}\"", list["version"]);
+    let mut resp = Json(list).into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp
+}
+
+/// `PUT /api/v1/stops`: replaces the list (with `If-Match: "VERSION"`, only that version);
+/// a bad list is a 4xx naming the field, and nothing is replaced.
+async fn stops_put(State(api): State<Api>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let if_match = match headers.get(header::IF_MATCH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        Some("If-Match"),
+                        "must be the list's version as GET gave it in ETag, e.g. \"3\"",
+                    )
+                })?,
+        ),
+    };
+    let bytes = read_body_up_to(&headers, body, api.body_timeout, STOPS_LIMIT).await?;
+    let value =
+        taps::parse_json(&bytes).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Some(&e.field), e.message))?;
+    let stops = crate::stops::parse_list(&value)?;
+    let count = stops.len();
+    let version = api.parts.outbox.replace_stops(stops, if_match).await?;
+    let mut resp = Json(json!({"version": version, "stops": count})).into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&format!("\"{version}\"")) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(resp)
 }
 
 async fn status(State(api): State<Api>) -> Json<Status> {

@@ -38,6 +38,9 @@ pub enum Command {
     /// Inspect and retry the outbox of the running agent.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// The day's stops on the running agent.
+    #[command(subcommand)]
+    Stops(StopsCommand),
     /// Webhook endpoints of the running agent.
     #[command(subcommand)]
     Webhook(WebhookCommand),
@@ -75,6 +78,31 @@ pub struct TapArgs {
     /// Config file (for the API address and token).
     #[command(flatten)]
     pub config: ConfigArg,
+}
+
+/// `curbside stops ...`
+#[derive(Debug, Subcommand)]
+pub enum StopsCommand {
+    /// Replace the day's stops with the list in FILE (`{"stops": [...]}`, see the README).
+    Load {
+        /// The list, JSON.
+        file: PathBuf,
+        /// Replace only this version of the list (as `stops list` shows it).
+        #[arg(long)]
+        if_version: Option<u64>,
+        /// Config file.
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// The day's stops, each with its state.
+    List {
+        /// Print the JSON as the API returns it.
+        #[arg(long)]
+        json: bool,
+        /// Config file.
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 /// `curbside outbox ...`

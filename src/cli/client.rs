@@ -137,6 +137,20 @@ impl ApiClient {
         serde_json::from_value(v).context("the agent's event does not read as this version's")
     }
 
+    /// `PUT /api/v1/stops`: replaces the day's stops (only `if_version`, when given); returns
+    /// the new version.
+    pub async fn stops_load(&self, list: &Value, if_version: Option<u64>) -> anyhow::Result<u64> {
+        let tag = if_version.map(|v| format!("\"{v}\""));
+        let headers: Vec<(&str, &str)> = tag.as_deref().map(|t| ("if-match", t)).into_iter().collect();
+        let v = ok(self.send(reqwest::Method::PUT, "/api/v1/stops", Some(Body::Json(list)), &headers).await?)?;
+        Ok(v["version"].as_u64().unwrap_or(0))
+    }
+
+    /// `GET /api/v1/stops`: the list, each stop with its state.
+    pub async fn stops(&self) -> anyhow::Result<Value> {
+        self.get("/api/v1/stops").await
+    }
+
     /// `GET /api/v1/events`: deliveries waiting (and parked), or only the parked ones.
     pub async fn deliveries(&self, failed_only: bool) -> anyhow::Result<Value> {
         self.get(if failed_only { "/api/v1/events?state=failed" } else { "/api/v1/events" }).await

@@ -1,6 +1,37 @@
 //! What the CLI prints for a human (the status's text is [`crate::status::Status::text`]).
 
-/// `curbside outbox list` for a human.
+/// `curbside stops list` for a human.
+pub fn stops_text(list: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!("stop list version {}\n", list["version"]);
+    let stops = list["stops"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if stops.is_empty() {
+        out.push_str("no stops loaded (curbside stops load FILE.json)\n");
+    }
+    for s in stops {
+        let state = match (s["state"].as_str(), s["status"].as_str()) {
+            (Some("done"), Some(st)) => format!("done ({st})"),
+            (Some(state), _) => state.to_string(),
+            _ => "?".into(),
+        };
+        let place = match (s["lat"].as_f64(), s["lng"].as_f64()) {
+            (Some(lat), Some(lng)) => format!("{lat:.5},{lng:.5}"),
+            _ => "no coordinates".into(),
+        };
+        let _ = writeln!(
+            out,
+            "{:>3}  {:<16} {:<20} {:<14} {} ({place})",
+            s["sequence"],
+            s["job_id"].as_str().unwrap_or(""),
+            state,
+            s["name"].as_str().unwrap_or(""),
+            s["address"].as_str().unwrap_or(""),
+        );
+    }
+    out
+}
+
+/// The outbox listing as text.
 pub fn outbox_text(list: &serde_json::Value) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();

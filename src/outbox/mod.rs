@@ -19,6 +19,7 @@
 //! | `meta`    | `disabled/ENDPOINT`, `loss`, `telemetry_dropped` | JSON (the drop count: u64 BE)  |
 //! | `telemetry` | ring sequence, u64 BE               | positions waiting for the MQTT broker, see [`ring`] |
 //! | `media`   | file SHA-256 (32 bytes), sequence (BE) | empty: the event refers to the file in `state_dir/media/` (see [`crate::media`]) |
+//! | `stops`   | `list`                                | JSON [`crate::stops::StopList`]: the day's stops and their version |
 //! | `history` | job id, NUL, sequence (BE)            | JSON [`Milestone`]: what the job went through, for formats that send it (kept 7 days, like `idem`) |
 //!
 //! Big-endian sequences make sled's key order the outbox order, so a range scan over an
@@ -63,6 +64,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::Notify;
 
 use crate::event::{Milestone, StatusEvent};
+use crate::stops::StopList;
 use record::{decode, encode, endpoint_key, endpoint_prefix, seq_key, split_endpoint_key};
 
 /// Days an Idempotency-Key keeps answering with its first event.
@@ -92,6 +94,7 @@ struct Inner {
     telemetry: sled::Tree,
     media: sled::Tree,
     history: sled::Tree,
+    stops: sled::Tree,
     /// Notified when events leave the store (their files may be released).
     released: Arc<Notify>,
     /// The telemetry ring's ends and counters (see [`ring`]).
@@ -268,6 +271,7 @@ impl Outbox {
             idem: tree("idem")?,
             media: tree("media")?,
             history: tree("history")?,
+            stops: tree("stops")?,
             released: Arc::new(Notify::new()),
             pending: tree("pending")?,
             failed: tree("failed")?,
@@ -619,6 +623,49 @@ impl Outbox {
     pub fn job_history(&self, job: &str, seq: u64) -> Vec<Milestone> {
         let (from, to) = (history_key(job, 0), history_key(job, seq));
         self.inner.history.range(from..=to).values().flatten().filter_map(|v| serde_json::from_slice(&v).ok()).collect()
+    }
+
+    /// The day's stops (version 0 and none before any list was loaded; an unreadable list
+    /// reads as none, logged).
+    pub fn stops(&self) -> StopList {
+        match self.inner.stops.get("list") {
+            Ok(Some(v)) => serde_json::from_slice(&v).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "the stored stop list is unreadable; treating it as empty");
+                StopList::default()
+            }),
+            Ok(None) => StopList::default(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the stop list");
+                StopList::default()
+            }
+        }
+    }
+
+    /// Replaces the stop list, if `if_match` (when given) is the stored version; returns the new
+    /// version once it is on disk.
+    pub async fn replace_stops(
+        &self,
+        stops: Vec<crate::stops::Stop>,
+        if_match: Option<u64>,
+    ) -> Result<u64, OutboxError> {
+        let current = self.inner.stops.get("list")?;
+        let now: StopList = current.as_ref().and_then(|v| serde_json::from_slice(v).ok()).unwrap_or_default();
+        if let Some(expected) = if_match {
+            if expected != now.version {
+                return Err(OutboxError::VersionMismatch { expected, current: now.version });
+            }
+        }
+        let next = StopList { version: now.version + 1, stops };
+        let bytes = serde_json::to_vec(&next).map_err(|e| OutboxError::Storage(e.to_string()))?;
+        match self.inner.stops.compare_and_swap("list", current, Some(bytes))? {
+            Ok(()) => {}
+            Err(_) => {
+                let current = self.stops().version;
+                return Err(OutboxError::VersionMismatch { expected: if_match.unwrap_or(now.version), current });
+            }
+        }
+        self.commit_or_break().await?;
+        Ok(next.version)
     }
 
     /// Whether any stored event refers to the media file `sha`.

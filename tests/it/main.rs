@@ -17,6 +17,7 @@ mod pod;
 mod pod_crash;
 mod reload;
 mod serial;
+mod stops;
 mod systemd;
 mod tls;
 mod webhooks;
