@@ -3,6 +3,8 @@
 //! the outbox's `stops` tree (see [`crate::outbox::Outbox::replace_stops`]), versioned so that a
 //! replacement can say which list it replaces (`If-Match`).
 
+pub mod geofence;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
