@@ -145,7 +145,8 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
     };
     let endpoints = Arc::new(config.webhooks.clone());
     let taps =
-        Taps::new(outbox.clone(), latest.clone(), clock.clone(), config.vehicle_id.clone(), config.driver_id.clone());
+        Taps::new(outbox.clone(), latest.clone(), clock.clone(), config.vehicle_id.clone(), config.driver_id.clone())
+            .with_default_radius(config.stops.radius_m);
     let sources = Sources {
         vehicle_id: config.vehicle_id.clone(),
         gps_source: config.gps.source.kind(),
@@ -160,6 +161,7 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
         pod: pod.clone(),
         tz: config.timezone,
     };
+    let geofence = config.stops.auto_arrived.then(|| taps.clone());
     let api = Api {
         taps,
         parts: sources.clone(),
@@ -235,6 +237,14 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
         let (latest, shutdown) = (latest.clone(), shutdown.clone());
         parts.spawn_watched("summary", async move {
             summarise(latest, clock, shutdown).await;
+            Ok(())
+        });
+    }
+    if let Some(taps) = geofence {
+        let (outbox, latest, shutdown) = (outbox.clone(), latest.clone(), shutdown.clone());
+        let (rules, radius) = (config.stops.rules, config.stops.radius_m);
+        parts.spawn_watched("geofence", async move {
+            crate::stops::watch::run(taps, outbox, latest, rules, radius, shutdown).await;
             Ok(())
         });
     }

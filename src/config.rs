@@ -76,6 +76,9 @@ pub struct RawConfig {
     /// `[pod]`: proof-of-delivery files.
     #[serde(default)]
     pub pod: crate::media::settings::RawPod,
+    /// `[stops]`.
+    #[serde(default)]
+    pub stops: crate::stops::RawStopsConfig,
 }
 
 /// `[clock]` as written.
@@ -150,6 +153,8 @@ pub struct Config {
     pub set_system_time: bool,
     /// The van's time zone (`timezone`): local dates and offsets in the formats that carry them.
     pub timezone: chrono_tz::Tz,
+    /// The day's stops: default radius and the geofence (`[stops]`).
+    pub stops: crate::stops::StopsConfig,
 }
 
 /// Validated `[gps]`.
@@ -346,6 +351,8 @@ impl Config {
 
         let pod = crate::media::settings::validate(raw.pod).map_err(|(k, m)| err(&k, m))?;
 
+        let stops = crate::stops::validate(raw.stops).map_err(|(k, m)| err(&k, m))?;
+
         let timezone = match raw.timezone {
             None => system_timezone(),
             Some(name) => name.parse::<chrono_tz::Tz>().map_err(|_| {
@@ -361,6 +368,7 @@ impl Config {
             pod,
             set_system_time: raw.clock.set_system_time.unwrap_or(false),
             timezone,
+            stops,
             origin: origin.into(),
             vehicle_id,
             driver_id,

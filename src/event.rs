@@ -24,17 +24,20 @@ pub enum Status {
     Failed,
     /// Picked up from the address.
     PickedUp,
+    /// Left the address after arriving (recorded by the geofence).
+    Departed,
 }
 
 impl Status {
     /// Every status, in the order a job usually goes through them.
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::HeadingTo,
         Status::Arrived,
         Status::Delivered,
         Status::PartiallyDelivered,
         Status::Failed,
         Status::PickedUp,
+        Status::Departed,
     ];
 
     /// The wire name, e.g. `heading_to`.
@@ -46,6 +49,7 @@ impl Status {
             Status::PartiallyDelivered => "partially_delivered",
             Status::Failed => "failed",
             Status::PickedUp => "picked_up",
+            Status::Departed => "departed",
         }
     }
 
@@ -211,6 +215,33 @@ pub struct StatusEvent {
     /// Photos and signature, in order (photos first); empty for a tap without files.
     #[serde(default)]
     pub attachments: Vec<Attachment>,
+    /// Who recorded it: the driver (a tap), or the geofence (the van's position).
+    #[serde(default)]
+    pub source: Source,
+    /// Where the van was against the job's stop, when the job is on the day's list with
+    /// coordinates and there was a fix; `null` otherwise.
+    #[serde(default)]
+    pub stop: Option<StopProximity>,
+}
+
+/// Who recorded an event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// A tap: the API, the CLI or the driver page.
+    #[default]
+    Driver,
+    /// The geofence of the job's stop (`arrived`, `departed`).
+    Geofence,
+}
+
+/// Where the van was against a job's stop when an event was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StopProximity {
+    /// From the fix to the stop, metres (rounded to 0.1 m).
+    pub distance_m: f64,
+    /// Whether the fix was within the stop's radius.
+    pub inside: bool,
 }
 
 /// Job, vehicle, driver and endpoint ids: 1–64 characters of `[A-Za-z0-9._-]`.

@@ -38,6 +38,9 @@ fuzz_target!(|data: &[u8]| {
                 location: None,
                 vehicle_id: "van".into(),
                 driver_id: None,
+                attachments: Vec::new(),
+                source: curbside::event::Source::Driver,
+                stop: None,
             };
             let json = serde_json::to_vec(&event).unwrap();
             let back: curbside::event::StatusEvent = serde_json::from_slice(&json).unwrap();

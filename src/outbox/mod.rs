@@ -95,6 +95,8 @@ struct Inner {
     media: sled::Tree,
     history: sled::Tree,
     stops: sled::Tree,
+    /// The stop list as last read or written (taps and the geofence read it often).
+    stops_cache: std::sync::Mutex<Option<Arc<StopList>>>,
     /// Notified when events leave the store (their files may be released).
     released: Arc<Notify>,
     /// The telemetry ring's ends and counters (see [`ring`]).
@@ -272,6 +274,7 @@ impl Outbox {
             media: tree("media")?,
             history: tree("history")?,
             stops: tree("stops")?,
+            stops_cache: std::sync::Mutex::new(None),
             released: Arc::new(Notify::new()),
             pending: tree("pending")?,
             failed: tree("failed")?,
@@ -627,8 +630,12 @@ impl Outbox {
 
     /// The day's stops (version 0 and none before any list was loaded; an unreadable list
     /// reads as none, logged).
-    pub fn stops(&self) -> StopList {
-        match self.inner.stops.get("list") {
+    pub fn stops(&self) -> Arc<StopList> {
+        let mut cache = self.inner.stops_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = &*cache {
+            return list.clone();
+        }
+        let list = Arc::new(match self.inner.stops.get("list") {
             Ok(Some(v)) => serde_json::from_slice(&v).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "the stored stop list is unreadable; treating it as empty");
                 StopList::default()
@@ -636,9 +643,11 @@ impl Outbox {
             Ok(None) => StopList::default(),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the stop list");
-                StopList::default()
+                return Arc::new(StopList::default());
             }
-        }
+        });
+        *cache = Some(list.clone());
+        list
     }
 
     /// Replaces the stop list, if `if_match` (when given) is the stored version; returns the new
@@ -657,7 +666,9 @@ impl Outbox {
         }
         let next = StopList { version: now.version + 1, stops };
         let bytes = serde_json::to_vec(&next).map_err(|e| OutboxError::Storage(e.to_string()))?;
-        match self.inner.stops.compare_and_swap("list", current, Some(bytes))? {
+        let swapped = self.inner.stops.compare_and_swap("list", current, Some(bytes))?;
+        *self.inner.stops_cache.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        match swapped {
             Ok(()) => {}
             Err(_) => {
                 let current = self.stops().version;

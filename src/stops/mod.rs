@@ -4,6 +4,7 @@
 //! replacement can say which list it replaces (`If-Match`).
 
 pub mod geofence;
+pub mod watch;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,61 @@ pub struct Requires {
     pub signature: bool,
 }
 
+/// `[stops]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStopsConfig {
+    /// Geofence radius of a stop that gives none, metres.
+    pub radius_m: Option<f64>,
+    /// Record `arrived` and `departed` from the geofence.
+    pub auto_arrived: Option<bool>,
+    /// How long inside makes an arrival (and outside a departure); stopped inside for a
+    /// quarter of it makes one too.
+    pub dwell: Option<String>,
+    /// How far beyond the radius the van must be to have left, metres.
+    pub hysteresis_m: Option<f64>,
+}
+
+/// `[stops]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StopsConfig {
+    /// See [`RawStopsConfig::radius_m`].
+    pub radius_m: f64,
+    /// See [`RawStopsConfig::auto_arrived`].
+    pub auto_arrived: bool,
+    /// The geofence's rules.
+    pub rules: geofence::Rules,
+}
+
+impl Default for StopsConfig {
+    fn default() -> Self {
+        StopsConfig { radius_m: DEFAULT_RADIUS_M, auto_arrived: true, rules: geofence::Rules::default() }
+    }
+}
+
+/// Validates `[stops]`; an error is the key and what is wrong.
+pub fn validate(raw: RawStopsConfig) -> Result<StopsConfig, (String, String)> {
+    let d = StopsConfig::default();
+    let radius_m = raw.radius_m.unwrap_or(d.radius_m);
+    if !(5.0..=5000.0).contains(&radius_m) {
+        return Err(("stops.radius_m".into(), format!("must be 5 to 5000 (metres), got {radius_m}")));
+    }
+    let hysteresis_m = raw.hysteresis_m.unwrap_or(d.rules.hysteresis_m);
+    if !(0.0..=1000.0).contains(&hysteresis_m) {
+        return Err(("stops.hysteresis_m".into(), format!("must be 0 to 1000 (metres), got {hysteresis_m}")));
+    }
+    let dwell = crate::units::duration(raw.dwell.as_deref(), "20s").map_err(|m| ("stops.dwell".to_string(), m))?;
+    if dwell.is_zero() || dwell > std::time::Duration::from_secs(600) {
+        return Err(("stops.dwell".into(), "must be more than 0 and at most 10m".into()));
+    }
+    Ok(StopsConfig {
+        radius_m,
+        auto_arrived: raw.auto_arrived.unwrap_or(d.auto_arrived),
+        // Stopped inside for a quarter of the dwell (5 s of the default 20 s) is an arrival too.
+        rules: geofence::Rules { dwell, stopped_for: dwell / 4, hysteresis_m, ..d.rules },
+    })
+}
+
 /// A stored list: its version (rises with every replacement) and its stops, in sequence order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StopList {
@@ -100,7 +156,8 @@ pub enum StopState {
 
 /// A stop's state and the status that made it (`None` while pending).
 pub fn state(history: &[Milestone]) -> (StopState, Option<Status>) {
-    match history.last().map(|m| m.status) {
+    // Leaving says nothing about how the job went: the state is what came before.
+    match history.iter().rev().map(|m| m.status).find(|s| *s != Status::Departed) {
         None => (StopState::Pending, None),
         Some(s @ Status::HeadingTo) => (StopState::Heading, Some(s)),
         Some(s @ Status::Arrived) => (StopState::Arrived, Some(s)),

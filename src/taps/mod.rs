@@ -156,6 +156,9 @@ pub fn parse_tap(body: &Value) -> Result<Tap, Invalid> {
         items,
         proof: Vec::new(),
     };
+    if tap.status == Status::Departed {
+        return Err(invalid("status", "departed is recorded by the geofence when the van leaves a stop, not tapped"));
+    }
     says_one_thing(&tap)?;
     Ok(tap)
 }
@@ -361,12 +364,42 @@ pub struct Taps {
     /// The latest `occurred_at` stamped: a clock stepped backwards does not make a later event
     /// look older than an earlier one.
     last_stamp: Arc<Mutex<Option<DateTime<Utc>>>>,
+    /// The geofence radius of a stop that gives none, metres.
+    default_radius_m: f64,
 }
 
 impl Taps {
     /// A recorder stamping events with `latest` and `clock`, storing them in `outbox`.
     pub fn new(outbox: Outbox, latest: LatestFix, clock: Clock, vehicle_id: String, driver_id: Option<String>) -> Self {
-        Self { outbox, latest, clock, vehicle_id, driver_id, last_stamp: Arc::default() }
+        Self {
+            outbox,
+            latest,
+            clock,
+            vehicle_id,
+            driver_id,
+            last_stamp: Arc::default(),
+            default_radius_m: crate::stops::DEFAULT_RADIUS_M,
+        }
+    }
+
+    /// With another default stop radius (`[stops] radius_m`).
+    pub fn with_default_radius(mut self, radius_m: f64) -> Self {
+        self.default_radius_m = radius_m;
+        self
+    }
+
+    /// Where `location` is against job `job_id`'s stop, if the job is on the day's list with
+    /// coordinates.
+    pub fn proximity(&self, job_id: &str, location: Option<&Location>) -> Option<crate::event::StopProximity> {
+        let l = location?;
+        let list = self.outbox.stops();
+        let stop = list.stops.iter().find(|s| s.job_id == job_id)?;
+        let (lat, lng) = (stop.lat?, stop.lng?);
+        let d = crate::stops::geofence::distance_m((lat, lng), (l.lat, l.lng));
+        Some(crate::event::StopProximity {
+            distance_m: (d * 10.0).round() / 10.0,
+            inside: d <= stop.radius_m.unwrap_or(self.default_radius_m),
+        })
     }
 
     /// Where the van is for an event: the live fix (age as it is), else the last known fix with
@@ -388,7 +421,19 @@ impl Taps {
     /// Stores the tap durably and returns the stored event (or, for a repeated idempotency key,
     /// the first one; a different tap under a used key is refused).
     pub async fn record(&self, job_id: &str, tap: Tap, idempotency_key: Option<&str>) -> Result<Appended, RecordError> {
+        self.record_from(job_id, tap, idempotency_key, crate::event::Source::Driver).await
+    }
+
+    /// As [`Taps::record`], saying who recorded it (the geofence records `arrived`/`departed`).
+    pub async fn record_from(
+        &self,
+        job_id: &str,
+        tap: Tap,
+        idempotency_key: Option<&str>,
+        source: crate::event::Source,
+    ) -> Result<Appended, RecordError> {
         let location = self.location();
+        let stop = self.proximity(job_id, location.as_ref());
         let sent = tap.clone();
         let appended = self
             .outbox
@@ -418,6 +463,8 @@ impl Taps {
                     vehicle_id: self.vehicle_id.clone(),
                     driver_id: self.driver_id.clone(),
                     attachments: attachments(&tap.proof, occurred_at),
+                    source,
+                    stop,
                 }
             })
             .await?;
@@ -463,6 +510,7 @@ mod tests {
     fn each_bad_field_is_named() {
         assert_eq!(field_of(json!({})), "status");
         assert_eq!(field_of(json!({"status": "teleported"})), "status");
+        assert_eq!(field_of(json!({"status": "departed"})), "status");
         assert_eq!(field_of(json!({"status": 3})), "status");
         assert_eq!(field_of(json!({"status": "failed"})), "reason_code");
         assert_eq!(field_of(json!({"status": "failed", "reason_code": "aliens"})), "reason_code");

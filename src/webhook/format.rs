@@ -142,6 +142,7 @@ pub fn detrack_v1_status(s: Status) -> &'static str {
         Status::PartiallyDelivered => "Partially Completed",
         Status::Failed => "Failed",
         Status::PickedUp => "Collected",
+        Status::Departed => "Departed",
     }
 }
 
@@ -192,6 +193,7 @@ pub fn detrack_v2_status(s: Status) -> (&'static str, &'static str, &'static str
         Status::PartiallyDelivered => ("partially_completed", "Partially Completed", "partially_completed"),
         Status::Failed => ("failed", "Failed", "failed"),
         Status::PickedUp => ("completed", "Collected", "collected"),
+        Status::Departed => ("dispatched", "Departed", "departed"),
     }
 }
 
@@ -305,6 +307,7 @@ pub fn carrier_status(s: Status) -> &'static str {
         Status::PartiallyDelivered => "PARTIALLY_DELIVERED",
         Status::Failed => "FAILED_ATTEMPT",
         Status::PickedUp => "PICKED_UP",
+        Status::Departed => "DEPARTED",
     }
 }
 
@@ -319,6 +322,7 @@ pub fn carrier_code(s: Status) -> u16 {
         Status::PartiallyDelivered => 510,
         Status::Failed => 601,
         Status::PickedUp => 520,
+        Status::Departed => 430,
     }
 }
 
@@ -346,6 +350,7 @@ fn carrier_headline_nl(e: &StatusEvent) -> (&'static str, String) {
         }
         Status::Failed => ("Afleverpoging mislukt", "Afleverpoging mislukt op bestemming".into()),
         Status::PickedUp => ("Opgehaald", "De zending is opgehaald".into()),
+        Status::Departed => ("Koerier vertrokken", "De koerier is vertrokken van de bestemming".into()),
     }
 }
 
@@ -366,6 +371,7 @@ fn carrier_headline(e: &StatusEvent) -> (&'static str, String) {
         // The document's own example.
         Status::Failed => ("Delivery attempt failed", "Delivery attempt failed at destination".into()),
         Status::PickedUp => ("Picked up", "The shipment was picked up".into()),
+        Status::Departed => ("Courier departed", "The courier left the destination".into()),
     }
 }
 
@@ -446,6 +452,8 @@ pub fn sample(vehicle_id: &str) -> StatusEvent {
         vehicle_id: vehicle_id.into(),
         driver_id: None,
         attachments: Vec::new(),
+        source: crate::event::Source::Driver,
+        stop: None,
     }
 }
 
@@ -715,7 +723,10 @@ mod tests {
         assert_eq!(Format::Standard.documented(), None);
         for f in [Format::DetrackV1, Format::DetrackV2, Format::Carrier] {
             let d = f.documented().unwrap();
-            assert!(!d.contains(&Status::Arrived) && !d.contains(&Status::PickedUp), "{f:?}");
+            assert!(
+                !d.contains(&Status::Arrived) && !d.contains(&Status::PickedUp) && !d.contains(&Status::Departed),
+                "{f:?}"
+            );
         }
     }
 }

@@ -1,0 +1,82 @@
+//! The geofence at work: follows the live fix, feeds each stop's [`Fence`], and records what it
+//! decides as events (`source: "geofence"`): `arrived` unless the driver already tapped it (or
+//! finished the job), and `departed` once the van has left a stop it was at.
+
+use std::collections::HashMap;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::event::{Source, Status};
+use crate::gps::LatestFix;
+use crate::outbox::Outbox;
+use crate::taps::{Tap, Taps};
+
+use super::geofence::{Decision, Fence, Rules, Sample};
+use super::{StopState, state};
+
+fn tap(status: Status) -> Tap {
+    Tap { status, reason_code: None, reason: None, received_by: None, note: None, items: Vec::new(), proof: Vec::new() }
+}
+
+/// Runs until shutdown: one [`Fence`] per stop with coordinates, rebuilt when the list changes.
+pub async fn run(
+    taps: Taps,
+    outbox: Outbox,
+    latest: LatestFix,
+    rules: Rules,
+    default_radius_m: f64,
+    shutdown: CancellationToken,
+) {
+    let mut changes = latest.subscribe();
+    let mut fences: HashMap<String, Fence> = HashMap::new();
+    let mut version = None;
+    loop {
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            _ = shutdown.cancelled() => return,
+        }
+        let list = outbox.stops();
+        if version != Some(list.version) {
+            version = Some(list.version);
+            fences = list
+                .stops
+                .iter()
+                .filter_map(|s| {
+                    Some((s.job_id.clone(), Fence::new(s.lat?, s.lng?, s.radius_m.unwrap_or(default_radius_m))))
+                })
+                .collect();
+        }
+        // A stale fix decides nothing: only the live one is fed.
+        let Some(r) = latest.live() else { continue };
+        let Some((lat, lng)) = r.fix.position() else { continue };
+        let sample = Sample {
+            at: r.at,
+            lat,
+            lng,
+            accuracy_m: r.fix.accuracy_m().unwrap_or(0.0),
+            speed_mps: r.fix.speed_mps,
+            live: true,
+        };
+        for (job, fence) in fences.iter_mut() {
+            let Some(decision) = fence.feed(sample, &rules) else { continue };
+            let o = outbox.clone();
+            let j = job.clone();
+            let history = tokio::task::spawn_blocking(move || o.job_history(&j, u64::MAX)).await.unwrap_or_default();
+            let (now, _) = state(&history);
+            let status = match decision {
+                // The driver tapped it already, or finished the job: nothing to add.
+                Decision::Arrived(_) if matches!(now, StopState::Pending | StopState::Heading) => Status::Arrived,
+                Decision::Departed(_) if matches!(now, StopState::Arrived | StopState::Done) => Status::Departed,
+                _ => continue,
+            };
+            match taps.record_from(job, tap(status), None, Source::Geofence).await {
+                Ok(a) => {
+                    tracing::info!(job_id = %job, status = status.as_str(), id = %a.event.id, "geofence: recorded")
+                }
+                Err(e) => {
+                    tracing::warn!(job_id = %job, status = status.as_str(), error = %e, "geofence: could not record")
+                }
+            }
+        }
+    }
+}

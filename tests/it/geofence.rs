@@ -1,0 +1,84 @@
+//! The geofence on the simulated route (ten times real time, so the dwell is 2 s: 20 route
+//! seconds): an arrival and a departure recorded by the geofence at every stop the van stops at,
+//! none at a stop it only drives past or a stop without coordinates, and every tap for a known
+//! stop says how far from it the van was.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::agent;
+use crate::common::receiver::Receiver;
+
+/// The demo route's stops (`gps::source::sim::Route::demo`).
+const ROUTE: [(f64, f64); 6] = [
+    (53.55073, 9.99302),
+    (53.55311, 10.00069),
+    (53.55686, 10.00412),
+    (53.55922, 9.99655),
+    (53.55641, 9.98720),
+    (53.55230, 9.98543),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_van_arrives_and_departs_at_each_stop_it_stops_at_and_nowhere_else() {
+    let rx = Receiver::start(None, vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = agent::start_with_gps(
+        dir,
+        "source = \"sim\"\nspeed = 10.0",
+        &format!("[stops]\ndwell = \"2s\"\n[[webhook]]\nname = \"bo\"\nurl = \"{}\"\n", rx.url()),
+    )
+    .await;
+    let mut stops: Vec<Value> = ROUTE
+        .iter()
+        .enumerate()
+        .map(|(i, (lat, lng))| json!({"job_id": format!("S{}", i + 1), "sequence": i + 1, "lat": lat, "lng": lng}))
+        .collect();
+    // Halfway along the first leg: driven past at 40 km/h, never stopped at.
+    let (a0, a1) = (ROUTE[0], ROUTE[1]);
+    stops.push(json!({"job_id": "PAST", "sequence": 7, "lat": (a0.0 + a1.0) / 2.0, "lng": (a0.1 + a1.1) / 2.0}));
+    stops.push(json!({"job_id": "NOWHERE", "sequence": 8, "name": "no coordinates"}));
+    let resp = a.http.put(a.url("/api/v1/stops")).json(&json!({"stops": stops})).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // A lap is about 45 s at ten times real time; wait for every stop's departure.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let events = loop {
+        let events: Vec<Value> = rx.got().iter().map(|g| g.json()["data"].clone()).collect();
+        let departed: std::collections::HashSet<&str> =
+            events.iter().filter(|e| e["status"] == "departed").filter_map(|e| e["job_id"].as_str()).collect();
+        if (1..=6).all(|i| departed.contains(format!("S{i}").as_str())) {
+            break events;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "departures so far: {departed:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut per_job: HashMap<String, Vec<String>> = HashMap::new();
+    for e in &events {
+        assert_eq!(e["source"], "geofence", "{e}");
+        per_job.entry(e["job_id"].as_str().unwrap().into()).or_default().push(e["status"].as_str().unwrap().into());
+    }
+    for i in 1..=6 {
+        let got = &per_job[&format!("S{i}")];
+        // The van may be back at the first stops by now: whole visits only, never a flap.
+        assert!(got.chunks(2).all(|c| c[0] == "arrived" && c.get(1).is_none_or(|d| d == "departed")), "S{i}: {got:?}");
+    }
+    assert!(!per_job.contains_key("PAST"), "a drive past is no arrival: {:?}", per_job.get("PAST"));
+    assert!(!per_job.contains_key("NOWHERE"));
+    let arrived = events.iter().find(|e| e["status"] == "arrived").unwrap();
+    assert!(arrived["stop"]["inside"] == true && arrived["stop"]["distance_m"].as_f64().unwrap() < 75.0, "{arrived}");
+
+    // A tap for a known stop says how far from it the van is; one for an unknown job does not.
+    let (_, e) = a.tap("PAST", json!({"status": "delivered"})).await;
+    assert!(e["stop"]["distance_m"].as_f64().is_some_and(|d| d >= 0.0), "{e}");
+    let (_, e) = a.tap("UNLISTED", json!({"status": "delivered"})).await;
+    assert_eq!(e["stop"], Value::Null);
+    let (_, e) = a.tap("NOWHERE", json!({"status": "delivered"})).await;
+    assert_eq!(e["stop"], Value::Null, "no coordinates, no distance");
+    let listed = a.get("/api/v1/stops").await;
+    let s1 = &listed["stops"][0];
+    assert_eq!((s1["job_id"].as_str(), s1["state"].as_str()), (Some("S1"), Some("arrived")), "{s1}");
+    a.stop().await;
+}
