@@ -222,6 +222,10 @@ pub struct StatusEvent {
     /// coordinates and there was a fix; `null` otherwise.
     #[serde(default)]
     pub stop: Option<StopProximity>,
+    /// For `heading_to` at a listed stop with coordinates, while the van has a recent moving
+    /// speed: when it should be there (straight line, see [`crate::stops::eta`]); else `null`.
+    #[serde(default)]
+    pub eta: Option<crate::stops::eta::Eta>,
 }
 
 /// Who recorded an event.
@@ -300,6 +304,9 @@ pub struct Milestone {
     pub vehicle_id: String,
     /// Where (latitude, longitude).
     pub position: Option<(f64, f64)>,
+    /// Who recorded it (the driver, or the geofence).
+    #[serde(default)]
+    pub source: Source,
 }
 
 impl Milestone {
@@ -314,6 +321,7 @@ impl Milestone {
             driver_id: e.driver_id.clone(),
             vehicle_id: e.vehicle_id.clone(),
             position: e.location.as_ref().map(|l| (l.lat, l.lng)),
+            source: e.source,
         }
     }
 }

@@ -43,6 +43,29 @@ pub struct Status {
     /// Proof-of-delivery files on the van and their uploads.
     #[serde(default)]
     pub pod: PodReport,
+    /// The stop the van is going to (see [`crate::stops::eta::next`]), when stops are loaded.
+    #[serde(default)]
+    pub next_stop: Option<NextStop>,
+}
+
+/// The next stop in [`Status`]: where, how far, and when (straight line, recent moving speed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NextStop {
+    /// Its job.
+    pub job_id: String,
+    /// Its place in the day's order.
+    pub sequence: u32,
+    /// Who or what is there.
+    pub name: String,
+    /// Where, as a person reads it.
+    pub address: String,
+    /// `pending`, `heading` or `arrived`.
+    pub state: crate::stops::StopState,
+    /// Straight-line distance from the last known fix, metres; `null` without a fix or
+    /// coordinates.
+    pub distance_m: Option<f64>,
+    /// The estimated arrival; `null` once arrived, or without a recent moving speed.
+    pub eta: Option<crate::stops::eta::Eta>,
 }
 
 /// Proof-of-delivery files in [`Status`].
@@ -212,7 +235,39 @@ impl Sources {
             }),
             api: self.api.report(),
             pod: self.pod_report(),
+            next_stop: self.next_stop(),
         }
+    }
+
+    fn next_stop(&self) -> Option<NextStop> {
+        let list = self.outbox.stops();
+        if list.stops.is_empty() {
+            return None;
+        }
+        let progress: Vec<_> = list
+            .stops
+            .iter()
+            .map(|s| crate::stops::eta::Progress::of(&self.outbox.job_history(&s.job_id, u64::MAX)))
+            .collect();
+        let (stop, state) = crate::stops::eta::next(&list.stops, &progress)?;
+        let here = self.latest.live().or_else(|| self.latest.last_known()).and_then(|r| r.fix.position());
+        let distance_m = match (here, stop.lat.zip(stop.lng)) {
+            (Some(a), Some(b)) => Some((crate::stops::geofence::distance_m(b, a) * 10.0).round() / 10.0),
+            _ => None,
+        };
+        let eta = match (state, distance_m) {
+            (crate::stops::StopState::Arrived, _) | (_, None) => None,
+            (_, Some(d)) => crate::stops::eta::estimate(d, self.latest.moving_speed(), self.clock.now().0),
+        };
+        Some(NextStop {
+            job_id: stop.job_id.clone(),
+            sequence: stop.sequence,
+            name: stop.name.clone(),
+            address: stop.address.clone(),
+            state,
+            distance_m,
+            eta,
+        })
     }
 
     fn endpoint(&self, ep: &Endpoint) -> EndpointReport {
@@ -304,6 +359,16 @@ impl Status {
                 g.bad_sentences
             ),
         };
+        if let Some(n) = &self.next_stop {
+            let far = n.distance_m.map(|d| format!(", {:.1} km away", d / 1000.0)).unwrap_or_default();
+            let eta = match &n.eta {
+                Some(e) => {
+                    format!(", ETA {} (straight line, {} min)", e.at.format("%H:%M UTC"), e.seconds.div_ceil(60))
+                }
+                None => String::new(),
+            };
+            let _ = writeln!(out, "next     #{} {} {} ({}){far}{eta}", n.sequence, n.job_id, n.name, n.state.as_str());
+        }
         let c = &self.clock.verdict;
         let _ = writeln!(out, "clock    {} ({})", if c.trusted { "trusted" } else { "UNTRUSTED" }, c.reason);
         let o = &self.outbox;

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::decoder::DecodeStats;
 use super::fix::Fix;
+use super::moving::MovingSpeed;
 use super::sky::Sky;
 
 /// A fix with when it arrived, by the monotonic clock and by the system clock (to compare the
@@ -45,6 +46,8 @@ pub struct GpsState {
     pub sky: Option<Sky>,
     /// Whether the source is connected (port open, gpsd answering, file read).
     pub connected: bool,
+    /// The recent moving speed, from the fixes with a position.
+    pub moving: MovingSpeed,
 }
 
 /// Shared handle to the live fix. Clones share one state.
@@ -65,6 +68,7 @@ impl LatestFix {
         let received = Received { fix, at: Instant::now(), system_at: Utc::now() };
         self.tx.send_modify(|s| {
             if received.fix.position().is_some() {
+                s.moving.feed(received.at, received.fix.speed_mps);
                 s.last_valid = Some(received.clone());
             }
             s.last = Some(received);
@@ -91,6 +95,11 @@ impl LatestFix {
     /// The latest epoch, with or without a position.
     pub fn last(&self) -> Option<Received> {
         self.tx.borrow().last.clone()
+    }
+
+    /// The van's recent moving speed, m/s (see [`MovingSpeed`]).
+    pub fn moving_speed(&self) -> Option<f64> {
+        self.tx.borrow().moving.speed_mps(Instant::now())
     }
 
     /// A copy of the whole state.

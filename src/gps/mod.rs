@@ -4,7 +4,8 @@
 //! Layers, each usable alone: [`frame`] (bytes → verified sentences), [`sentence`] (sentence →
 //! values), [`assemble`] (sentences → one fix per epoch), [`decoder`] (all three), [`source`]
 //! (where the bytes come from, and surviving what real ports do), [`latest`] (the live fix and its
-//! age) and [`clock`] (GPS time, and whether the system clock can be trusted).
+//! age), [`moving`] (the recent moving speed, for ETAs) and [`clock`] (GPS time, and whether the
+//! system clock can be trusted).
 
 pub mod assemble;
 pub mod clock;
@@ -13,6 +14,7 @@ pub mod fix;
 pub mod frame;
 pub mod geo;
 pub mod latest;
+pub mod moving;
 pub mod sentence;
 pub mod sky;
 pub mod source;

@@ -3,6 +3,7 @@
 //! the outbox's `stops` tree (see [`crate::outbox::Outbox::replace_stops`]), versioned so that a
 //! replacement can say which list it replaces (`If-Match`).
 
+pub mod eta;
 pub mod geofence;
 pub mod watch;
 
@@ -152,6 +153,18 @@ pub enum StopState {
     Arrived,
     /// Finished; the final status says how.
     Done,
+}
+
+impl StopState {
+    /// The name in JSON (`pending`, `heading`, `arrived`, `done`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopState::Pending => "pending",
+            StopState::Heading => "heading",
+            StopState::Arrived => "arrived",
+            StopState::Done => "done",
+        }
+    }
 }
 
 /// A stop's state and the status that made it (`None` while pending).
@@ -405,6 +418,7 @@ mod tests {
             driver_id: None,
             vehicle_id: "v".into(),
             position: None,
+            source: Default::default(),
         };
         assert_eq!(state(&[]), (StopState::Pending, None));
         assert_eq!(state(&[m(Status::HeadingTo)]).0, StopState::Heading);

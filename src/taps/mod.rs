@@ -434,6 +434,8 @@ impl Taps {
     ) -> Result<Appended, RecordError> {
         let location = self.location();
         let stop = self.proximity(job_id, location.as_ref());
+        // Only the way there has an arrival to estimate.
+        let speed = (tap.status == Status::HeadingTo).then(|| self.latest.moving_speed()).flatten();
         let sent = tap.clone();
         let appended = self
             .outbox
@@ -465,6 +467,7 @@ impl Taps {
                     attachments: attachments(&tap.proof, occurred_at),
                     source,
                     stop,
+                    eta: stop.and_then(|p| crate::stops::eta::estimate(p.distance_m, speed, occurred_at)),
                 }
             })
             .await?;

@@ -14,7 +14,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::event::{Attachment, AttachmentKind, Milestone, Status, StatusEvent};
+use crate::event::{Attachment, AttachmentKind, Milestone, Source, Status, StatusEvent};
 
 /// A payload format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -246,6 +246,25 @@ pub fn detrack_v2(e: &StatusEvent, ctx: &Context<'_>) -> Value {
             set("arrived_lng", json!(coord(lng)));
         }
     }
+    // The arrival the geofence recorded (the document has no type for these: a local time as
+    // its other `_at` fields, coordinates as numbers as `arrived_lat/lng`).
+    let by_fence = |m: &Milestone| m.status == Status::Arrived && m.source == Source::Geofence;
+    if let Some(m) = Some(Milestone::of(e))
+        .filter(by_fence)
+        .or_else(|| ctx.history.iter().rev().find(|m| by_fence(m) && m.sequence <= e.sequence).cloned())
+    {
+        set("geofence_ack_at", at(m.occurred_at));
+        if let Some((lat, lng)) = m.position {
+            set("geofence_ack_lat", json!(coord(lat)));
+            set("geofence_ack_lng", json!(coord(lng)));
+        }
+    }
+    // A heading_to's estimate (straight line, recent moving speed): both the planned and the
+    // live estimate, as curbside has only the live one.
+    if let Some(eta) = &e.eta {
+        set("eta_time", at(eta.at));
+        set("live_eta", at(eta.at));
+    }
     if matches!(e.status, Status::Delivered | Status::PartiallyDelivered | Status::Failed | Status::PickedUp) {
         set("pod_at", at(e.occurred_at));
         if let Some(l) = &e.location {
@@ -454,6 +473,7 @@ pub fn sample(vehicle_id: &str) -> StatusEvent {
         attachments: Vec::new(),
         source: crate::event::Source::Driver,
         stop: None,
+        eta: None,
     }
 }
 
@@ -687,6 +707,44 @@ mod tests {
         );
         assert!(is_time(&v["head_to_delivery_at"], 3, true));
         assert_eq!((v["pod_at"].clone(), v["pod_lat"].as_str()), (Value::Null, Some("")), "no POD before delivery");
+    }
+
+    #[test]
+    fn detrack_v2_has_the_geofence_arrival_and_the_heading_to_estimate() {
+        let tz: Tz = "Asia/Singapore".parse().unwrap();
+        let mut heading = with_proof(Status::HeadingTo);
+        heading.attachments.clear();
+        heading.sequence = 3;
+        heading.eta = crate::stops::eta::estimate(18_000.0, Some(10.0), heading.occurred_at);
+        let v = detrack_v2(&heading, &Context { tz, history: &[] });
+        assert_eq!(v["eta_time"], "2026-03-02T08:00:45.123+08:00", "30 minutes on, local time as every _at");
+        assert_eq!(v["live_eta"], v["eta_time"]);
+        assert_eq!(v["geofence_ack_at"], Value::Null, "not arrived yet");
+        // Arrived by the geofence, then delivered: the delivery still says where the fence fired.
+        let mut arrived = with_proof(Status::Arrived);
+        arrived.attachments.clear();
+        arrived.sequence = 4;
+        arrived.source = Source::Geofence;
+        arrived.occurred_at = "2026-03-01T23:28:00Z".parse().unwrap();
+        let fence = detrack_v2(&arrived, &Context { tz, history: &[Milestone::of(&heading)] });
+        assert_eq!(fence["geofence_ack_at"], "2026-03-02T07:28:00.000+08:00");
+        assert_eq!(
+            (fence["geofence_ack_lat"].as_f64(), fence["geofence_ack_lng"].as_f64()),
+            (Some(53.55073), Some(9.99302))
+        );
+        assert_eq!(fence["eta_time"], Value::Null, "only heading_to carries an estimate");
+        let mut delivered = with_proof(Status::Delivered);
+        delivered.sequence = 9;
+        let history = [Milestone::of(&heading), Milestone::of(&arrived)];
+        let v = detrack_v2(&delivered, &Context { tz, history: &history });
+        assert_eq!(v["geofence_ack_at"], fence["geofence_ack_at"]);
+        assert_eq!(v["arrived_at"], fence["geofence_ack_at"]);
+        // Tapped by the driver: an arrival, but no geofence acknowledgement.
+        arrived.source = Source::Driver;
+        let history = [Milestone::of(&heading), Milestone::of(&arrived)];
+        let v = detrack_v2(&delivered, &Context { tz, history: &history });
+        assert_eq!((v["geofence_ack_at"].clone(), v["geofence_ack_lat"].clone()), (Value::Null, Value::Null));
+        assert!(!v["arrived_at"].is_null());
     }
 
     #[test]

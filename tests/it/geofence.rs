@@ -80,5 +80,20 @@ async fn the_van_arrives_and_departs_at_each_stop_it_stops_at_and_nowhere_else()
     let listed = a.get("/api/v1/stops").await;
     let s1 = &listed["stops"][0];
     assert_eq!((s1["job_id"].as_str(), s1["state"].as_str()), (Some("S1"), Some("arrived")), "{s1}");
+
+    // Heading to a stop while driving: an estimate (straight line over the recent moving speed),
+    // in the event and in status; other taps have none.
+    let (_, e) = a.tap("S4", json!({"status": "heading_to"})).await;
+    let eta = &e["eta"];
+    assert_eq!(eta["method"], "straight_line", "{e}");
+    let (d, v) = (eta["distance_m"].as_f64().unwrap(), eta["speed_mps"].as_f64().unwrap());
+    assert!(v >= 1.5 && (eta["seconds"].as_f64().unwrap() - d / v).abs() <= 1.0, "{eta}");
+    assert_eq!(d, e["stop"]["distance_m"].as_f64().unwrap());
+    let status = a.get("/api/v1/status").await;
+    let next = &status["next_stop"];
+    assert_eq!((next["job_id"].as_str(), next["state"].as_str()), (Some("S4"), Some("heading")), "{next}");
+    assert!(next["distance_m"].as_f64().is_some(), "{next}");
+    let (_, e) = a.tap("S5", json!({"status": "delivered"})).await;
+    assert_eq!(e["eta"], Value::Null);
     a.stop().await;
 }
