@@ -422,6 +422,9 @@ impl Status {
             if let Some(e) = &m.counters.last_error {
                 let _ = writeln!(out, "         last error: {e}");
             }
+            if let Some(e) = &m.counters.stops_last_error {
+                let _ = writeln!(out, "         {} stop lists refused, the last: {e}", m.counters.stops_rejected);
+            }
         }
         let p = &self.pod;
         if p.media_bytes > 0 || p.upload.is_some() {

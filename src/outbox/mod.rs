@@ -20,6 +20,7 @@
 //! | `telemetry` | ring sequence, u64 BE               | positions waiting for the MQTT broker, see [`ring`] |
 //! | `media`   | file SHA-256 (32 bytes), sequence (BE) | empty: the event refers to the file in `state_dir/media/` (see [`crate::media`]) |
 //! | `stops`   | `list`                                | JSON [`crate::stops::StopList`]: the day's stops and their version |
+//! | `stops`   | `mqtt`                                | SHA-256 of the last `{prefix}/stops` message applied (a retained message comes again on every connect) |
 //! | `history` | job id, NUL, sequence (BE)            | JSON [`Milestone`]: what the job went through, for formats that send it (kept 7 days, like `idem`) |
 //!
 //! Big-endian sequences make sled's key order the outbox order, so a range scan over an
@@ -677,6 +678,24 @@ impl Outbox {
         }
         self.commit_or_break().await?;
         Ok(next.version)
+    }
+
+    /// Replaces the stop list with one that came as the MQTT message whose payload has SHA-256
+    /// `digest`, unless that very message was applied already (the broker sends a retained
+    /// message again on every connect, and a list changed through the API since must stay).
+    /// Returns the new version, or `None` when it was the message already applied.
+    pub async fn replace_stops_from_message(
+        &self,
+        stops: Vec<crate::stops::Stop>,
+        digest: [u8; 32],
+    ) -> Result<Option<u64>, OutboxError> {
+        if self.inner.stops.get("mqtt")?.is_some_and(|d| d.as_ref() == digest) {
+            return Ok(None);
+        }
+        let version = self.replace_stops(stops, None).await?;
+        self.inner.stops.insert("mqtt", &digest[..])?;
+        self.commit_or_break().await?;
+        Ok(Some(version))
     }
 
     /// Whether any stored event refers to the media file `sha`.

@@ -18,6 +18,8 @@ pub struct Topics {
     pub event: String,
     /// Retained online/offline.
     pub state: String,
+    /// The day's stops from the back office (subscribed; retained there).
+    pub stops: String,
 }
 
 impl Topics {
@@ -29,7 +31,7 @@ impl Topics {
             MqttMode::Curbside => format!("{p}/position"),
             MqttMode::OwnTracks { user, device } => format!("owntracks/{user}/{device}"),
         };
-        Topics { position, event: format!("{p}/event"), state: format!("{p}/state") }
+        Topics { position, event: format!("{p}/event"), state: format!("{p}/state"), stops: format!("{p}/stops") }
     }
 }
 
@@ -39,7 +41,8 @@ pub fn options(cfg: &MqttConfig) -> anyhow::Result<MqttOptions> {
     o.set_keep_alive(cfg.keepalive);
     o.set_clean_session(true);
     o.set_inflight(100);
-    o.set_max_packet_size(256 * 1024, 256 * 1024);
+    // Incoming: a stop list may be as large as the API takes (1 MiB), plus the header.
+    o.set_max_packet_size(crate::api::STOPS_LIMIT + 4096, 256 * 1024);
     if let Some((u, p)) = &cfg.credentials {
         o.set_credentials(u, p);
     }

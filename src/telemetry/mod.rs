@@ -28,6 +28,7 @@ mod inflight;
 pub mod payload;
 pub mod rules;
 pub mod settings;
+pub mod stops;
 
 pub use connect::{Topics, options};
 
@@ -96,6 +97,18 @@ pub struct Counters {
     pub positions_published: u64,
     /// Status events the broker acknowledged since start.
     pub events_published: u64,
+    /// Messages on `{prefix}/stops` since start (applied, refused, or applied already).
+    #[serde(default)]
+    pub stops_received: u64,
+    /// Stop lists from `{prefix}/stops` applied since start.
+    #[serde(default)]
+    pub stops_applied: u64,
+    /// Stop lists from `{prefix}/stops` refused since start (bad lists; nothing replaced).
+    #[serde(default)]
+    pub stops_rejected: u64,
+    /// Why the last one was refused: `field: message`.
+    #[serde(default)]
+    pub stops_last_error: Option<String>,
 }
 
 impl TelemetryStatus {
@@ -138,8 +151,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel(1024);
     let sampler = sample(cfg.rules.clone(), deps.clone(), tx, shutdown.clone());
-    let publisher = Publisher::new(&cfg, vehicle_id, options, deps);
-    tokio::join!(sampler, publisher.run(rx, shutdown));
+    let (stops_tx, stops_rx) = mpsc::channel(4);
+    let applier = stops::apply(stops_rx, deps.outbox.clone(), deps.status.clone());
+    let publisher = Publisher::new(&cfg, vehicle_id, options, deps, stops_tx);
+    // The applier ends when the publisher (and its sender) is gone.
+    tokio::join!(sampler, publisher.run(rx, shutdown), applier);
     Ok(())
 }
 
@@ -177,6 +193,8 @@ struct Publisher {
     limits: crate::outbox::RingLimits,
     options: MqttOptions,
     deps: Deps,
+    /// Messages on `{prefix}/stops`, to [`stops::apply`].
+    stops: mpsc::Sender<Vec<u8>>,
 }
 
 /// One connection's bookkeeping.
@@ -203,7 +221,13 @@ enum Ended {
 }
 
 impl Publisher {
-    fn new(cfg: &MqttConfig, vehicle_id: String, options: MqttOptions, deps: Deps) -> Publisher {
+    fn new(
+        cfg: &MqttConfig,
+        vehicle_id: String,
+        options: MqttOptions,
+        deps: Deps,
+        stops: mpsc::Sender<Vec<u8>>,
+    ) -> Publisher {
         let qos = match cfg.qos_position {
             0 => QoS::AtMostOnce,
             1 => QoS::AtLeastOnce,
@@ -217,6 +241,7 @@ impl Publisher {
             limits: cfg.backlog,
             options,
             deps,
+            stops,
         }
     }
 
@@ -352,7 +377,11 @@ impl Publisher {
                     c.connects += 1;
                 });
                 conn.publish(&self.topics.state, QoS::AtLeastOnce, true, b"online".to_vec(), Item::Other)?;
+                conn.client
+                    .try_subscribe(&self.topics.stops, QoS::AtLeastOnce)
+                    .map_err(|e| format!("mqtt subscribe: {e}"))?;
             }
+            Event::Incoming(Incoming::Publish(p)) if p.topic == self.topics.stops => self.on_stops(&p.payload),
             Event::Outgoing(Outgoing::Publish(pkid)) => {
                 if let Some(item) = conn.inflight.written(pkid)? {
                     self.done(conn, item)?; // QoS 0: written is all there is
@@ -364,6 +393,15 @@ impl Publisher {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Hands a `{prefix}/stops` message to [`stops::apply`]. A full queue means lists are
+    /// coming faster than they can be stored: one is skipped (the newest wins when it comes
+    /// again); the connection never waits on it.
+    fn on_stops(&self, payload: &[u8]) {
+        if self.stops.try_send(payload.to_vec()).is_err() {
+            tracing::warn!("mqtt stops: lists are coming faster than they are stored; one skipped");
+        }
     }
 
     fn acked(&self, conn: &mut Conn, pkid: u16) -> Result<(), String> {

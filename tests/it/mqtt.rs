@@ -10,7 +10,7 @@ use curbside::gps::{Fix, Mode};
 use serde_json::{Value, json};
 
 use crate::common::agent::{TestAgent, config_text, free_addr, start_with_gps};
-use crate::common::broker::{Link, Mosquitto, Msg, Subscriber, rumqttd, rumqttd_at};
+use crate::common::broker::{Link, Mosquitto, Msg, Subscriber, publish_retained, rumqttd, rumqttd_at};
 
 const POSITION: &str = "curbside/van-17/position";
 const EVENT: &str = "curbside/van-17/event";
@@ -436,5 +436,63 @@ async fn credentials_are_used_and_never_shown() {
     let config =
         curbside::config::Config::parse(&config_text(std::path::Path::new("/tmp"), NO_GPS, "", &right), "t").unwrap();
     assert!(!format!("{config:?}").contains("s3cret-pw"));
+    agent.stop().await;
+}
+
+/// The stop list's version and its jobs.
+async fn jobs(a: &TestAgent) -> (u64, Vec<String>) {
+    let l = a.get("/api/v1/stops").await;
+    let ids = l["stops"].as_array().unwrap().iter().map(|s| s["job_id"].as_str().unwrap().into()).collect();
+    (l["version"].as_u64().unwrap(), ids)
+}
+
+/// The day's stops as a back office sends them: retained on `{prefix}/stops` in mosquitto, so a
+/// van that connects later gets them; applied once (a list changed through the API since stays
+/// when the retained message comes again on reconnect); a bad list replaces nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_days_stops_come_as_a_retained_message() {
+    const STOPS: &str = "curbside/van-17/stops";
+    let broker = Mosquitto::start().await;
+    let list = |jobs: &[&str]| {
+        let stops: Vec<Value> = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| json!({"job_id": j, "sequence": i + 1, "lat": 53.55, "lng": 9.99 + i as f64 * 0.01}))
+            .collect();
+        serde_json::to_vec(&json!({"stops": stops})).unwrap()
+    };
+    // Sent before the van is even on.
+    publish_retained(broker.addr, STOPS, list(&["A1", "A2"])).await;
+    let agent = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &mqtt(broker.addr, "")).await;
+    wait_status(&agent, "the list applied", |s| s["stops_applied"] == 1).await;
+    assert_eq!(jobs(&agent).await, (1, vec!["A1".to_string(), "A2".to_string()]));
+
+    // The driver's tablet replaces it through the API; a restart brings the retained message
+    // again, which must not undo that.
+    let resp = agent.http.put(agent.url("/api/v1/stops")).json(&json!({"stops": [{"job_id": "LOCAL", "sequence": 1}]}));
+    assert_eq!(resp.send().await.unwrap().status(), 200);
+    let dir = agent.stop().await;
+    let agent = crate::common::agent::start_in(dir, &mqtt(broker.addr, "")).await;
+    let s = wait_status(&agent, "the retained list again", |s| s["stops_received"] == 1).await;
+    assert_eq!(s["stops_applied"], 0, "{s}");
+    assert_eq!(jobs(&agent).await, (2, vec!["LOCAL".to_string()]), "the retained list was applied once only");
+
+    // A bad list: counted, named, nothing replaced.
+    publish_retained(
+        broker.addr,
+        STOPS,
+        br#"{"stops": [{"job_id": "B1", "sequence": 1, "lat": 123.0, "lng": 9.9}]}"#.to_vec(),
+    )
+    .await;
+    let s = wait_status(&agent, "the bad list refused", |s| s["stops_rejected"] == 1).await;
+    assert!(s["stops_last_error"].as_str().unwrap().starts_with("stops[0].lat:"), "{s}");
+    publish_retained(broker.addr, STOPS, b"not json".to_vec()).await;
+    wait_status(&agent, "garbage refused", |s| s["stops_rejected"] == 2).await;
+    assert_eq!(jobs(&agent).await.0, 2, "nothing replaced");
+
+    // A new list from the office replaces it.
+    publish_retained(broker.addr, STOPS, list(&["C1", "C2", "C3"])).await;
+    wait_status(&agent, "the new list", |s| s["stops_applied"] == 1).await;
+    assert_eq!(jobs(&agent).await, (3, vec!["C1".to_string(), "C2".to_string(), "C3".to_string()]));
     agent.stop().await;
 }

@@ -312,3 +312,23 @@ fn rand_id() -> u64 {
     static N: AtomicU64 = AtomicU64::new(0);
     u64::from(std::process::id()) << 20 | N.fetch_add(1, Ordering::Relaxed)
 }
+
+/// Publishes one retained message (QoS 1) as a back office would, and waits for the broker's
+/// acknowledgement.
+pub async fn publish_retained(broker: SocketAddr, topic: &str, payload: Vec<u8>) {
+    let mut o = MqttOptions::new(format!("test-pub-{}", rand_id()), broker.ip().to_string(), broker.port());
+    o.set_max_packet_size(2 << 20, 2 << 20);
+    let (client, mut eventloop) = AsyncClient::new(o, 10);
+    client.publish(topic, QoS::AtLeastOnce, true, payload).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Event::Incoming(Incoming::PubAck(_)) = eventloop.poll().await.expect("broker reachable") {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the broker acknowledged the retained message within 10 s");
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
+}
