@@ -40,6 +40,8 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod event;
 pub mod gps;
 pub mod health;

@@ -19,10 +19,12 @@ fn main() -> ExitCode {
     if matches!(cli.command, Command::Run(_)) {
         cap_malloc_arenas();
     }
+    // The demo's broker talks a lot, and reports every disconnect as an error.
+    let default_filter = if is_demo(&cli.command) { "info,rumqttd=off" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         // Colours only on a terminal: the journal and log files get plain text.
@@ -39,6 +41,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(feature = "demo")]
+fn is_demo(c: &Command) -> bool {
+    matches!(c, Command::Demo(_))
+}
+
+#[cfg(not(feature = "demo"))]
+fn is_demo(_: &Command) -> bool {
+    false
 }
 
 /// Prints to stdout; a closed pipe (`curbside ... | head`) ends the output quietly.
@@ -84,6 +96,13 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Run(arg) => {
             let config = load(&arg)?;
             runtime()?.block_on(curbside::app::run(config, arg.config.clone()))
+        }
+        #[cfg(feature = "demo")]
+        Command::Demo(a) => {
+            if !(a.speed.is_finite() && (0.1..=100.0).contains(&a.speed)) {
+                anyhow::bail!("--speed must be from 0.1 to 100, got {}", a.speed);
+            }
+            runtime()?.block_on(curbside::demo::run(curbside::demo::Options { listen: a.listen, speed: a.speed }))
         }
         Command::Config(ConfigCommand::Check { file }) => {
             let c = Config::load(&file)?;

@@ -44,6 +44,22 @@ pub enum Command {
     /// Webhook endpoints of the running agent.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// The whole product on a laptop: the agent on a simulated route with demo stops, an MQTT
+    /// broker and a webhook receiver in the same process. Nothing else needed; Ctrl-C stops.
+    #[cfg(feature = "demo")]
+    Demo(DemoArgs),
+}
+
+/// `curbside demo`
+#[cfg(feature = "demo")]
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the driver page and API listen (another free port if this one is taken).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Simulation speed: 1 is real time, 5 drives the round five times as fast.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
 }
 
 /// `curbside tap STATUS --job ID ...`

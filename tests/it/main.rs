@@ -5,6 +5,7 @@ mod api_input;
 mod cli;
 mod common;
 mod crash;
+mod demo;
 mod geofence;
 mod gps_corpus;
 mod gps_fuzz;

@@ -57,6 +57,11 @@ impl Route {
         )
     }
 
+    /// The stops, in driving order.
+    pub fn stops(&self) -> &[(f64, f64)] {
+        &self.stops
+    }
+
     fn legs(&self) -> impl Iterator<Item = ((f64, f64), (f64, f64))> + '_ {
         self.stops.iter().copied().zip(self.stops.iter().copied().cycle().skip(1))
     }
