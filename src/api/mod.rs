@@ -5,6 +5,7 @@
 
 pub mod metrics;
 pub mod multipart;
+pub mod page;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -188,6 +189,7 @@ pub fn router(api: Api) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/events", get(events))
         .route("/api/v1/events/{id}/retry", post(retry))
+        .route("/api/v1/deliveries/{sequence}", get(delivery))
         .route("/api/v1/events/retry-failed", post(retry_all))
         .route("/api/v1/webhooks/{name}/test", post(webhook_test))
         .route("/api/v1/webhooks/{name}/enable", post(webhook_enable))
@@ -196,6 +198,7 @@ pub fn router(api: Api) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, None, format!("{} is not allowed here", req.method()))
         })
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
+        .merge(page::router())
         .with_state(api)
 }
 
@@ -427,6 +430,17 @@ async fn events(State(api): State<Api>, Query(q): Query<EventsQuery>) -> Result<
     };
     let list = api.parts.outbox.list(state, q.limit.unwrap_or(1000).min(10_000))?;
     Ok(Json(json!({ "deliveries": list })))
+}
+
+/// `GET /api/v1/deliveries/{sequence}`: whether the event has reached every endpoint
+/// (`sent`), and which it has not reached yet (`waiting`; MQTT is `mqtt:event`, the files'
+/// upload `pod:upload`). The driver page's "Sent to the office".
+async fn delivery(State(api): State<Api>, Path(seq): Path<String>) -> Result<Json<Value>, ApiError> {
+    let seq: u64 = seq.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, Some("sequence"), "must be a positive whole number")
+    })?;
+    let waiting = api.parts.outbox.waiting_for(seq)?;
+    Ok(Json(json!({"sequence": seq, "sent": waiting.is_empty(), "waiting": waiting})))
 }
 
 async fn retry(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {

@@ -680,6 +680,22 @@ impl Outbox {
         Ok(next.version)
     }
 
+    /// The endpoints event `seq` has not reached yet: still to be delivered, or parked as failed
+    /// (each name once, in the order the endpoints were configured). Empty once every endpoint
+    /// that wanted it has it (and for a sequence that was never given out: a delivered event
+    /// leaves the store, so the two look alike).
+    pub fn waiting_for(&self, seq: u64) -> Result<Vec<String>, OutboxError> {
+        let i = &self.inner;
+        let mut waiting = Vec::new();
+        for ep in &i.endpoints {
+            let key = endpoint_key(&ep.name, seq);
+            if i.pending.contains_key(&key)? || i.failed.contains_key(&key)? {
+                waiting.push(ep.name.clone());
+            }
+        }
+        Ok(waiting)
+    }
+
     /// Replaces the stop list with one that came as the MQTT message whose payload has SHA-256
     /// `digest`, unless that very message was applied already (the broker sends a retained
     /// message again on every connect, and a list changed through the API since must stay).

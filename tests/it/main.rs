@@ -2,6 +2,7 @@
 
 mod api_abuse;
 mod api_input;
+mod browser;
 mod cli;
 mod common;
 mod crash;

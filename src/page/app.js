@@ -1,0 +1,371 @@
+// The driver page: the day's stops, the next one with distance and ETA, and the status taps.
+//
+// A tap is kept in the browser (IndexedDB, files included) from the moment the button is pressed
+// until the agent answers, under an Idempotency-Key made at that moment: if the Wi-Fi drops or
+// the page is reloaded in the middle, it is sent again with the same key, and the agent answers
+// with the event it already has instead of recording a second one.
+'use strict';
+
+const $ = (s) => document.querySelector(s);
+const REASONS = {
+  customer_not_present: 'Nobody there', address_not_found: 'Address not found', refused: 'Refused',
+  damaged: 'Damaged', access_denied: 'No access', other: 'Other',
+};
+const LABELS = {
+  heading_to: 'Heading to', arrived: 'Arrived', delivered: 'Delivered', partially_delivered: 'Partly delivered',
+  failed: 'Failed', picked_up: 'Picked up', departed: 'Left',
+};
+const STATES = { pending: 'to do', heading: 'heading there', arrived: 'at the stop', done: 'done' };
+
+const ui = { stops: [], job: null, chosenByDriver: false, busy: false, watching: new Set() };
+
+// ---- the pending taps, in IndexedDB ----------------------------------------------------------
+
+const dbp = new Promise((resolve, reject) => {
+  const open = indexedDB.open('curbside', 1);
+  open.onupgradeneeded = () => open.result.createObjectStore('taps', { keyPath: 'key' });
+  open.onsuccess = () => resolve(open.result);
+  open.onerror = () => reject(open.error);
+});
+
+function store(mode, fn) {
+  return dbp.then((db) => new Promise((resolve, reject) => {
+    const tx = db.transaction('taps', mode);
+    const req = fn(tx.objectStore('taps'));
+    tx.oncomplete = () => resolve(req && req.result);
+    tx.onerror = () => reject(tx.error);
+  }));
+}
+const pendingAll = () => store('readonly', (s) => s.getAll());
+const pendingPut = (t) => store('readwrite', (s) => s.put(t));
+const pendingDrop = (key) => store('readwrite', (s) => s.delete(key));
+
+function newKey() {
+  // crypto.randomUUID needs a secure context; the van's page is plain HTTP.
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+// ---- talking to the agent --------------------------------------------------------------------
+
+async function getJson(path) {
+  const r = await fetch(path, { credentials: 'same-origin', cache: 'no-store' });
+  let body = null;
+  try { body = await r.json(); } catch (_) { /* not JSON */ }
+  return { status: r.status, body };
+}
+
+function say(text, kind) {
+  const el = $('#result');
+  el.textContent = text;
+  el.className = kind || '';
+}
+
+async function send(t) {
+  const url = '/api/v1/jobs/' + encodeURIComponent(t.job) + '/status';
+  let r;
+  try {
+    const headers = { 'Idempotency-Key': t.key };
+    let body;
+    if (t.files.length) {
+      body = new FormData();
+      body.append('event', new Blob([JSON.stringify(t.event)], { type: 'application/json' }), 'event.json');
+      for (const f of t.files) body.append(f.part, f.blob, f.filename);
+    } else {
+      headers['Content-Type'] = 'application/json';
+      body = JSON.stringify(t.event);
+    }
+    r = await fetch(url, { method: 'POST', headers, body, credentials: 'same-origin' });
+  } catch (_) {
+    say('Not saved yet: no connection to the van. Trying again…', 'error');
+    setTimeout(() => send(t), 3000);
+    return;
+  }
+  let answer = null;
+  try { answer = await r.json(); } catch (_) { /* not JSON */ }
+  if (r.status === 201) {
+    await pendingDrop(t.key);
+    ui.busy = false;
+    say('Saved on the van: ' + LABELS[t.event.status] + ' ' + t.job, 'saved');
+    watch(answer.sequence, t);
+    closeSheets();
+  } else if (r.status === 401) {
+    ui.busy = false;
+    showPairing();
+  } else {
+    // Refused: nothing was recorded, so this tap is over; the driver sees why.
+    await pendingDrop(t.key);
+    ui.busy = false;
+    const why = (answer && answer.error) || ('the van answered ' + r.status);
+    const where = t.files.length || t.event.status === 'failed' ? (t.event.status === 'failed' ? '#fail-error' : '#pod-error') : null;
+    if (where) $(where).textContent = 'Not saved: ' + why;
+    say('NOT saved: ' + why, 'error');
+  }
+  render();
+}
+
+// "Sent to the office" once every endpoint has the event.
+async function watch(sequence, t) {
+  if (ui.watching.has(sequence)) return;
+  ui.watching.add(sequence);
+  for (;;) {
+    await new Promise((ok) => setTimeout(ok, 1500));
+    const r = await getJson('/api/v1/deliveries/' + sequence).catch(() => null);
+    if (r && r.status === 200 && r.body.sent) {
+      if ($('#result').textContent.includes(t.job)) say('Sent to the office: ' + LABELS[t.event.status] + ' ' + t.job, 'saved');
+      ui.watching.delete(sequence);
+      return;
+    }
+  }
+}
+
+async function tap(status, event, files) {
+  if (ui.busy || !ui.job) return;
+  ui.busy = true;
+  render();
+  const t = { key: newKey(), job: ui.job, event: Object.assign({ status }, event), files: files || [], at: Date.now() };
+  say('Saving…');
+  // Kept before it is sent: a reload from here on sends it again with the same key.
+  try { await pendingPut(t); } catch (_) { /* private mode: still sent, just not kept */ }
+  await send(t);
+}
+
+// ---- what the page shows ---------------------------------------------------------------------
+
+function stopOf(job) { return ui.stops.find((s) => s.job_id === job); }
+
+function render() {
+  const s = stopOf(ui.job);
+  $('#job-title').textContent = s ? '#' + s.sequence + ' ' + (s.name || s.job_id) : (ui.job || 'No stop chosen');
+  $('#job-detail').textContent = s ? [s.address, s.job_id, STATES[s.state]].filter(Boolean).join(' · ') : '';
+  for (const b of document.querySelectorAll('#actions button')) b.disabled = ui.busy || !ui.job;
+  $('#pod-save').disabled = ui.busy;
+  $('#fail-save').disabled = ui.busy;
+  const list = $('#stops');
+  list.replaceChildren(...ui.stops.map((st) => {
+    const li = document.createElement('li');
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.dataset.job = st.job_id;
+    b.setAttribute('aria-pressed', String(st.job_id === ui.job));
+    const name = document.createElement('span');
+    name.textContent = '#' + st.sequence + ' ' + (st.name || st.job_id);
+    const state = document.createElement('span');
+    state.className = 'state';
+    state.textContent = st.state === 'done' && st.status ? LABELS[st.status] : STATES[st.state];
+    b.append(name, state);
+    b.onclick = () => { ui.job = st.job_id; ui.chosenByDriver = true; closeSheets(); render(); };
+    li.append(b);
+    return li;
+  }));
+}
+
+function renderStatus(st) {
+  const gps = $('#gps');
+  const fix = st.gps.fix;
+  gps.textContent = fix ? 'GPS ok' : 'No GPS';
+  gps.className = 'badge ' + (fix ? 'ok' : 'bad');
+  const link = $('#link');
+  const hooks = st.webhooks || [];
+  const waiting = hooks.reduce((n, w) => n + w.pending, 0);
+  const offline = hooks.some((w) => !w.state.reachable);
+  link.textContent = hooks.length === 0 ? 'Office: none' : offline ? 'Office offline' + (waiting ? ' · ' + waiting + ' waiting' : '') : (waiting ? waiting + ' sending' : 'Office ok');
+  link.className = 'badge ' + (hooks.length === 0 ? '' : offline ? 'bad' : waiting ? 'wait' : 'ok');
+  const n = st.next_stop;
+  const next = $('#next');
+  if (!n) { next.textContent = ui.stops.length ? 'All stops done' : 'No stops loaded'; return; }
+  const far = n.distance_m == null ? '' : n.distance_m < 1000 ? Math.round(n.distance_m) + ' m' : (n.distance_m / 1000).toFixed(1) + ' km';
+  const eta = n.eta ? 'about ' + Math.max(1, Math.ceil(n.eta.seconds / 60)) + ' min (straight line)' : '';
+  next.replaceChildren();
+  const head = document.createElement('div');
+  head.textContent = 'Next: #' + n.sequence;
+  const big = document.createElement('div');
+  big.className = 'big';
+  big.textContent = n.name || n.job_id;
+  const line = document.createElement('div');
+  line.textContent = [n.address, far, eta].filter(Boolean).join(' · ');
+  next.append(head, big, line);
+  if (!ui.chosenByDriver && !ui.busy) ui.job = n.job_id;
+}
+
+async function refresh() {
+  try {
+    const st = await getJson('/api/v1/status');
+    if (st.status === 401) { showPairing(); return; }
+    $('#pair').hidden = true;
+    $('#main').hidden = false;
+    const stops = await getJson('/api/v1/stops');
+    if (stops.status === 200) ui.stops = stops.body.stops;
+    if (st.status === 200) renderStatus(st.body);
+    render();
+  } catch (_) {
+    const link = $('#link');
+    link.textContent = 'Van not reachable';
+    link.className = 'badge bad';
+  }
+}
+
+// ---- the forms -------------------------------------------------------------------------------
+
+function closeSheets() {
+  $('#pod').hidden = true;
+  $('#fail').hidden = true;
+}
+
+function openPod(status) {
+  closeSheets();
+  const f = $('#pod');
+  f.reset();
+  f.dataset.status = status;
+  $('#pod-title').textContent = LABELS[status];
+  $('#pod-error').textContent = '';
+  sig.clear();
+  const items = $('#items');
+  items.replaceChildren();
+  items.hidden = status !== 'partially_delivered';
+  if (!items.hidden) {
+    const s = stopOf(ui.job);
+    const list = s && s.items && s.items.length ? s.items : [{ sku: 'parcels', desc: 'Parcels', qty: 1 }];
+    const head = document.createElement('label');
+    head.textContent = 'Rejected, per item';
+    items.append(head);
+    list.forEach((it, i) => {
+      const row = document.createElement('div');
+      row.className = 'items-row';
+      const name = document.createElement('label');
+      name.htmlFor = 'rej-' + i;
+      name.textContent = (it.desc || it.sku) + ' (' + it.qty + ')';
+      const n = document.createElement('input');
+      n.type = 'number'; n.min = '0'; n.max = String(it.qty); n.value = '0'; n.id = 'rej-' + i;
+      n.dataset.sku = it.sku; n.dataset.qty = String(it.qty);
+      row.append(name, n);
+      items.append(row);
+    });
+  }
+  f.hidden = false;
+  f.scrollIntoView({ block: 'start' });
+}
+
+function files(input, part) {
+  return Array.from(input.files || []).map((file, i) => ({ part, blob: file, filename: file.name || part + '-' + (i + 1) }));
+}
+
+// The signature pad: pointer strokes on a canvas, sent as a PNG.
+const sig = (() => {
+  const c = $('#signature');
+  const g = c.getContext('2d');
+  let drawing = false;
+  let signed = false;
+  const at = (e) => {
+    const r = c.getBoundingClientRect();
+    return [(e.clientX - r.left) * (c.width / r.width), (e.clientY - r.top) * (c.height / r.height)];
+  };
+  c.addEventListener('pointerdown', (e) => {
+    drawing = true;
+    c.setPointerCapture(e.pointerId);
+    g.lineWidth = 5; g.lineCap = 'round'; g.lineJoin = 'round'; g.strokeStyle = '#000';
+    g.beginPath();
+    g.moveTo(...at(e));
+    e.preventDefault();
+  });
+  c.addEventListener('pointermove', (e) => {
+    if (!drawing) return;
+    g.lineTo(...at(e));
+    g.stroke();
+    signed = true;
+  });
+  const end = () => { drawing = false; };
+  c.addEventListener('pointerup', end);
+  c.addEventListener('pointercancel', end);
+  return {
+    clear() { g.clearRect(0, 0, c.width, c.height); signed = false; },
+    signed: () => signed,
+    png: () => new Promise((ok) => c.toBlob(ok, 'image/png')),
+  };
+})();
+
+$('#sig-clear').onclick = () => sig.clear();
+$('#pod-cancel').onclick = closeSheets;
+$('#fail-cancel').onclick = closeSheets;
+
+$('#pod').onsubmit = async (e) => {
+  e.preventDefault();
+  if (ui.busy) return;
+  const f = e.target;
+  const status = f.dataset.status;
+  const s = stopOf(ui.job) || {};
+  const req = s.requires || {};
+  const photos = files($('#pod-photos'), 'photo');
+  if (req.photo && photos.length === 0) { $('#pod-error').textContent = 'This stop needs a photo.'; return; }
+  if (req.signature && !sig.signed()) { $('#pod-error').textContent = 'This stop needs a signature.'; return; }
+  const event = {};
+  const by = $('#received-by').value.trim();
+  const note = $('#pod-note').value.trim();
+  if (by) event.received_by = by;
+  if (note) event.note = note;
+  if (status === 'partially_delivered') {
+    event.items = Array.from(document.querySelectorAll('#items input')).map((n) => ({
+      sku: n.dataset.sku, qty: Number(n.dataset.qty), rejected: Math.min(Number(n.value) || 0, Number(n.dataset.qty)),
+    }));
+  }
+  const parts = photos;
+  if (sig.signed()) parts.push({ part: 'signature', blob: await sig.png(), filename: 'signature.png' });
+  await tap(status, event, parts);
+};
+
+$('#fail').onsubmit = async (e) => {
+  e.preventDefault();
+  if (ui.busy) return;
+  const reason = new FormData(e.target).get('reason_code');
+  if (!reason) { $('#fail-error').textContent = 'Choose why.'; return; }
+  const event = { reason_code: reason };
+  const note = $('#fail-note').value.trim();
+  if (note) event.note = note;
+  await tap('failed', event, files($('#fail-photo'), 'photo'));
+};
+
+for (const b of document.querySelectorAll('#actions button')) {
+  b.onclick = () => {
+    const status = b.dataset.status;
+    if (status === 'delivered' || status === 'partially_delivered') openPod(status);
+    else if (status === 'failed') { closeSheets(); $('#fail').reset(); $('#fail-error').textContent = ''; $('#fail').hidden = false; }
+    else tap(status, {}, []);
+  };
+}
+
+// ---- pairing ---------------------------------------------------------------------------------
+
+function showPairing() {
+  $('#main').hidden = true;
+  $('#pair').hidden = false;
+}
+
+$('#pair-form').onsubmit = async (e) => {
+  e.preventDefault();
+  const code = $('#pair-code').value.trim();
+  const r = await fetch('/api/v1/pair', {
+    method: 'POST', credentials: 'same-origin', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ code }),
+  }).catch(() => null);
+  if (r && r.ok) { $('#pair-error').textContent = ''; refresh(); return; }
+  let why = 'the van is not reachable';
+  if (r) { try { why = (await r.json()).error; } catch (_) { why = 'the van answered ' + r.status; } }
+  $('#pair-error').textContent = 'Not paired: ' + why;
+};
+
+// ---- start -----------------------------------------------------------------------------------
+
+(async () => {
+  await refresh();
+  // Taps still waiting for an answer (the page was reloaded, or the Wi-Fi dropped): send them
+  // again under their own keys.
+  const left = await pendingAll().catch(() => []);
+  for (const t of left) {
+    ui.busy = true;
+    ui.job = t.job;
+    ui.chosenByDriver = true;
+    render();
+    say('Sending again…');
+    await send(t);
+  }
+  setInterval(refresh, 2000);
+})();

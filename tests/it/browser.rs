@@ -1,0 +1,315 @@
+//! The driver page in a real browser: Debian's Chromium driven over WebDriver (chromedriver) at
+//! a phone's 360×640, against the agent on the simulated route (ten times real time), a webhook
+//! receiver behind a link the test can cut, and the page reached through a "van Wi-Fi" proxy
+//! that can swallow the agent's answers.
+//!
+//! The driver: picks a stop, taps Heading to; the van arrives (the geofence); Delivered with a
+//! name, a photo file and a signature drawn with pointer actions; the receiver gets the event
+//! and both files. With the receiver down a tap shows "Saved on the van", then "Sent to the
+//! office" once it is back. A tap whose answer is lost and a reload in the middle: one event.
+//!
+//! `CURBSIDE_SCREENSHOTS=DIR` saves the README's screenshots there.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use sha2::Digest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::common::agent::{self, free_addr};
+use crate::common::broker::Link;
+use crate::common::pod::jpeg;
+use crate::common::receiver::Receiver;
+
+const WAIT: Duration = Duration::from_secs(60);
+/// The simulated route's first legs (`gps::source::sim::Route::demo`).
+const S2: (f64, f64) = (53.55311, 10.00069);
+const S3: (f64, f64) = (53.55686, 10.00412);
+
+/// chromedriver on a free port, killed with the test.
+struct Driver {
+    child: Child,
+    url: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Driver {
+    async fn start() -> (Driver, Client) {
+        let port = free_addr().port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run chromedriver ({e}): install chromium and chromium-driver; tools/test does")
+            });
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({
+            "goog:chromeOptions": {
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--hide-scrollbars", format!("--user-data-dir={}", profile.path().display())],
+                // A phone's viewport (headless windows are at least 500 wide).
+                "mobileEmulation": {"deviceMetrics": {"width": 360, "height": 640, "pixelRatio": 2.0, "touch": false}},
+            }
+        });
+        let Value::Object(caps) = caps else { unreachable!() };
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector).capabilities(caps).connect(&url).await.expect("a Chromium session");
+        (Driver { child, url, _profile: profile }, client)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = &self.url;
+    }
+}
+
+/// The van's Wi-Fi between the phone and the agent: forwards everything, except that while
+/// `swallow` is set the agent's answers never reach the phone (the request still arrives).
+struct Wifi {
+    addr: SocketAddr,
+    swallow: Arc<AtomicBool>,
+}
+
+impl Wifi {
+    async fn start(agent: SocketAddr) -> Wifi {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let swallow = Arc::new(AtomicBool::new(false));
+        let s = swallow.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((phone, _)) = listener.accept().await else { return };
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let Ok(van) = TcpStream::connect(agent).await else { return };
+                    let (mut pr, mut pw) = phone.into_split();
+                    let (mut vr, mut vw) = van.into_split();
+                    let up = async move {
+                        let _ = tokio::io::copy(&mut pr, &mut vw).await;
+                        let _ = vw.shutdown().await;
+                    };
+                    let down = async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match vr.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            if s.load(Ordering::SeqCst) {
+                                continue;
+                            }
+                            if pw.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = pw.shutdown().await;
+                    };
+                    tokio::join!(up, down);
+                });
+            }
+        });
+        Wifi { addr, swallow }
+    }
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    match c.find(Locator::Css(css)).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+async fn wait_text(c: &Client, css: &str, needle: &str, limit: Duration) -> String {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let t = text(c, css).await;
+        if t.contains(needle) {
+            return t;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{css} never showed {needle:?}; it shows {t:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A button by its visible label, as the driver sees it.
+async fn button(c: &Client, label: &str) -> fantoccini::elements::Element {
+    let xpath = format!("//button[normalize-space()='{label}' and not(ancestor::*[@hidden])]");
+    c.wait().at_most(WAIT).for_element(Locator::XPath(&xpath)).await.unwrap_or_else(|e| panic!("{label}: {e}"))
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    if let Ok(dir) = std::env::var("CURBSIDE_SCREENSHOTS") {
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(name), png).unwrap();
+    }
+}
+
+fn events(rx: &Receiver, job: &str, status: &str) -> Vec<Value> {
+    rx.got()
+        .iter()
+        .filter(|g| g.method == "POST")
+        .map(|g| g.json()["data"].clone())
+        .filter(|d| d["job_id"] == job && d["status"] == status)
+        .collect()
+}
+
+async fn wait_event(rx: &Receiver, job: &str, status: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(e) = events(rx, job, status).pop() {
+            return e;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the receiver never got {status} for {job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_round_on_the_page_in_chromium() {
+    let rx = Receiver::start(None, vec![]).await;
+    let mut office = Link::to(rx.addr).await;
+    let extra = format!(
+        "[stops]\ndwell = \"2s\"\n[pod]\nupload_url = \"http://{}/files/{{sha256}}.{{ext}}\"\n\
+         [[webhook]]\nname = \"office\"\nurl = \"http://{}/hook\"\n",
+        rx.addr, office.addr
+    );
+    let a = agent::start_with_gps(tempfile::tempdir().unwrap(), "source = \"sim\"\nspeed = 10.0", &extra).await;
+    let stops = json!({"stops": [
+        {"job_id": "S2", "sequence": 1, "name": "Elbe Coffee Roasters", "address": "Steinstraße 7",
+         "lat": S2.0, "lng": S2.1, "items": [{"sku": "PKG-1", "desc": "Coffee sacks", "qty": 2}]},
+        {"job_id": "S3", "sequence": 2, "name": "Kunsthalle shop", "address": "Glockengießerwall 5",
+         "lat": S3.0, "lng": S3.1},
+    ]});
+    let resp = a.http.put(a.url("/api/v1/stops")).json(&stops).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let wifi = Wifi::start(a.addr()).await;
+    let (_driver, c) = Driver::start().await;
+    let page = format!("http://{}/", wifi.addr);
+    c.goto(&page).await.unwrap();
+    let (w, h): (u64, u64) =
+        serde_json::from_value(c.execute("return [window.innerWidth, window.innerHeight]", vec![]).await.unwrap())
+            .unwrap();
+    assert_eq!((w, h), (360, 640), "a phone's viewport");
+    wait_text(&c, "#stops", "Kunsthalle shop", WAIT).await;
+    wait_text(&c, "#next", "Elbe Coffee Roasters", WAIT).await;
+    wait_text(&c, "#gps", "GPS ok", WAIT).await;
+
+    // Heading to the first stop, then the van gets there.
+    c.find(Locator::Css("[data-job=S2]")).await.unwrap().click().await.unwrap();
+    button(&c, "Heading to").await.click().await.unwrap();
+    wait_text(&c, "#result", "Saved on the van", WAIT).await;
+    let heading = wait_event(&rx, "S2", "heading_to").await;
+    assert_eq!(heading["source"], "driver");
+    let arrived = wait_event(&rx, "S2", "arrived").await;
+    assert_eq!(arrived["source"], "geofence", "{arrived}");
+    wait_text(&c, "#stops", "at the stop", WAIT).await;
+    screenshot(&c, "stops.png").await;
+
+    // Delivered: a name, a photo, a signature drawn with the pointer.
+    button(&c, "Delivered").await.click().await.unwrap();
+    c.find(Locator::Css("#received-by")).await.unwrap().send_keys("Ana Schmidt").await.unwrap();
+    let photo_dir = tempfile::tempdir().unwrap();
+    let photo = jpeg(7, 40_000);
+    let photo_path = photo_dir.path().join("door.jpg");
+    std::fs::write(&photo_path, &photo).unwrap();
+    c.find(Locator::Css("#pod-photos")).await.unwrap().send_keys(photo_path.to_str().unwrap()).await.unwrap();
+    let pad = c.find(Locator::Css("#signature")).await.unwrap();
+    let mut pen = MouseActions::new("pen".into())
+        .then(PointerAction::MoveToElement { element: pad.clone(), duration: None, x: -120.0, y: 10.0 })
+        .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT });
+    for (x, y) in [(30.0, -25.0), (30.0, 30.0), (30.0, -30.0), (30.0, 25.0), (30.0, -20.0), (30.0, 15.0)] {
+        pen = pen.then(PointerAction::MoveBy { duration: Some(Duration::from_millis(40)), x, y });
+    }
+    pen = pen.then(PointerAction::Up { button: MOUSE_BUTTON_LEFT });
+    c.perform_actions(pen).await.unwrap();
+    c.execute("document.querySelector('#pod').scrollIntoView()", vec![]).await.unwrap();
+    screenshot(&c, "delivered.png").await;
+    c.find(Locator::Css("#pod-save")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "#result", "Saved on the van", WAIT).await;
+    wait_text(&c, "#result", "Sent to the office", WAIT).await;
+    let delivered = wait_event(&rx, "S2", "delivered").await;
+    assert_eq!(delivered["received_by"], "Ana Schmidt");
+    let files = delivered["attachments"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{delivered}");
+    assert_eq!((files[0]["kind"].as_str(), files[1]["kind"].as_str()), (Some("photo"), Some("signature")));
+    assert_eq!(files[0]["sha256"], hex(&photo));
+    for f in files {
+        let sha = f["sha256"].as_str().unwrap();
+        let put = rx.got().into_iter().find(|g| g.method == "PUT" && g.path.contains(sha)).expect("the file uploaded");
+        assert_eq!(hex(&put.body), sha);
+        if f["kind"] == "signature" {
+            assert!(put.body.starts_with(b"\x89PNG\r\n\x1a\n"), "the signature is a PNG");
+        }
+    }
+
+    // The office is down: saved on the van; sent once it is back.
+    office.cut();
+    c.find(Locator::Css("[data-job=S3]")).await.unwrap().click().await.unwrap();
+    button(&c, "Failed").await.click().await.unwrap();
+    c.find(Locator::Css("input[value=refused]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#fail-save")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "#result", "Saved on the van", WAIT).await;
+    wait_text(&c, "#link", "Office offline", WAIT).await;
+    assert!(text(&c, "#result").await.contains("Saved on the van"), "not sent while the office is down");
+    assert!(events(&rx, "S3", "failed").is_empty());
+    office.restore().await;
+    wait_text(&c, "#result", "Sent to the office", WAIT).await;
+    let failed = wait_event(&rx, "S3", "failed").await;
+    assert_eq!(failed["reason_code"], "refused");
+
+    // The answer to a tap is lost on the Wi-Fi, and the driver reloads the page: the page sends
+    // the tap again under its key, and the agent answers with the event it has. One event.
+    wifi.swallow.store(true, Ordering::SeqCst);
+    button(&c, "Picked up").await.click().await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while a.get("/api/v1/stops").await["stops"][1]["status"] != "picked_up" {
+        assert!(tokio::time::Instant::now() < deadline, "the tap never reached the agent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!text(&c, "#result").await.contains("Saved"), "no answer reached the page");
+    wifi.swallow.store(false, Ordering::SeqCst);
+    c.refresh().await.unwrap();
+    wait_text(&c, "#result", "Saved on the van", WAIT).await;
+    wait_text(&c, "#result", "Sent to the office", WAIT).await;
+    let left: u64 = serde_json::from_value(
+        c.execute_async(
+            "const done = arguments[0]; const r = indexedDB.open('curbside', 1);
+             r.onsuccess = () => { const q = r.result.transaction('taps').objectStore('taps').count();
+                                   q.onsuccess = () => done(q.result); };",
+            vec![],
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(left, 0, "no tap left waiting in the browser");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(events(&rx, "S3", "picked_up").len(), 1, "one event for one tap");
+    let stops = a.get("/api/v1/stops").await;
+    assert_eq!(stops["stops"][1]["state"], "done");
+    c.close().await.unwrap();
+    a.stop().await;
+}
+
+fn hex(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
