@@ -168,6 +168,7 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
         client: client.clone(),
         token: config.api.token.as_deref().map(Arc::from),
         body_timeout: config.api.limits.request_timeout,
+        pairing: Arc::default(),
     };
     let shutdown = CancellationToken::new();
     let health = Health::for_watchdog(supervision.watchdog);

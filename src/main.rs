@@ -228,6 +228,21 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Pair(config) => {
+            let conf = load(&config)?;
+            let client = ApiClient::new(&conf);
+            let (code, ttl) = runtime()?.block_on(client.pair_code())?;
+            let page = if conf.api.listen.ip().is_unspecified() {
+                format!("http://<the van's address>:{}/", conf.api.listen.port())
+            } else {
+                format!("http://{}/", conf.api.listen)
+            };
+            out(&format!(
+                "pairing code: {code}\nopen {page} on the phone and type it in; it works once, for {} minutes\n",
+                ttl / 60
+            ))?;
+            Ok(())
+        }
         Command::Webhook(WebhookCommand::Enable { name, config }) => {
             let client = ApiClient::new(&load(&config)?);
             let was = runtime()?.block_on(client.webhook_enable(&name))?;

@@ -1,11 +1,13 @@
-//! The local HTTP API: driver taps, status, and the operator's outbox and webhook actions.
-//! Bound to loopback by default; with a token configured (required off loopback) every request
-//! needs `Authorization: Bearer TOKEN`. Bad input gets a 4xx with `{"error", "field"}` and
-//! nothing stored.
+//! The local HTTP API: driver taps, status, and the operator's outbox and webhook actions, and
+//! the driver page ([`page`]). Bound to loopback by default; with a token configured (required
+//! off loopback) every request needs `Authorization: Bearer TOKEN`, except that a phone paired
+//! with a one-time code ([`pairing`]) may use the driver's routes with its session cookie from
+//! the page's own origin. Bad input gets a 4xx with `{"error", "field"}` and nothing stored.
 
 pub mod metrics;
 pub mod multipart;
 pub mod page;
+pub mod pairing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,6 +102,8 @@ pub struct Api {
     pub token: Option<Arc<str>>,
     /// How long a request body may take to arrive (`api.request_timeout`).
     pub body_timeout: Duration,
+    /// One-time pairing codes for the driver page.
+    pub pairing: Arc<pairing::Pairing>,
 }
 
 /// An error answer: status, message, and the field at fault.
@@ -193,27 +197,120 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/events/retry-failed", post(retry_all))
         .route("/api/v1/webhooks/{name}/test", post(webhook_test))
         .route("/api/v1/webhooks/{name}/enable", post(webhook_enable))
+        .route("/api/v1/pair/codes", post(pair_code))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, None, "no such endpoint") })
         .method_not_allowed_fallback(|req: Request| async move {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, None, format!("{} is not allowed here", req.method()))
         })
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
         .merge(page::router())
+        // Pairing is how a phone gets in: no credentials asked, guesses limited.
+        .route("/api/v1/pair", post(pair))
         .with_state(api)
 }
 
 async fn authorize(State(api): State<Api>, req: Request, next: Next) -> Response {
     if let Some(token) = &api.token {
-        let given =
-            req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer).unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
-            let mut resp =
-                ApiError::new(StatusCode::UNAUTHORIZED, None, "missing or wrong bearer token").into_response();
+        let h = req.headers();
+        let given = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer).unwrap_or("");
+        let by_token = constant_time_eq(given.as_bytes(), token.as_bytes());
+        // A paired phone: its session cookie, on the driver's routes, from the page's origin.
+        let by_session = !by_token
+            && driver_route(req.method(), req.uri().path())
+            && same_origin(req.method(), h)
+            && h.get(header::COOKIE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(pairing::cookie)
+                .is_some_and(|t| pairing::is_session(&api.parts.outbox, t));
+        if !by_token && !by_session {
+            let mut resp = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                None,
+                "missing or wrong bearer token (a phone pairs with a code from `curbside pair`)",
+            )
+            .into_response();
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
             return resp;
         }
     }
     next.run(req).await
+}
+
+/// What the driver page uses, and all a session cookie opens.
+fn driver_route(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    match *method {
+        Method::GET => matches!(path, "/api/v1/status" | "/api/v1/stops") || path.starts_with("/api/v1/deliveries/"),
+        Method::POST => path.starts_with("/api/v1/jobs/") && path.ends_with("/status"),
+        _ => false,
+    }
+}
+
+/// A request from the page's own origin: a browser says where a request comes from
+/// (`Sec-Fetch-Site`, and `Origin` on anything but a plain GET); both must name this host.
+fn same_origin(method: &axum::http::Method, h: &HeaderMap) -> bool {
+    let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok());
+    if get("sec-fetch-site").is_some_and(|s| s != "same-origin" && s != "none") {
+        return false;
+    }
+    match (get("origin"), get("host")) {
+        (Some(origin), Some(host)) => origin == format!("http://{host}") || origin == format!("https://{host}"),
+        (Some(_), None) => false,
+        (None, _) => matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD),
+    }
+}
+
+/// `POST /api/v1/pair/codes` (with the token): a one-time code for `curbside pair`.
+async fn pair_code(State(api): State<Api>) -> Json<Value> {
+    let code = api.pairing.new_code();
+    Json(json!({"code": code, "expires_in_s": pairing::CODE_TTL.as_secs()}))
+}
+
+/// `POST /api/v1/pair` `{"code"}`: a right code becomes a session cookie; a wrong, expired or
+/// used one is a 403 naming `code`, and too many wrong ones a 429.
+async fn pair(State(api): State<Api>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    if headers.get("origin").is_some() && !same_origin(&axum::http::Method::POST, &headers) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, None, "pairing is only from the van's own page"));
+    }
+    let bytes = read_body(&headers, body, api.body_timeout).await?;
+    let v = taps::parse_json(&bytes).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Some(&e.field), e.message))?;
+    let code = v.get("code").and_then(Value::as_str).filter(|c| c.len() <= 64).ok_or_else(|| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, Some("code"), "is required: the code `curbside pair` printed")
+    })?;
+    match api.pairing.redeem(code) {
+        Ok(()) => {}
+        Err(pairing::Refused::Wrong) => {
+            tracing::warn!("pairing: a wrong, expired or used code");
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                Some("code"),
+                "is wrong, expired or used already: ask for a new one (curbside pair)",
+            ));
+        }
+        Err(pairing::Refused::TooMany(wait)) => {
+            let mut resp = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("code"),
+                format!("too many wrong codes: try again in {} s", wait.as_secs().max(1)),
+            )
+            .into_response();
+            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(wait.as_secs().max(1)));
+            return Ok(resp);
+        }
+    }
+    let (token, digest) = pairing::new_session();
+    pairing::remember(&api.parts.outbox, digest).await?;
+    tracing::info!("pairing: a phone paired");
+    let cookie = format!(
+        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        pairing::COOKIE,
+        pairing::SESSION_TTL.as_secs()
+    );
+    let mut resp = Json(json!({"paired": true, "expires_in_s": pairing::SESSION_TTL.as_secs()})).into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(resp)
 }
 
 /// The token of an `Authorization: Bearer TOKEN` header (the scheme is case-insensitive,

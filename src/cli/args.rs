@@ -44,6 +44,9 @@ pub enum Command {
     /// Webhook endpoints of the running agent.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// A one-time code that pairs a phone's driver page with the van (for an API beyond
+    /// loopback); valid 10 minutes, once.
+    Pair(ConfigArg),
     /// The whole product on a laptop: the agent on a simulated route with demo stops, an MQTT
     /// broker and a webhook receiver in the same process. Nothing else needed; Ctrl-C stops.
     #[cfg(feature = "demo")]

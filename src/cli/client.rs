@@ -180,6 +180,13 @@ impl ApiClient {
         Ok(v["was_disabled"].as_bool().unwrap_or(false))
     }
 
+    /// `POST /api/v1/pair/codes`: a one-time pairing code and how long it is good for.
+    pub async fn pair_code(&self) -> anyhow::Result<(String, u64)> {
+        let v = self.post("/api/v1/pair/codes", None, &[]).await?;
+        let code = v["code"].as_str().ok_or_else(|| anyhow::anyhow!("the agent gave no code: {v}"))?;
+        Ok((code.to_string(), v["expires_in_s"].as_u64().unwrap_or(600)))
+    }
+
     /// POST, failing on a non-2xx answer with the agent's error.
     pub async fn post(&self, path: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> anyhow::Result<Value> {
         ok(self.send(reqwest::Method::POST, path, body.map(Body::Json), headers).await?)

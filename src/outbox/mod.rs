@@ -21,6 +21,7 @@
 //! | `media`   | file SHA-256 (32 bytes), sequence (BE) | empty: the event refers to the file in `state_dir/media/` (see [`crate::media`]) |
 //! | `stops`   | `list`                                | JSON [`crate::stops::StopList`]: the day's stops and their version |
 //! | `stops`   | `mqtt`                                | SHA-256 of the last `{prefix}/stops` message applied (a retained message comes again on every connect) |
+//! | `sessions` | SHA-256 of a session token (32 bytes) | expiry, unix seconds (i64 BE): a paired phone (see [`crate::api::pairing`]) |
 //! | `history` | job id, NUL, sequence (BE)            | JSON [`Milestone`]: what the job went through, for formats that send it (kept 7 days, like `idem`) |
 //!
 //! Big-endian sequences make sled's key order the outbox order, so a range scan over an
@@ -96,6 +97,7 @@ struct Inner {
     media: sled::Tree,
     history: sled::Tree,
     stops: sled::Tree,
+    sessions: sled::Tree,
     /// The stop list as last read or written (taps and the geofence read it often).
     stops_cache: std::sync::Mutex<Option<Arc<StopList>>>,
     /// Notified when events leave the store (their files may be released).
@@ -275,6 +277,7 @@ impl Outbox {
             media: tree("media")?,
             history: tree("history")?,
             stops: tree("stops")?,
+            sessions: tree("sessions")?,
             stops_cache: std::sync::Mutex::new(None),
             released: Arc::new(Notify::new()),
             pending: tree("pending")?,
@@ -678,6 +681,26 @@ impl Outbox {
         }
         self.commit_or_break().await?;
         Ok(next.version)
+    }
+
+    /// Keeps a paired phone's session (its token's digest) until `expires` (unix seconds); on
+    /// disk when this returns. Expired sessions are dropped on the way.
+    pub async fn add_session(&self, digest: [u8; 32], expires: i64) -> Result<(), OutboxError> {
+        let now = chrono::Utc::now().timestamp();
+        for kv in self.inner.sessions.iter() {
+            let (k, v) = kv?;
+            if <[u8; 8]>::try_from(v.as_ref()).map(i64::from_be_bytes).is_ok_and(|e| e <= now) {
+                self.inner.sessions.remove(k)?;
+            }
+        }
+        self.inner.sessions.insert(digest, &expires.to_be_bytes())?;
+        self.commit_or_break().await
+    }
+
+    /// When the session with token digest `digest` expires (unix seconds), if it is known.
+    pub fn session_expires(&self, digest: &[u8; 32]) -> Option<i64> {
+        let v = self.inner.sessions.get(digest).ok()??;
+        <[u8; 8]>::try_from(v.as_ref()).ok().map(i64::from_be_bytes)
     }
 
     /// The endpoints event `seq` has not reached yet: still to be delivered, or parked as failed

@@ -313,3 +313,38 @@ async fn a_driver_round_on_the_page_in_chromium() {
 fn hex(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Beyond loopback (a token set), the page asks for a pairing code; a wrong one is refused on
+/// the page, the right one opens it, and the cookie it got works for the page's own requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_pairs_in_chromium() {
+    const TOKEN: &str = "a-long-random-operator-token";
+    let api = format!("listen = \"{}\"\ntoken = \"{TOKEN}\"", free_addr());
+    let a = agent::start_full(tempfile::tempdir().unwrap(), &api, "").await;
+    let stops = json!({"stops": [{"job_id": "P1", "sequence": 1, "name": "Paired stop"}]});
+    let put = a.http.put(a.url("/api/v1/stops")).bearer_auth(TOKEN).json(&stops).send().await.unwrap();
+    assert_eq!(put.status(), 200);
+    let (_driver, c) = Driver::start().await;
+    c.goto(&a.url("/")).await.unwrap();
+    c.wait().at_most(WAIT).for_element(Locator::Css("#pair:not([hidden])")).await.unwrap();
+    assert!(c.find(Locator::Css("#main")).await.unwrap().attr("hidden").await.unwrap().is_some());
+
+    c.find(Locator::Css("#pair-code")).await.unwrap().send_keys("ZZZZ-ZZZZ").await.unwrap();
+    button(&c, "Pair").await.click().await.unwrap();
+    wait_text(&c, "#pair-error", "wrong, expired or used", WAIT).await;
+
+    let code: Value =
+        a.http.post(a.url("/api/v1/pair/codes")).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+    let input = c.find(Locator::Css("#pair-code")).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(code["code"].as_str().unwrap()).await.unwrap();
+    button(&c, "Pair").await.click().await.unwrap();
+    wait_text(&c, "#stops", "Paired stop", WAIT).await;
+    let cookie: Value = c.execute("return document.cookie", vec![]).await.unwrap();
+    assert_eq!(cookie, "", "the session cookie is HttpOnly: no script sees it");
+    c.find(Locator::Css("[data-job=P1]")).await.unwrap().click().await.unwrap();
+    button(&c, "Arrived").await.click().await.unwrap();
+    wait_text(&c, "#result", "Saved on the van", WAIT).await;
+    c.close().await.unwrap();
+    a.stop().await;
+}

@@ -16,6 +16,7 @@ mod mqtt;
 mod notify;
 mod outbox;
 mod outbox_model;
+mod pairing;
 mod pod;
 mod pod_crash;
 mod reload;

@@ -43,7 +43,7 @@ pub async fn start_with_state(state: &std::path::Path, extra: &str) -> TestAgent
     start_at(tempfile::tempdir().unwrap(), state, "listen = \"127.0.0.1:0\"", extra).await
 }
 
-async fn start_full(dir: tempfile::TempDir, api: &str, extra: &str) -> TestAgent {
+pub async fn start_full(dir: tempfile::TempDir, api: &str, extra: &str) -> TestAgent {
     let state = dir.path().join("state");
     start_at(dir, &state, api, extra).await
 }
