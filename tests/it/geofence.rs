@@ -97,3 +97,99 @@ async fn the_van_arrives_and_departs_at_each_stop_it_stops_at_and_nowhere_else()
     assert_eq!(e["eta"], Value::Null);
     a.stop().await;
 }
+
+/// One lap of the demo route as a receiver log with noise: ±25 m at the stops (where a parked
+/// receiver wanders most), ±5 m on the road, a little speed while parked; then one fix at a
+/// stop the van never reached live, after which the log ends and that fix goes stale.
+fn noisy_lap(end: (f64, f64)) -> String {
+    use chrono::Timelike;
+    let route = curbside::gps::source::sim::Route::demo();
+    let start: chrono::DateTime<chrono::Utc> = "2026-11-23T09:00:00Z".parse().unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut noise = |metres: f64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed as f64 / u64::MAX as f64 * 2.0 - 1.0) * metres
+    };
+    let ddmm = |v: f64, w: usize| {
+        let a = v.abs();
+        format!("{:0w$}{:08.5}", a.trunc() as u32, (a - a.trunc()) * 60.0)
+    };
+    let mut log = String::from("# one noisy lap of the demo route\n");
+    let lap = route.lap_s() as u64;
+    for t in 0..=lap {
+        let s = route.at(t as f64);
+        let (lat, lon, knots) = if t == lap {
+            (end.0, end.1, 0.0)
+        } else if s.speed_mps == 0.0 {
+            (s.lat + noise(25.0) / 111_320.0, s.lon + noise(25.0) / 66_000.0, noise(0.4).abs())
+        } else {
+            (s.lat + noise(5.0) / 111_320.0, s.lon + noise(5.0) / 66_000.0, s.speed_mps * 3600.0 / 1852.0)
+        };
+        let when = start + chrono::Duration::seconds(t as i64);
+        let hms = format!("{:02}{:02}{:02}.00", when.hour(), when.minute(), when.second());
+        let (la, lo) = (ddmm(lat, 2), ddmm(lon, 3));
+        let rmc = format!("GPRMC,{hms},A,{la},N,{lo},E,{knots:.2},{:.1},231126,,,A", s.course_deg);
+        let gga = format!("GPGGA,{hms},{la},N,{lo},E,1,09,0.9,12.0,M,40.0,M,,");
+        for body in [rmc, gga] {
+            log.push_str(&curbside::gps::frame::with_checksum(&format!("${body}")));
+        }
+    }
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_noisy_replay_arrives_once_per_stop_and_a_stale_fix_decides_nothing() {
+    let end = (53.55073, 9.99760); // 300 m east of the first stop: only the log's last, stale fix
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("noisy.nmea");
+    std::fs::write(&log, noisy_lap(end)).unwrap();
+    let rx = Receiver::start(None, vec![]).await;
+    let gps =
+        format!("source = \"replay\"\nfile = {:?}\nspeed = 10.0\nstale_after = \"2s\"", log.display().to_string());
+    let a = agent::start_with_gps(
+        dir,
+        &gps,
+        &format!("[stops]\ndwell = \"2s\"\n[[webhook]]\nname = \"bo\"\nurl = \"{}\"\n", rx.url()),
+    )
+    .await;
+    let mut stops: Vec<Value> = ROUTE
+        .iter()
+        .enumerate()
+        .map(|(i, (lat, lng))| json!({"job_id": format!("S{}", i + 1), "sequence": i + 1, "lat": lat, "lng": lng}))
+        .collect();
+    let (a0, a1) = (ROUTE[0], ROUTE[1]);
+    stops.push(json!({"job_id": "PAST", "sequence": 7, "lat": (a0.0 + a1.0) / 2.0, "lng": (a0.1 + a1.1) / 2.0}));
+    stops.push(json!({"job_id": "END", "sequence": 8, "lat": end.0, "lng": end.1}));
+    let resp = a.http.put(a.url("/api/v1/stops")).json(&json!({"stops": stops})).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // The lap takes about 42 s at ten times real time; then the last fix goes stale.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
+    loop {
+        let status = a.get("/api/v1/status").await;
+        let done = status["gps"]["fix"].is_null() && status["gps"]["last_known"]["fix"]["lon"].as_f64() == Some(end.1);
+        if done {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the replay never ended: {}", status["gps"]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut per_job: HashMap<String, Vec<String>> = HashMap::new();
+    for g in rx.got() {
+        let e = g.json()["data"].clone();
+        per_job.entry(e["job_id"].as_str().unwrap().into()).or_default().push(e["status"].as_str().unwrap().into());
+    }
+    for i in 1..=6 {
+        assert_eq!(
+            per_job.get(&format!("S{i}")),
+            Some(&vec!["arrived".to_string(), "departed".to_string()]),
+            "S{i}: {per_job:?}"
+        );
+    }
+    assert!(!per_job.contains_key("PAST"), "a drive past is no arrival: {per_job:?}");
+    assert!(!per_job.contains_key("END"), "a stale fix decides nothing: {per_job:?}");
+    a.stop().await;
+}
