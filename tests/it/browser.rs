@@ -79,6 +79,10 @@ impl Drop for Driver {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = &self.url;
+        // A test that failed before closing its session leaves the browser running: its
+        // processes are the ones with this test's profile directory.
+        let profile = format!("--user-data-dir={}", self._profile.path().display());
+        let _ = Command::new("pkill").arg("-f").arg(profile).status();
     }
 }
 
