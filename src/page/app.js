@@ -17,7 +17,7 @@ const LABELS = {
 };
 const STATES = { pending: 'to do', heading: 'heading there', arrived: 'at the stop', done: 'done' };
 
-const ui = { stops: [], job: null, chosenByDriver: false, busy: false, watching: new Set() };
+const ui = { stops: [], job: null, chosenByDriver: false, busy: false, watchToken: 0 };
 
 // ---- the pending taps, in IndexedDB ----------------------------------------------------------
 
@@ -104,16 +104,16 @@ async function send(t) {
   render();
 }
 
-// "Sent to the office" once every endpoint has the event.
+// "Sent to the office" once every endpoint has the event. Only the latest tap is watched (it is
+// the one the page shows): a day offline does not pile up pollers.
 async function watch(sequence, t) {
-  if (ui.watching.has(sequence)) return;
-  ui.watching.add(sequence);
-  for (;;) {
+  const mine = ++ui.watchToken;
+  while (mine === ui.watchToken) {
     await new Promise((ok) => setTimeout(ok, 1500));
+    if (mine !== ui.watchToken) return;
     const r = await getJson('/api/v1/deliveries/' + sequence).catch(() => null);
     if (r && r.status === 200 && r.body.sent) {
-      if ($('#result').textContent.includes(t.job)) say('Sent to the office: ' + LABELS[t.event.status] + ' ' + t.job, 'saved');
-      ui.watching.delete(sequence);
+      if (mine === ui.watchToken) say('Sent to the office: ' + LABELS[t.event.status] + ' ' + t.job, 'saved');
       return;
     }
   }
@@ -122,6 +122,7 @@ async function watch(sequence, t) {
 async function tap(status, event, files) {
   if (ui.busy || !ui.job) return;
   ui.busy = true;
+  ui.watchToken++; // the previous tap's "Sent" would now say the wrong thing
   render();
   const t = { key: newKey(), job: ui.job, event: Object.assign({ status }, event), files: files || [], at: Date.now() };
   say('Saving…');
