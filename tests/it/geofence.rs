@@ -11,15 +11,20 @@ use serde_json::{Value, json};
 use crate::common::agent;
 use crate::common::receiver::Receiver;
 
-/// The demo route's stops (`gps::source::sim::Route::demo`).
-const ROUTE: [(f64, f64); 6] = [
-    (53.55073, 9.99302),
-    (53.55311, 10.00069),
-    (53.55686, 10.00412),
-    (53.55922, 9.99655),
-    (53.55641, 9.98720),
-    (53.55230, 9.98543),
-];
+/// The demo route's stops, S1 to S6, then `PAST`: halfway along the first leg, driven past at
+/// 40 km/h and never stopped at.
+fn route_stops() -> Vec<Value> {
+    let route = curbside::gps::source::sim::Route::demo();
+    let r = route.stops();
+    let mut stops: Vec<Value> = r
+        .iter()
+        .enumerate()
+        .map(|(i, (lat, lng))| json!({"job_id": format!("S{}", i + 1), "sequence": i + 1, "lat": lat, "lng": lng}))
+        .collect();
+    let (a0, a1) = (r[0], r[1]);
+    stops.push(json!({"job_id": "PAST", "sequence": 7, "lat": (a0.0 + a1.0) / 2.0, "lng": (a0.1 + a1.1) / 2.0}));
+    stops
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_van_arrives_and_departs_at_each_stop_it_stops_at_and_nowhere_else() {
@@ -31,14 +36,7 @@ async fn the_van_arrives_and_departs_at_each_stop_it_stops_at_and_nowhere_else()
         &format!("[stops]\ndwell = \"2s\"\n[[webhook]]\nname = \"bo\"\nurl = \"{}\"\n", rx.url()),
     )
     .await;
-    let mut stops: Vec<Value> = ROUTE
-        .iter()
-        .enumerate()
-        .map(|(i, (lat, lng))| json!({"job_id": format!("S{}", i + 1), "sequence": i + 1, "lat": lat, "lng": lng}))
-        .collect();
-    // Halfway along the first leg: driven past at 40 km/h, never stopped at.
-    let (a0, a1) = (ROUTE[0], ROUTE[1]);
-    stops.push(json!({"job_id": "PAST", "sequence": 7, "lat": (a0.0 + a1.0) / 2.0, "lng": (a0.1 + a1.1) / 2.0}));
+    let mut stops = route_stops();
     stops.push(json!({"job_id": "NOWHERE", "sequence": 8, "name": "no coordinates"}));
     let resp = a.http.put(a.url("/api/v1/stops")).json(&json!({"stops": stops})).send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -154,13 +152,7 @@ async fn a_noisy_replay_arrives_once_per_stop_and_a_stale_fix_decides_nothing() 
         &format!("[stops]\ndwell = \"2s\"\n[[webhook]]\nname = \"bo\"\nurl = \"{}\"\n", rx.url()),
     )
     .await;
-    let mut stops: Vec<Value> = ROUTE
-        .iter()
-        .enumerate()
-        .map(|(i, (lat, lng))| json!({"job_id": format!("S{}", i + 1), "sequence": i + 1, "lat": lat, "lng": lng}))
-        .collect();
-    let (a0, a1) = (ROUTE[0], ROUTE[1]);
-    stops.push(json!({"job_id": "PAST", "sequence": 7, "lat": (a0.0 + a1.0) / 2.0, "lng": (a0.1 + a1.1) / 2.0}));
+    let mut stops = route_stops();
     stops.push(json!({"job_id": "END", "sequence": 8, "lat": end.0, "lng": end.1}));
     let resp = a.http.put(a.url("/api/v1/stops")).json(&json!({"stops": stops})).send().await.unwrap();
     assert_eq!(resp.status(), 200);
