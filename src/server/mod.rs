@@ -197,9 +197,18 @@ async fn connection(stream: tokio::net::TcpStream, id: ConnId, shared: Arc<Share
             shared.table().request_started(id);
             let done = Done { shared: shared.clone(), id };
             let mut router = shared.router.clone();
+            let (req, read_to_end) = ReadToEnd::wrap(req);
             async move {
-                let resp = router.call(req).await;
+                let mut resp = router.call(req).await;
                 drop(done);
+                if let (Ok(resp), false) = (resp.as_mut(), read_to_end.load(Ordering::Relaxed)) {
+                    // Answered before its body was read (a bad path, a body announced too
+                    // large): hyper could not reuse the connection, so say so. Without this
+                    // the answer looks keep-alive, the client sends its next request on a
+                    // connection being closed, and that request fails (seen under qemu).
+                    resp.headers_mut()
+                        .insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+                }
                 resp
             }
         })
@@ -308,6 +317,43 @@ impl tokio::io::AsyncWrite for Watched {
     }
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
+    }
+}
+
+/// A request's body that tells whether it was read to its end (or had none).
+struct ReadToEnd {
+    inner: Incoming,
+    ended: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ReadToEnd {
+    fn wrap(req: hyper::Request<Incoming>) -> (hyper::Request<ReadToEnd>, Arc<std::sync::atomic::AtomicBool>) {
+        let (parts, inner) = req.into_parts();
+        let ended = Arc::new(std::sync::atomic::AtomicBool::new(hyper::body::Body::is_end_stream(&inner)));
+        let body = ReadToEnd { inner, ended: ended.clone() };
+        (hyper::Request::from_parts(parts, body), ended)
+    }
+}
+
+impl hyper::body::Body for ReadToEnd {
+    type Data = hyper::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.ended.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
