@@ -48,6 +48,7 @@ pub mod health;
 pub mod media;
 pub mod memory;
 pub mod outbox;
+pub mod reconnect;
 pub mod server;
 pub mod status;
 pub mod stops;

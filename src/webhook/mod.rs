@@ -35,12 +35,11 @@ use crate::gps::clock::Clock;
 use crate::media::Media;
 use crate::media::settings::{Pod, UPLOAD_ENDPOINT};
 use crate::outbox::{Attempt, DeliveryState, Outbox, OutboxError, Queue, Settle};
+use crate::reconnect::{Failure, Reconnect};
 use schedule::Outcome;
 
 /// Deliveries kept in memory per endpoint; the rest wait on disk.
 const WINDOW: usize = 1024;
-/// Longest wait between probes of an unreachable endpoint.
-pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Everything a delivery loop needs.
 #[derive(Debug, Clone)]
@@ -76,7 +75,7 @@ pub async fn run(ep: Arc<Endpoint>, deps: Deps, shutdown: CancellationToken) -> 
     let mut window = Window::blocking(outbox.blocked_jobs(&name)?);
     let mut inflight: JoinSet<Result<Settled, OutboxError>> = JoinSet::new();
     let mut offline_until: Option<Instant> = None;
-    let mut probe = Duration::from_secs(1);
+    let mut reconnect = Reconnect::default();
     let mut refill = true;
     let mut reachable = true;
     status.update(&name, |s| {
@@ -133,15 +132,14 @@ pub async fn run(ep: Arc<Endpoint>, deps: Deps, shutdown: CancellationToken) -> 
                         window.delay(&job, state, Instant::now() + HOLD);
                         continue;
                     }
-                    Effect::Offline { state } => {
+                    Effect::Offline { state, failure } => {
                         window.requeue(&job, state);
-                        offline_until = Some(Instant::now() + probe);
-                        probe = (probe * 2).min(MAX_PROBE_INTERVAL);
+                        offline_until = Some(Instant::now() + reconnect.after(failure, crate::reconnect::jitter()));
                         reachable = false;
                         continue;
                     }
                 }
-                probe = Duration::from_secs(1);
+                reconnect.connected();
                 reachable = true;
                 if window.len() < WINDOW / 2 {
                     refill = true;
@@ -168,7 +166,7 @@ enum Effect {
     /// Not attempted (endpoint disabled): back to ready.
     Requeue { state: DeliveryState },
     /// The endpoint could not be reached: back to ready, and probe.
-    Offline { state: DeliveryState },
+    Offline { state: DeliveryState, failure: Failure },
     /// Not attempted: the event's files are not all uploaded yet; look again after [`HOLD`].
     Hold { state: DeliveryState },
 }
@@ -234,7 +232,7 @@ fn settle(
         error: None,
         duration_ms: took.as_millis() as u64,
     };
-    if !matches!(outcome, Outcome::Offline(_)) && !status.get(name).reachable {
+    if !matches!(outcome, Outcome::Offline(..)) && !status.get(name).reachable {
         tracing::info!(endpoint = %name, "endpoint reachable again");
     }
     let effect = match outcome {
@@ -250,7 +248,7 @@ fn settle(
             });
             return Ok(Effect::Done);
         }
-        Outcome::Offline(error) => {
+        Outcome::Offline(error, failure) => {
             if status.get(name).reachable {
                 tracing::warn!(endpoint = %name, %error, "endpoint unreachable; holding deliveries and probing (no attempts spent)");
             }
@@ -259,7 +257,7 @@ fn settle(
                 s.last_error = Some(format!("unreachable: {error}"));
                 s.last_error_at = Some(at);
             });
-            return Ok(Effect::Offline { state });
+            return Ok(Effect::Offline { state, failure });
         }
         Outcome::Gone => {
             let reason = format!("answered 410 Gone at {at}; re-enable with `curbside webhook enable {name}`");

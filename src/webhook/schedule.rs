@@ -57,9 +57,10 @@ pub enum Outcome {
         /// The receiver's `Retry-After`, honoured for 429 and 503.
         retry_after: Option<Duration>,
     },
-    /// The endpoint could not be reached at all (DNS, no route, refused, connect timeout):
-    /// offline, which spends no attempt.
-    Offline(String),
+    /// The endpoint could not be reached at all (DNS, no route, refused, connect timeout, a
+    /// TLS handshake that failed): offline, which spends no attempt. How soon it is tried
+    /// again is [`crate::reconnect`]'s decision, from the kind of failure.
+    Offline(String, crate::reconnect::Failure),
 }
 
 impl std::fmt::Display for Outcome {
@@ -74,7 +75,7 @@ impl std::fmt::Display for Outcome {
                 write!(f, "failed ({error}); the receiver asks to retry after {} s", after.as_secs())
             }
             Outcome::Failed { error, .. } => write!(f, "failed ({error}); real deliveries would retry on schedule"),
-            Outcome::Offline(why) => write!(f, "cannot reach the endpoint ({why}); real deliveries wait for it"),
+            Outcome::Offline(why, _) => write!(f, "cannot reach the endpoint ({why}); real deliveries wait for it"),
         }
     }
 }

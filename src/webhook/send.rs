@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::event::StatusEvent;
+use crate::reconnect::Failure;
 
 use super::Endpoint;
 use super::format;
@@ -108,15 +109,31 @@ pub fn redacted_url(url: &reqwest::Url) -> String {
     u.to_string()
 }
 
-/// A transport error: offline if the connection was never made, otherwise a failed attempt.
+/// A transport error: offline if the connection was never made (refused by the endpoint when
+/// its TLS handshake failed: a bad certificate does not fix itself), otherwise a failed attempt.
 pub fn classify_error(e: &reqwest::Error, timeout: Duration) -> Outcome {
     if e.is_connect() {
-        Outcome::Offline(error_chain(e))
+        let failure = if tls_failed(e) { Failure::Refused } else { Failure::Unreachable };
+        Outcome::Offline(error_chain(e), failure)
     } else if e.is_timeout() {
         Outcome::Failed { status: None, error: format!("no answer within {timeout:?}"), retry_after: None }
     } else {
         Outcome::Failed { status: None, error: error_chain(e), retry_after: None }
     }
+}
+
+/// Whether a rustls error is somewhere in `e`'s chain (also inside an `io::Error`, whose
+/// `source` skips the error it wraps).
+fn tls_failed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let inner = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+        if err.is::<rustls::Error>() || inner.is_some_and(|i| i.is::<rustls::Error>()) {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -356,3 +356,24 @@ async fn the_cli_webhook_test_reports_in_words_and_a_410_to_it_disables_nothing(
     assert_eq!(agent.get("/api/v1/status").await["outbox"]["events"], 0);
     agent.stop().await;
 }
+
+/// An endpoint unreachable for a long while is still probed every second (it was doubling to
+/// 30 s): the delivery arrives within 3 s of its receiver coming back after 40 s away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_resume_within_3_s_of_a_receiver_back_after_40_s() {
+    let addr = free_addr();
+    let agent = start(&hook("h", &format!("http://{addr}/hook"), "")).await;
+    let (code, event) = agent.tap("JOB-1", json!({"status": "arrived"})).await;
+    assert_eq!(code, 201, "{event}");
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let status = agent.get("/api/v1/status").await;
+    assert_eq!(status["webhooks"][0]["state"]["reachable"], false, "{status}");
+    let back = tokio::time::Instant::now();
+    let receiver = Receiver::start(Some(addr), vec![]).await;
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    let took = got[0].at.duration_since(back);
+    eprintln!("receiver away 40 s: the delivery came {took:?} after it returned");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(got[0].header("webhook-id"), event["id"].as_str().unwrap());
+    agent.stop().await;
+}
