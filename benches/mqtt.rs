@@ -27,6 +27,7 @@ const TOPIC: &str = "curbside/van-17/position";
 fn point(i: i64) -> Point {
     let t = Utc.with_ymd_and_hms(2026, 11, 20, 6, 0, 0).unwrap() + chrono::Duration::seconds(5 * i);
     Point {
+        id: Some(uuid::Uuid::now_v7()),
         tst: t.timestamp(),
         trigger: Trigger::Distance,
         fix: Fix {
@@ -124,7 +125,7 @@ async fn main() {
 
     // Baseline: the same payloads the agent will publish.
     let bodies: Vec<Vec<u8>> =
-        points.iter().map(|p| serde_json::to_vec(&payload::position(&p.fix, p.tst)).unwrap()).collect();
+        points.iter().map(|p| serde_json::to_vec(&payload::position(p, p.tst)).unwrap()).collect();
     let bare_took = bare(broker_port, bodies).await;
 
     // The agent publishing its backlog (no GPS: nothing live competes).

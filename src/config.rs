@@ -485,6 +485,22 @@ mod tests {
         assert_eq!(c.state_dir, PathBuf::from("curbside-state"));
     }
 
+    #[test]
+    fn the_mqtt_order_follows_the_mode_unless_set_and_a_bad_one_names_its_key() {
+        use crate::telemetry::settings::Order;
+        let order = |extra: &str| {
+            let text = format!("vehicle_id = \"v\"\n[mqtt]\nurl = \"mqtt://127.0.0.1\"\n{extra}");
+            Config::parse(&text, "test.toml").map(|c| c.mqtt.unwrap().order)
+        };
+        assert_eq!(order("").unwrap(), Order::LiveFirst);
+        assert_eq!(order("mode = \"owntracks\"").unwrap(), Order::Time);
+        assert_eq!(order("order = \"time\"").unwrap(), Order::Time);
+        assert_eq!(order("mode = \"owntracks\"\norder = \"live_first\"").unwrap(), Order::LiveFirst);
+        let e = order("order = \"newest\"").unwrap_err();
+        assert_eq!((e.file.as_str(), e.key.as_str()), ("test.toml", "mqtt.order"), "{e}");
+        assert!(e.message.contains("\"time\" or \"live_first\""), "{e}");
+    }
+
     fn error_of(text: &str) -> ConfigError {
         Config::parse(text, "test.toml").unwrap_err()
     }

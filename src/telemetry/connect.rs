@@ -20,6 +20,8 @@ pub struct Topics {
     pub state: String,
     /// The day's stops from the back office (subscribed; retained there).
     pub stops: String,
+    /// OwnTracks commands to the van (subscribed; OwnTracks mode only).
+    pub cmd: Option<String>,
 }
 
 impl Topics {
@@ -27,15 +29,20 @@ impl Topics {
     /// events and state stay under the prefix (OwnTracks has no place for them).
     pub fn of(cfg: &MqttConfig) -> Topics {
         let p = &cfg.topic_prefix;
-        let position = match &cfg.mode {
-            MqttMode::Curbside => format!("{p}/position"),
-            MqttMode::OwnTracks { user, device } => format!("owntracks/{user}/{device}"),
+        let (position, cmd) = match &cfg.mode {
+            MqttMode::Curbside => (format!("{p}/position"), None),
+            MqttMode::OwnTracks { user, device } => {
+                (format!("owntracks/{user}/{device}"), Some(format!("owntracks/{user}/{device}/cmd")))
+            }
         };
-        Topics { position, event: format!("{p}/event"), state: format!("{p}/state"), stops: format!("{p}/stops") }
+        Topics { position, event: format!("{p}/event"), state: format!("{p}/state"), stops: format!("{p}/stops"), cmd }
     }
 }
 
-/// Builds the client options (TLS files are read here, so a bad file fails the start).
+/// Builds the client options (TLS files are read here, so a bad file fails the start). The last
+/// will is the retained `offline` state; in OwnTracks mode the publisher replaces it on every
+/// connection with OwnTracks' `lwt` (MQTT has one will per connection, and the Recorder reads
+/// only that one).
 pub fn options(cfg: &MqttConfig) -> anyhow::Result<MqttOptions> {
     let mut o = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
     o.set_keep_alive(cfg.keepalive);

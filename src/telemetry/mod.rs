@@ -25,6 +25,7 @@
 
 pub mod connect;
 mod inflight;
+pub mod owntracks;
 pub mod payload;
 pub mod rules;
 pub mod settings;
@@ -47,9 +48,10 @@ use crate::gps::Fix;
 use crate::gps::clock::Clock;
 use crate::gps::latest::LatestFix;
 use crate::outbox::Outbox;
+use crate::reconnect::{Failure, Reconnect};
 use inflight::{Inflight, Item, RingAcks};
 use rules::{Rules, Sent, Trigger};
-use settings::{MqttConfig, MqttMode};
+use settings::{MqttConfig, MqttMode, Order};
 
 /// The outbox pseudo-endpoint that holds status events until the broker acknowledged them.
 /// Not a valid webhook name (`:`), so it cannot collide with one.
@@ -58,16 +60,16 @@ pub const EVENT_ENDPOINT: &str = "mqtt:event";
 pub const WINDOW: usize = 64;
 /// Backlog points read from disk at a time.
 const READ_AHEAD: usize = 256;
-/// First and longest wait before reconnecting.
-const BACKOFF_MIN: Duration = Duration::from_millis(500);
-/// Longest wait before reconnecting.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long a clean shutdown waits for `offline` to be sent.
 const GOODBYE: Duration = Duration::from_secs(2);
 
 /// A position chosen by the rules, as kept in the ring.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Point {
+    /// Made once, when the point is made, and sent with every copy of it (QoS 1 is at least
+    /// once: a consumer drops repeats by it). `None` for points kept by an older version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<uuid::Uuid>,
     /// Unix seconds of the fix.
     pub tst: i64,
     /// Why it was chosen.
@@ -109,6 +111,15 @@ pub struct Counters {
     /// Why the last one was refused: `field: message`.
     #[serde(default)]
     pub stops_last_error: Option<String>,
+    /// OwnTracks commands received since start (OwnTracks mode).
+    #[serde(default)]
+    pub commands_received: u64,
+    /// Commands not carried out (malformed, or an action curbside does not have).
+    #[serde(default)]
+    pub commands_rejected: u64,
+    /// Why the last one was not carried out.
+    #[serde(default)]
+    pub last_command_error: Option<String>,
 }
 
 impl TelemetryStatus {
@@ -179,7 +190,8 @@ async fn sample(rules: Rules, deps: Deps, tx: mpsc::Sender<Point>, shutdown: Can
         last = rules.sent(&r.fix, r.at);
         let tst = r.fix.time.unwrap_or_else(|| deps.clock.now().0).timestamp();
         deps.status.update(|c| c.positions_made += 1);
-        if tx.send(Point { tst, trigger, fix: r.fix }).await.is_err() {
+        let point = Point { id: Some(uuid::Uuid::now_v7()), tst, trigger, fix: r.fix };
+        if tx.send(point).await.is_err() {
             return;
         }
     }
@@ -188,6 +200,7 @@ async fn sample(rules: Rules, deps: Deps, tx: mpsc::Sender<Point>, shutdown: Can
 struct Publisher {
     topics: Topics,
     mode: MqttMode,
+    order: Order,
     qos: QoS,
     tid: String,
     limits: crate::outbox::RingLimits,
@@ -217,7 +230,8 @@ struct Conn {
 
 enum Ended {
     Shutdown,
-    Lost(String),
+    /// Why, and what kind of failure it was (for [`Reconnect`]).
+    Lost(String, Failure),
 }
 
 impl Publisher {
@@ -236,6 +250,7 @@ impl Publisher {
         Publisher {
             topics: Topics::of(cfg),
             mode: cfg.mode.clone(),
+            order: cfg.order,
             qos,
             tid: payload::tracker_id(&vehicle_id),
             limits: cfg.backlog,
@@ -246,11 +261,11 @@ impl Publisher {
     }
 
     async fn run(self, mut points: mpsc::Receiver<Point>, shutdown: CancellationToken) {
-        let mut backoff = BACKOFF_MIN;
+        let mut reconnect = Reconnect::default();
         // Said once at `warn` per outage, then at `debug` on every retry.
         let mut said_unreachable = false;
         loop {
-            let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 4 * WINDOW + 64);
+            let (client, mut eventloop) = AsyncClient::new(self.connection_options(), 4 * WINDOW + 64);
             let (events_tx, mut events_rx) = mpsc::channel(1024);
             let poller = tokio::spawn(async move {
                 loop {
@@ -288,29 +303,32 @@ impl Publisher {
                     }
                     return;
                 }
-                Ended::Lost(e) => {
+                Ended::Lost(ref e, _) => {
                     if was_connected {
                         tracing::warn!(error = %e, "mqtt connection lost; positions go to the backlog");
-                        backoff = BACKOFF_MIN;
                         said_unreachable = true;
                     } else if !said_unreachable {
                         tracing::warn!(error = %e, "mqtt broker not reachable; positions go to the backlog");
                         said_unreachable = true;
                     } else {
-                        tracing::debug!(error = %e, retry_in = ?backoff, "mqtt broker still not reachable");
+                        tracing::debug!(error = %e, "mqtt broker still not reachable");
                     }
                     self.deps.status.update(|c| {
                         c.connected = false;
-                        c.last_error = Some(e);
+                        c.last_error = Some(e.clone());
                         if was_connected {
                             c.since = Some(Utc::now());
                         }
                     });
                 }
             }
-            // Wait before reconnecting; points keep going to the ring meanwhile.
-            let jitter = rand::random_range(0.8..1.2);
-            let until = Instant::now() + backoff.mul_f64(jitter);
+            // Wait before reconnecting (an unreachable broker is probed every second, one that
+            // refuses is backed off); points keep going to the ring meanwhile.
+            if was_connected {
+                reconnect.connected();
+            }
+            let Ended::Lost(_, failure) = ended else { return };
+            let until = Instant::now() + reconnect.after(failure, crate::reconnect::jitter());
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => break,
@@ -326,8 +344,18 @@ impl Publisher {
                     }
                 }
             }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
+    }
+
+    /// The options of the next connection: in OwnTracks mode the last will is OwnTracks' `lwt`
+    /// with the time of this connection.
+    fn connection_options(&self) -> MqttOptions {
+        let mut options = self.options.clone();
+        if matches!(self.mode, MqttMode::OwnTracks { .. }) {
+            let lwt = owntracks::lwt(self.deps.clock.now().0.timestamp()).to_string();
+            options.set_last_will(rumqttc::LastWill::new(&self.topics.position, lwt, QoS::AtLeastOnce, false));
+        }
+        options
     }
 
     /// Serves one connection until it is lost or shutdown is asked.
@@ -343,24 +371,27 @@ impl Publisher {
                 biased;
                 _ = shutdown.cancelled() => return Ended::Shutdown,
                 ev = events.recv() => match ev {
-                    None => return Ended::Lost("mqtt event loop ended".into()),
-                    Some(Err(e)) => return Ended::Lost(describe(&e)),
+                    None => return Ended::Lost("mqtt event loop ended".into(), Failure::Unreachable),
+                    Some(Err(e)) => return Ended::Lost(describe(&e), failure(&e)),
                     Some(Ok(ev)) => {
                         if let Err(e) = self.on_event(conn, ev) {
-                            return Ended::Lost(e);
+                            return Ended::Lost(e, Failure::Refused);
                         }
                     }
                 },
                 p = points.recv() => match p {
                     None => return Ended::Shutdown,
-                    Some(p) if conn.connected => self.send_live(conn, p),
-                    Some(p) => self.store(&p),
+                    Some(p) if conn.connected && self.goes_live(conn) => self.send_live(conn, p),
+                    Some(p) => {
+                        self.store(&p);
+                        conn.backlog_done = false; // there is more to read now
+                    }
                 },
                 _ = self.deps.events.notified(), if conn.connected => {}
             }
             if conn.connected {
                 if let Err(e) = self.fill(conn) {
-                    return Ended::Lost(e);
+                    return Ended::Lost(e, Failure::Refused);
                 }
             }
         }
@@ -380,8 +411,14 @@ impl Publisher {
                 conn.client
                     .try_subscribe(&self.topics.stops, QoS::AtLeastOnce)
                     .map_err(|e| format!("mqtt subscribe: {e}"))?;
+                if let Some(cmd) = &self.topics.cmd {
+                    conn.client.try_subscribe(cmd, QoS::AtLeastOnce).map_err(|e| format!("mqtt subscribe: {e}"))?;
+                }
             }
             Event::Incoming(Incoming::Publish(p)) if p.topic == self.topics.stops => self.on_stops(&p.payload),
+            Event::Incoming(Incoming::Publish(p)) if self.topics.cmd.as_deref() == Some(&*p.topic) => {
+                self.on_command(conn, &p.payload)
+            }
             Event::Outgoing(Outgoing::Publish(pkid)) => {
                 if let Some(item) = conn.inflight.written(pkid)? {
                     self.done(conn, item)?; // QoS 0: written is all there is
@@ -401,6 +438,35 @@ impl Publisher {
     fn on_stops(&self, payload: &[u8]) {
         if self.stops.try_send(payload.to_vec()).is_err() {
             tracing::warn!("mqtt stops: lists are coming faster than they are stored; one skipped");
+        }
+    }
+
+    /// An OwnTracks command: carried out, or counted and said why not.
+    fn on_command(&self, conn: &mut Conn, payload: &[u8]) {
+        self.deps.status.update(|c| c.commands_received += 1);
+        let done = owntracks::command(payload).and_then(|cmd| match cmd {
+            owntracks::Command::ReportLocation => {
+                let Some(r) = self.deps.latest.snapshot().last_valid else {
+                    return Err("reportLocation: no position yet".into());
+                };
+                let tst = r.fix.time.unwrap_or_else(|| self.deps.clock.now().0).timestamp();
+                let p = Point { id: Some(uuid::Uuid::now_v7()), tst, trigger: Trigger::Requested, fix: r.fix };
+                self.deps.status.update(|c| c.positions_made += 1);
+                if self.goes_live(conn) {
+                    self.send_live(conn, p);
+                } else {
+                    self.store(&p);
+                    conn.backlog_done = false;
+                }
+                Ok(())
+            }
+        });
+        if let Err(e) = done {
+            tracing::info!(error = %e, "mqtt: an OwnTracks command not carried out");
+            self.deps.status.update(|c| {
+                c.commands_rejected += 1;
+                c.last_command_error = Some(e);
+            });
         }
     }
 
@@ -483,6 +549,16 @@ impl Publisher {
         Ok(())
     }
 
+    /// Whether a new point is published at once. In time order only when the backlog is
+    /// empty: every older point has been acknowledged (acknowledged points leave the ring, all
+    /// of them once nothing is in flight); otherwise it joins the backlog, behind the rest.
+    fn goes_live(&self, conn: &Conn) -> bool {
+        match self.order {
+            Order::LiveFirst => true,
+            Order::Time => conn.backlog.is_empty() && self.deps.outbox.ring().stats().points == 0,
+        }
+    }
+
     fn send_live(&self, conn: &mut Conn, p: Point) {
         let Some(body) = self.body(&p) else { return };
         if let Err(e) = conn.publish(&self.topics.position, self.qos, false, body, Item::Live(p.clone())) {
@@ -491,10 +567,13 @@ impl Publisher {
         }
     }
 
+    /// The message of `p`, made now (`created_at` says when: for a backlog point, how long
+    /// after its fix it was sent).
     fn body(&self, p: &Point) -> Option<Vec<u8>> {
+        let created_at = self.deps.clock.now().0.timestamp();
         let v = match &self.mode {
-            MqttMode::Curbside => payload::position(&p.fix, p.tst),
-            MqttMode::OwnTracks { .. } => payload::owntracks(&p.fix, p.tst, &self.tid, p.trigger)?,
+            MqttMode::Curbside => payload::position(p, created_at),
+            MqttMode::OwnTracks { .. } => payload::owntracks(p, created_at, &self.tid)?,
         };
         serde_json::to_vec(&v).ok()
     }
@@ -564,6 +643,21 @@ impl Conn {
             ring: RingAcks::default(),
             events_read: None,
         }
+    }
+}
+
+/// What kind of failure `e` is: the broker (or its TLS) saying no is a refusal, backed off;
+/// anything else (refused or reset connections, timeouts, a connection lost) is a broker not
+/// reachable, probed every second.
+fn failure(e: &ConnectionError) -> Failure {
+    use rumqttc::StateError;
+    match e {
+        ConnectionError::ConnectionRefused(_) | ConnectionError::NotConnAck(_) | ConnectionError::Tls(_) => {
+            Failure::Refused
+        }
+        ConnectionError::MqttState(StateError::Io(_)) => Failure::Unreachable,
+        ConnectionError::MqttState(_) => Failure::Refused,
+        _ => Failure::Unreachable,
     }
 }
 

@@ -1,48 +1,67 @@
-//! MQTT payloads, pure: the `…/position` body (the fix as `gps replay` prints it, plus `tst`) and
-//! the OwnTracks `_type: "location"` body, with the field names and units of the OwnTracks JSON
-//! documentation (`vel` in km/h, `acc` and `alt` in metres, `cog` in degrees, `tst` in unix
-//! seconds), so OwnTracks Recorder and its frontends read it as they are.
+//! MQTT payloads, pure: the `…/position` body (the fix as `gps replay` prints it, plus `tst`,
+//! `id` and `created_at`) and the OwnTracks `_type: "location"` body, with the field names,
+//! units, trigger letters and omissions of the OwnTracks JSON booklet (`vel` in km/h, `acc` and
+//! `alt` in metres, `cog` in degrees, `tst` and `created_at` in unix seconds), so OwnTracks
+//! Recorder and its frontends read it as they are.
 
 use serde_json::{Value, json};
 
+use super::Point;
 use super::rules::Trigger;
-use crate::gps::Fix;
 
-/// The curbside position body: every field of [`Fix`] plus `tst` (unix seconds of the fix).
-pub fn position(fix: &Fix, tst: i64) -> Value {
-    let mut v = serde_json::to_value(fix).expect("a fix serializes");
-    v["tst"] = json!(tst);
+/// The curbside position body: every field of the fix, `tst` (unix seconds of the fix), the
+/// point's `id` (the same in every copy sent: drop repeats by it) and `created_at` (unix
+/// seconds when this message was made: `created_at - tst` is how long the point waited).
+pub fn position(p: &Point, created_at: i64) -> Value {
+    let mut v = serde_json::to_value(&p.fix).expect("a fix serializes");
+    v["tst"] = json!(p.tst);
+    if let Some(id) = p.id {
+        v["id"] = json!(id);
+    }
+    v["created_at"] = json!(created_at);
     v
 }
 
-/// OwnTracks' trigger letter: `p` for a ping (heartbeat), `t` for the time/distance rules, `c`
-/// is left to region events, which curbside does not have.
-pub fn owntracks_trigger(t: Trigger) -> &'static str {
+/// OwnTracks' trigger letter, where the booklet has one: `p` for a ping (the heartbeat while
+/// parked), `t` for a timer-based publish while moving, `r` for the answer to a
+/// `reportLocation` command. Points made because the van moved or
+/// turned far enough (or stopped, or the first fix) are automatic location updates, which
+/// carry no `t`.
+pub fn owntracks_trigger(t: Trigger) -> Option<&'static str> {
     match t {
-        Trigger::Heartbeat => "p",
-        _ => "t",
+        Trigger::Heartbeat => Some("p"),
+        Trigger::Interval => Some("t"),
+        Trigger::Requested => Some("r"),
+        Trigger::First | Trigger::Distance | Trigger::Heading | Trigger::Stopped => None,
     }
 }
 
 /// The OwnTracks location body; `None` when the fix has no position. `tid` is the two-character
-/// tracker id OwnTracks shows on the map.
-pub fn owntracks(fix: &Fix, tst: i64, tid: &str, trigger: Trigger) -> Option<Value> {
+/// tracker id OwnTracks shows on the map. Integers where OwnTracks wants them; `acc`, `alt`,
+/// `vel` and `cog` are left out when unknown or zero, and `cog` also while the van stands (a
+/// receiver's course at rest is noise, or the next leg's heading).
+pub fn owntracks(p: &Point, created_at: i64, tid: &str) -> Option<Value> {
+    let fix = &p.fix;
     let (lat, lon) = fix.position()?;
     let mut v =
-        json!({ "_type": "location", "lat": lat, "lon": lon, "tst": tst, "tid": tid, "t": owntracks_trigger(trigger) });
+        json!({ "_type": "location", "lat": lat, "lon": lon, "tst": p.tst, "tid": tid, "created_at": created_at });
     let o = v.as_object_mut().expect("an object literal");
-    // OwnTracks wants integers for these.
-    if let Some(acc) = fix.accuracy_m() {
-        o.insert("acc".into(), json!(acc.round() as i64));
+    if let Some(t) = owntracks_trigger(p.trigger) {
+        o.insert("t".into(), json!(t));
     }
-    if let Some(alt) = fix.alt_m {
-        o.insert("alt".into(), json!(alt.round() as i64));
+    let nonzero = |x: Option<f64>| x.map(|x| x.round() as i64).filter(|x| *x != 0);
+    if let Some(acc) = nonzero(fix.accuracy_m()) {
+        o.insert("acc".into(), json!(acc));
     }
-    if let Some(v) = fix.speed_mps {
-        o.insert("vel".into(), json!((v * 3.6).round() as i64));
+    if let Some(alt) = nonzero(fix.alt_m) {
+        o.insert("alt".into(), json!(alt));
     }
-    if let Some(c) = fix.course_deg {
-        o.insert("cog".into(), json!(c.round() as i64));
+    let vel = nonzero(fix.speed_mps.map(|v| v * 3.6));
+    if let Some(vel) = vel {
+        o.insert("vel".into(), json!(vel));
+        if let Some(cog) = fix.course_deg.map(|c| c.round().rem_euclid(360.0) as i64) {
+            o.insert("cog".into(), json!(cog));
+        }
     }
     Some(v)
 }
@@ -57,7 +76,7 @@ pub fn tracker_id(vehicle_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gps::Mode;
+    use crate::gps::{Fix, Mode};
 
     fn fix() -> Fix {
         Fix {
@@ -73,28 +92,61 @@ mod tests {
         }
     }
 
+    fn point(fix: Fix, trigger: Trigger) -> Point {
+        Point { id: Some(uuid::Uuid::nil()), tst: 1_763_800_000, trigger, fix }
+    }
+
     #[test]
-    fn the_position_body_is_the_replay_fix_plus_tst() {
-        let v = position(&fix(), 1_763_800_000);
+    fn the_position_body_is_the_replay_fix_plus_tst_id_and_created_at() {
+        let v = position(&point(fix(), Trigger::Distance), 1_763_800_042);
         for f in ["time", "lat", "lon", "alt_m", "speed_mps", "course_deg", "mode", "quality", "sats", "hdop", "tst"] {
             assert!(v.get(f).is_some(), "{f} missing: {v}");
         }
         assert_eq!(v["tst"], 1_763_800_000);
+        assert_eq!(v["created_at"], 1_763_800_042);
+        assert_eq!(v["id"], "00000000-0000-0000-0000-000000000000");
+        let old = Point { id: None, ..point(fix(), Trigger::Distance) };
+        assert!(position(&old, 0).get("id").is_none(), "a point kept by an older version has none");
     }
 
     #[test]
     fn owntracks_uses_its_documented_names_and_units() {
-        let v = owntracks(&fix(), 1_763_800_000, "17", Trigger::Distance).unwrap();
-        assert_eq!(v["_type"], "location");
-        assert_eq!((v["lat"].as_f64(), v["lon"].as_f64()), (Some(53.55), Some(9.99)));
-        assert_eq!(v["tst"], 1_763_800_000);
-        assert_eq!(v["vel"], 36, "km/h");
-        assert_eq!(v["cog"], 272);
-        assert_eq!(v["alt"], 12);
-        assert_eq!(v["acc"], 5, "HDOP 0.9 × 5 m, rounded");
-        assert_eq!((v["tid"].as_str(), v["t"].as_str()), (Some("17"), Some("t")));
-        assert_eq!(owntracks(&fix(), 0, "17", Trigger::Heartbeat).unwrap()["t"], "p");
-        assert!(owntracks(&Fix::default(), 0, "17", Trigger::First).is_none());
+        let v = owntracks(&point(fix(), Trigger::Interval), 1_763_800_042, "17").unwrap();
+        assert_eq!(
+            v,
+            json!({"_type": "location", "lat": 53.55, "lon": 9.99, "tst": 1_763_800_000, "tid": "17",
+                   "created_at": 1_763_800_042, "t": "t", "vel": 36, "cog": 272, "alt": 12, "acc": 5}),
+            "km/h; degrees; metres; acc is HDOP 0.9 × 5 m, rounded"
+        );
+        assert!(owntracks(&point(Fix::default(), Trigger::First), 0, "17").is_none());
+    }
+
+    #[test]
+    fn owntracks_triggers_are_the_booklets_letters_and_automatic_updates_have_none() {
+        let t = |trigger| owntracks(&point(fix(), trigger), 0, "17").unwrap().get("t").cloned();
+        assert_eq!(t(Trigger::Heartbeat), Some(json!("p")));
+        assert_eq!(t(Trigger::Interval), Some(json!("t")));
+        assert_eq!(t(Trigger::Requested), Some(json!("r")));
+        for auto in [Trigger::First, Trigger::Distance, Trigger::Heading, Trigger::Stopped] {
+            assert_eq!(t(auto), None, "{auto:?}");
+        }
+    }
+
+    #[test]
+    fn owntracks_leaves_out_zero_and_unknown_values_and_the_course_at_rest() {
+        let parked = Fix { speed_mps: Some(0.1), course_deg: Some(93.0), alt_m: Some(0.2), ..fix() };
+        let v = owntracks(&point(parked, Trigger::Heartbeat), 0, "17").unwrap();
+        for f in ["vel", "cog", "alt"] {
+            assert!(v.get(f).is_none(), "{f} present: {v}");
+        }
+        assert_eq!(v["acc"], 5);
+        let unknown = Fix { speed_mps: None, course_deg: Some(10.0), alt_m: None, hdop: None, ..fix() };
+        let v = owntracks(&point(unknown, Trigger::Distance), 0, "17").unwrap();
+        for f in ["vel", "cog", "alt", "acc", "t"] {
+            assert!(v.get(f).is_none(), "{f} present: {v}");
+        }
+        let north = Fix { course_deg: Some(359.7), ..fix() };
+        assert_eq!(owntracks(&point(north, Trigger::Distance), 0, "17").unwrap()["cog"], 0, "359.7° is 0°, not 360");
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub enum Trigger {
     Stopped,
     /// `heartbeat` passed while parked.
     Heartbeat,
+    /// Asked for by the back office (an OwnTracks `reportLocation` command), not by the rules.
+    Requested,
 }
 
 /// The last point published.

@@ -34,6 +34,8 @@ pub struct RawMqtt {
     pub qos_position: Option<u8>,
     /// `curbside` or `owntracks`.
     pub mode: Option<String>,
+    /// `time` or `live_first`: how the backlog and live points mix after a dead zone.
+    pub order: Option<String>,
     /// OwnTracks user (topic `owntracks/{user}/{device}`); default `curbside`.
     pub owntracks_user: Option<String>,
     /// OwnTracks device; default the vehicle id.
@@ -97,6 +99,8 @@ pub struct MqttConfig {
     pub qos_position: u8,
     /// Topics and payloads.
     pub mode: MqttMode,
+    /// How the backlog and live points mix.
+    pub order: Order,
     /// When a fix becomes a published position.
     pub rules: super::rules::Rules,
     /// Bounds of the offline backlog.
@@ -115,6 +119,7 @@ impl std::fmt::Debug for MqttConfig {
             .field("topic_prefix", &self.topic_prefix)
             .field("qos_position", &self.qos_position)
             .field("mode", &self.mode)
+            .field("order", &self.order)
             .field("rules", &self.rules)
             .field("backlog", &self.backlog)
             .finish_non_exhaustive()
@@ -183,6 +188,13 @@ pub fn validate(m: RawMqtt, vehicle_id: &str) -> Result<MqttConfig, (String, Str
         }
         other => return Err((key("mode"), format!("must be \"curbside\" or \"owntracks\", got {other:?}"))),
     };
+    let order = match m.order.as_deref() {
+        None if matches!(mode, MqttMode::OwnTracks { .. }) => Order::Time,
+        None => Order::LiveFirst,
+        Some("time") => Order::Time,
+        Some("live_first") => Order::LiveFirst,
+        Some(other) => return Err((key("order"), format!("must be \"time\" or \"live_first\", got {other:?}"))),
+    };
     let d = super::rules::Rules::default();
     let dur = |k: &str, v: Option<&str>, default: Duration| -> Result<Duration, (String, String)> {
         match v {
@@ -246,5 +258,20 @@ pub fn validate(m: RawMqtt, vehicle_id: &str) -> Result<MqttConfig, (String, Str
         topic_prefix,
         qos_position,
         mode,
+        order,
     })
+}
+
+/// How backlog points (made while the broker was away) and live points mix on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Every point in the order it was made: no live point is published before every older
+    /// backlog point has been acknowledged (live points made meanwhile join the backlog). What
+    /// consumers that keep arrival order need (OwnTracks Recorder); the default in `owntracks`
+    /// mode.
+    Time,
+    /// Live points as they happen, ahead of the rest of the backlog (a live point waits behind
+    /// at most [`super::WINDOW`] backlog messages): the freshest position first, for a live map
+    /// whose consumer sorts by `tst`. The default in `curbside` mode.
+    LiveFirst,
 }

@@ -3,6 +3,7 @@
 //! GPS source waits for a device that never appears), so the test knows every position made.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -10,7 +11,7 @@ use curbside::gps::{Fix, Mode};
 use serde_json::{Value, json};
 
 use crate::common::agent::{TestAgent, config_text, free_addr, start_with_gps};
-use crate::common::broker::{Link, Mosquitto, Msg, Subscriber, publish_retained, rumqttd, rumqttd_at};
+use crate::common::broker::{Link, Mosquitto, Msg, Subscriber, publish, publish_retained, rumqttd, rumqttd_at};
 
 const POSITION: &str = "curbside/van-17/position";
 const EVENT: &str = "curbside/van-17/event";
@@ -300,12 +301,14 @@ async fn owntracks_mode_publishes_location_messages() {
     let msgs = sub
         .wait_until(WAIT, "3 locations", |m| m.iter().filter(|m| m.topic == "owntracks/fleet/van-17").count() >= 3)
         .await;
-    let loc = msgs.iter().find(|m| m.topic == "owntracks/fleet/van-17").unwrap().json();
+    let mut loc = msgs.iter().find(|m| m.topic == "owntracks/fleet/van-17").unwrap().json();
+    let created_at = loc.as_object_mut().unwrap().remove("created_at").and_then(|v| v.as_i64());
+    assert!(created_at.is_some_and(|c| c >= t0().timestamp()), "created_at: when the message was made: {created_at:?}");
     assert_eq!(
         loc,
-        json!({"_type": "location", "lat": 53.55, "lon": 9.99, "tst": t0().timestamp(), "tid": "17", "t": "t",
+        json!({"_type": "location", "lat": 53.55, "lon": 9.99, "tst": t0().timestamp(), "tid": "17",
                "acc": 4, "alt": 12, "vel": 40, "cog": 0}),
-        "11 m/s is 40 km/h; acc is hdop × 5 m"
+        "11 m/s is 40 km/h; acc is hdop × 5 m; the first point is an automatic update: no `t`"
     );
     assert!(sub.on(POSITION).is_empty());
     agent.stop().await;
@@ -323,7 +326,12 @@ async fn a_live_position_overtakes_a_long_backlog() {
             vec![curbside::outbox::EndpointFilter { name: EVENT_ENDPOINT.into(), events: None, files_only: false }];
         let outbox = curbside::outbox::Outbox::open(&dir.path().join("state"), filters).unwrap();
         for i in -BACKLOG..0 {
-            let p = Point { tst: t0().timestamp() + i, trigger: Trigger::Distance, fix: fix(i) };
+            let p = Point {
+                id: Some(uuid::Uuid::now_v7()),
+                tst: t0().timestamp() + i,
+                trigger: Trigger::Distance,
+                fix: fix(i),
+            };
             outbox.ring().push(p.tst, &serde_json::to_vec(&p).unwrap(), Default::default(), p.tst).unwrap();
         }
         outbox.flush().await.unwrap();
@@ -495,4 +503,191 @@ async fn the_days_stops_come_as_a_retained_message() {
     wait_status(&agent, "the new list", |s| s["stops_applied"] == 1).await;
     assert_eq!(jobs(&agent).await, (3, vec!["C1".to_string(), "C2".to_string(), "C3".to_string()]));
     agent.stop().await;
+}
+
+/// Feeds fix after fix from `from` on, `every` apart, until `stop`; returns the next index.
+async fn feed_until(agent: &TestAgent, from: i64, every: Duration, stop: &AtomicBool) -> i64 {
+    let mut i = from;
+    while !stop.load(Ordering::Relaxed) {
+        feed(agent, i..i + 1).await;
+        i += 1;
+        tokio::time::sleep(every).await;
+    }
+    i
+}
+
+/// Time order (the default in OwnTracks mode) over a slow link (0.5 s each way) after a dead
+/// zone holding 120 s of fixes (made as fast as the test feeds them): the subscriber sees `tst`
+/// strictly increasing, every point once, though live points kept coming while the backlog
+/// crossed the link (OwnTracks Recorder keeps arrival order: a live point ahead of the backlog
+/// made its track jump back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_time_order_a_slow_link_after_a_dead_zone_shows_tst_strictly_increasing() {
+    const OT: &str = "owntracks/fleet/van-17";
+    let broker = rumqttd().await;
+    let mut link = Link::slow(broker, Duration::from_millis(500)).await;
+    let sub = Subscriber::connect(broker, OT).await;
+    let config = mqtt(link.addr, "mode = \"owntracks\"\nowntracks_user = \"fleet\"");
+    let agent = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &config).await;
+    wait_status(&agent, "connected", |s| s["connected"] == true).await;
+    feed(&agent, 0..10).await;
+    // Nothing in flight when the link goes (a point in flight then may come twice: at least once).
+    wait_status(&agent, "acknowledged", |s| s["positions_published"] == 10).await;
+    link.cut();
+    wait_status(&agent, "disconnected", |s| s["connected"] == false).await;
+    feed(&agent, 10..130).await;
+    link.restore().await;
+    let stop = AtomicBool::new(false);
+    // Live points every 0.3 s for 4 s after the reconnect, while the backlog crosses the link
+    // (a window of 64 per 1 s round trip). Points that come faster than the round trip wait
+    // their turn in the backlog, in order.
+    let (end, backlog_then) = tokio::join!(feed_until(&agent, 130, Duration::from_millis(300), &stop), async {
+        let s = wait_status(&agent, "reconnected", |s| s["connected"] == true).await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        stop.store(true, Ordering::Relaxed);
+        s["backlog"]["points"].as_u64().unwrap_or(0)
+    });
+    assert!(backlog_then >= 120, "the dead zone's points waited: {backlog_then}");
+    assert!(end > 135, "live points were made while the backlog drained: {}", end - 130);
+    // The link's cut also made the broker publish the van's `lwt` on the same topic.
+    let locations =
+        |m: &[Msg]| -> Vec<Value> { m.iter().map(Msg::json).filter(|v| v["_type"] == "location").collect() };
+    let msgs = sub.wait_until(WAIT * 2, "every point", |m| locations(m).len() as i64 >= end).await;
+    let tst: Vec<i64> = locations(&msgs).iter().map(|v| v["tst"].as_i64().unwrap() - t0().timestamp()).collect();
+    assert_eq!(tst, (0..end).collect::<Vec<_>>(), "every point once, in time order");
+    assert_eq!(msgs.iter().filter(|m| m.json()["_type"] == "lwt").count(), 1, "the lwt of the cut");
+    agent.stop().await;
+}
+
+/// The van is back on the map within seconds of its broker returning, however long it was
+/// away: mosquitto stopped for 15 s, 60 s and 300 s (at once, one broker and agent each) while
+/// fixes keep coming; then every point arrives, in time order (`order = "time"`), and a point
+/// that comes twice (in flight when mosquitto went) has the same `id` both times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_within_3_s_of_mosquitto_returning_with_every_point_in_time_order() {
+    let outages: &[u64] = if std::env::var_os("CURBSIDE_TEST_RUNNER").is_some() {
+        eprintln!("under emulation: the 15 s outage only (60 s and 300 s run natively)");
+        &[15]
+    } else {
+        &[15, 60, 300]
+    };
+    let mut runs = tokio::task::JoinSet::new();
+    for &secs in outages {
+        runs.spawn(async move { (secs, outage(Duration::from_secs(secs)).await) });
+    }
+    let mut results = Vec::new();
+    while let Some(r) = runs.join_next().await {
+        results.push(r.unwrap());
+    }
+    results.sort();
+    for (secs, (back, points, twice)) in &results {
+        eprintln!(
+            "mosquitto away {secs} s: connected again {back:?} after its restart began; {points} points, {twice} twice"
+        );
+    }
+    for (secs, (back, _, _)) in results {
+        assert!(back < Duration::from_secs(3), "after {secs} s away, back only after {back:?}");
+    }
+}
+
+/// One agent and mosquitto; mosquitto is away for `away`. Returns how long after mosquitto's
+/// restart began the agent was connected again, the points made, and how many came twice.
+async fn outage(away: Duration) -> (Duration, i64, usize) {
+    let mut mosq = Mosquitto::start().await;
+    let sub = Subscriber::connect_persistent(mosq.addr, POSITION).await;
+    let agent = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &mqtt(mosq.addr, "order = \"time\"")).await;
+    wait_status(&agent, "connected", |s| s["connected"] == true).await;
+    let stop = AtomicBool::new(false);
+    let (end, back) = tokio::join!(feed_until(&agent, 0, Duration::from_millis(250), &stop), async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        mosq.stop();
+        wait_status(&agent, "disconnected", |s| s["connected"] == false).await;
+        tokio::time::sleep(away).await;
+        let restart = tokio::time::Instant::now();
+        mosq.restart().await;
+        let deadline = restart + WAIT;
+        while mqtt_status(&agent).await["connected"] != true {
+            assert!(tokio::time::Instant::now() < deadline, "not connected {WAIT:?} after mosquitto returned");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let back = restart.elapsed();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.store(true, Ordering::Relaxed);
+        back
+    });
+    let msgs = sub.wait_until(WAIT * 3, "every point", |m| distinct(&positions(m)).len() as i64 == end).await;
+    let got = positions(&msgs);
+    assert_eq!(distinct(&got), (0..end).collect(), "every point arrived");
+    let firsts = first_arrivals(&got);
+    assert!(firsts.is_sorted(), "time order: {firsts:?}");
+    let mut ids: std::collections::BTreeMap<i64, BTreeSet<String>> = Default::default();
+    for m in &msgs {
+        let v = m.json();
+        let id = v["id"].as_str().unwrap_or_else(|| panic!("no id: {v}")).to_string();
+        ids.entry(v["tst"].as_i64().unwrap()).or_default().insert(id);
+    }
+    assert!(ids.values().all(|s| s.len() == 1), "a repeat has the id of the first copy");
+    let all_ids: BTreeSet<&String> = ids.values().flatten().collect();
+    assert_eq!(all_ids.len() as i64, end, "every point its own id");
+    agent.stop().await;
+    (back, end, got.len() - firsts.len())
+}
+
+/// OwnTracks commands: `reportLocation` on `owntracks/USER/DEVICE/cmd` is answered at once
+/// with the current position and `t: "r"`; a malformed command or one curbside does not carry
+/// out is counted and said why, and nothing else changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owntracks_report_location_is_answered_and_bad_commands_are_counted() {
+    const OT: &str = "owntracks/fleet/van-17";
+    let broker = rumqttd().await;
+    let sub = Subscriber::connect(broker, OT).await;
+    let config = mqtt(broker, "mode = \"owntracks\"\nowntracks_user = \"fleet\"");
+    let agent = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &config).await;
+    wait_status(&agent, "connected", |s| s["connected"] == true).await;
+    // Before any fix: nothing to report, and it says so.
+    publish(broker, &format!("{OT}/cmd"), br#"{"_type":"cmd","action":"reportLocation"}"#.to_vec(), false).await;
+    let s = wait_status(&agent, "refused", |s| s["commands_rejected"] == 1).await;
+    assert!(s["last_command_error"].as_str().unwrap().contains("no position"), "{s}");
+    feed(&agent, 0..3).await;
+    sub.wait_until(WAIT, "3 locations", |m| m.len() >= 3).await;
+
+    publish(broker, &format!("{OT}/cmd"), br#"{"_type":"cmd","action":"reportLocation"}"#.to_vec(), false).await;
+    let msgs = sub.wait_until(WAIT, "the answer", |m| m.len() >= 4).await;
+    let answer = msgs[3].json();
+    assert_eq!((answer["_type"].as_str(), answer["t"].as_str()), (Some("location"), Some("r")), "{answer}");
+    assert_eq!(answer["tst"].as_i64(), Some(t0().timestamp() + 2), "the latest fix: {answer}");
+
+    for bad in [&b"{not json"[..], br#"{"_type":"cmd","action":"dump"}"#, br#"{"_type":"cmd"}"#, b"\xff"] {
+        publish(broker, &format!("{OT}/cmd"), bad.to_vec(), false).await;
+    }
+    let s = wait_status(&agent, "counted", |s| s["commands_received"] == 6 && s["commands_rejected"] == 5).await;
+    assert!(s["connected"] == true && s["last_error"].is_null(), "the connection is untouched: {s}");
+    assert_eq!(s["positions_made"], 4);
+    agent.stop().await;
+}
+
+/// In OwnTracks mode the last will is OwnTracks' `lwt` on the device topic, with the time the
+/// connection was made: a SIGKILLed van shows up in the Recorder as gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_in_owntracks_mode_leaves_an_lwt() {
+    const OT: &str = "owntracks/fleet/van-17";
+    let broker = rumqttd().await;
+    let sub = Subscriber::connect(broker, OT).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("curbside.toml");
+    let api = format!("listen = \"{}\"", free_addr());
+    let mqtt = mqtt(broker, "mode = \"owntracks\"\nowntracks_user = \"fleet\"");
+    std::fs::write(&config, config_text(&dir.path().join("state"), "source = \"sim\"", &api, &mqtt)).unwrap();
+    let before = Utc::now().timestamp();
+    let mut child = crate::common::run_agent(&config).spawn().unwrap();
+    sub.wait_until(WAIT, "a location", |m| m.iter().any(|m| m.json()["_type"] == "location")).await;
+    child.kill().unwrap(); // SIGKILL: no goodbye, only the will
+    child.wait().unwrap();
+    let msgs = sub.wait_until(WAIT, "the lwt", |m| m.iter().any(|m| m.json()["_type"] == "lwt")).await;
+    let lwt = msgs.iter().find(|m| m.json()["_type"] == "lwt").unwrap();
+    let v = lwt.json();
+    assert_eq!(v.as_object().unwrap().len(), 2, "_type and tst: {v}");
+    let tst = v["tst"].as_i64().unwrap_or_else(|| panic!("tst is an integer: {v}"));
+    assert!((before - 5..=Utc::now().timestamp()).contains(&tst), "the connection's time: {tst}");
+    assert!(!lwt.retain);
 }

@@ -74,16 +74,23 @@ async fn wait_listening(addr: SocketAddr) {
 }
 
 /// A TCP link on its own port to a broker, which the test can cut (listener closed, every
-/// connection reset: to the agent, the broker is gone) and restore.
+/// connection reset: to the agent, the broker is gone) and restore; optionally slow (every byte
+/// delivered `delay` after it was sent, each way: a cellular link's latency).
 pub struct Link {
     pub addr: SocketAddr,
     target: SocketAddr,
+    delay: Duration,
     task: Option<JoinHandle<()>>,
 }
 
 impl Link {
     pub async fn to(target: SocketAddr) -> Link {
-        let mut link = Link { addr: free_addr(), target, task: None };
+        Self::slow(target, Duration::ZERO).await
+    }
+
+    /// A link that delays every byte by `delay` each way.
+    pub async fn slow(target: SocketAddr, delay: Duration) -> Link {
+        let mut link = Link { addr: free_addr(), target, delay, task: None };
         link.restore().await;
         link
     }
@@ -103,19 +110,48 @@ impl Link {
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         };
-        let target = self.target;
+        let (target, delay) = (self.target, self.delay);
         self.task = Some(tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else { return };
                 conns.spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+                    if delay.is_zero() {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        return;
                     }
+                    let (in_r, in_w) = inbound.into_split();
+                    let (out_r, out_w) = outbound.into_split();
+                    tokio::join!(delayed(in_r, out_w, delay), delayed(out_r, in_w, delay));
                 });
             }
         }));
     }
+}
+
+/// Copies `from` to `to`, each chunk `delay` after it was read, in order.
+async fn delayed(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, delay: Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let reader = async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n @ 1..) = from.read(&mut buf).await {
+            if tx.send((tokio::time::Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                return;
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((due, bytes)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(reader, writer);
 }
 
 impl Drop for Link {
@@ -316,10 +352,15 @@ fn rand_id() -> u64 {
 /// Publishes one retained message (QoS 1) as a back office would, and waits for the broker's
 /// acknowledgement.
 pub async fn publish_retained(broker: SocketAddr, topic: &str, payload: Vec<u8>) {
+    publish(broker, topic, payload, true).await
+}
+
+/// Publishes one message (QoS 1), and waits for the broker's acknowledgement.
+pub async fn publish(broker: SocketAddr, topic: &str, payload: Vec<u8>, retain: bool) {
     let mut o = MqttOptions::new(format!("test-pub-{}", rand_id()), broker.ip().to_string(), broker.port());
     o.set_max_packet_size(2 << 20, 2 << 20);
     let (client, mut eventloop) = AsyncClient::new(o, 10);
-    client.publish(topic, QoS::AtLeastOnce, true, payload).await.unwrap();
+    client.publish(topic, QoS::AtLeastOnce, retain, payload).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let Event::Incoming(Incoming::PubAck(_)) = eventloop.poll().await.expect("broker reachable") {
@@ -328,7 +369,7 @@ pub async fn publish_retained(broker: SocketAddr, topic: &str, payload: Vec<u8>)
         }
     })
     .await
-    .expect("the broker acknowledged the retained message within 10 s");
+    .expect("the broker acknowledged the message within 10 s");
     let _ = client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
 }
