@@ -228,6 +228,7 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
             status,
             events: outbox.waker(telemetry::EVENT_ENDPOINT).context("the outbox has no MQTT event endpoint")?,
             public: pod.upload.as_ref().map(|u| u.public.clone()),
+            default_radius_m: config.stops.radius_m,
         };
         let (shutdown, vehicle_id) = (shutdown.clone(), config.vehicle_id.clone());
         parts.spawn_watched("mqtt", async move {

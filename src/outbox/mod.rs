@@ -668,7 +668,7 @@ impl Outbox {
                 return Err(OutboxError::VersionMismatch { expected, current: now.version });
             }
         }
-        let next = StopList { version: now.version + 1, stops };
+        let next = StopList { version: now.version + 1, stops, updated_at: chrono::Utc::now().timestamp() };
         let bytes = serde_json::to_vec(&next).map_err(|e| OutboxError::Storage(e.to_string()))?;
         let swapped = self.inner.stops.compare_and_swap("list", current, Some(bytes))?;
         *self.inner.stops_cache.lock().unwrap_or_else(|e| e.into_inner()) = None;

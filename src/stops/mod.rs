@@ -139,6 +139,10 @@ pub struct StopList {
     pub version: u64,
     /// The stops.
     pub stops: Vec<Stop>,
+    /// When it was stored, unix seconds (the system clock); 0 for a list stored by an older
+    /// version. OwnTracks calls it the regions' `wtst`.
+    #[serde(default)]
+    pub updated_at: i64,
 }
 
 /// Where a stop stands, from its job's events.

@@ -22,6 +22,10 @@ pub struct Topics {
     pub stops: String,
     /// OwnTracks commands to the van (subscribed; OwnTracks mode only).
     pub cmd: Option<String>,
+    /// OwnTracks `transition`s (OwnTracks mode only).
+    pub transition: Option<String>,
+    /// OwnTracks `waypoints`: the stops as regions (OwnTracks mode only).
+    pub waypoints: Option<String>,
 }
 
 impl Topics {
@@ -29,13 +33,23 @@ impl Topics {
     /// events and state stay under the prefix (OwnTracks has no place for them).
     pub fn of(cfg: &MqttConfig) -> Topics {
         let p = &cfg.topic_prefix;
-        let (position, cmd) = match &cfg.mode {
+        let (position, owntracks) = match &cfg.mode {
             MqttMode::Curbside => (format!("{p}/position"), None),
             MqttMode::OwnTracks { user, device } => {
-                (format!("owntracks/{user}/{device}"), Some(format!("owntracks/{user}/{device}/cmd")))
+                let base = format!("owntracks/{user}/{device}");
+                (base.clone(), Some(base))
             }
         };
-        Topics { position, event: format!("{p}/event"), state: format!("{p}/state"), stops: format!("{p}/stops"), cmd }
+        let sub = |s: &str| owntracks.as_ref().map(|b| format!("{b}/{s}"));
+        Topics {
+            event: format!("{p}/event"),
+            state: format!("{p}/state"),
+            stops: format!("{p}/stops"),
+            cmd: sub("cmd"),
+            transition: sub("event"),
+            waypoints: sub("waypoints"),
+            position,
+        }
     }
 }
 

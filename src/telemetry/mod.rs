@@ -150,6 +150,8 @@ pub struct Deps {
     pub events: Arc<Notify>,
     /// Where an event's files are public (`[pod] public_url`), for their `url`s.
     pub public: Option<crate::media::upload::UrlTemplate>,
+    /// The radius of a stop that gives none (`[stops] radius_m`): OwnTracks regions.
+    pub default_radius_m: f64,
 }
 
 /// Runs sampler and publisher until shutdown. Never fails because the broker is away.
@@ -226,6 +228,8 @@ struct Conn {
     ring: RingAcks,
     /// Last event sequence published.
     events_read: Option<u64>,
+    /// The stop list version last published as OwnTracks waypoints.
+    waypoints_version: Option<u64>,
 }
 
 enum Ended {
@@ -460,6 +464,11 @@ impl Publisher {
                 }
                 Ok(())
             }
+            // The same way as a list on `{prefix}/stops`: validated, counted, stored.
+            owntracks::Command::SetWaypoints(list) => {
+                self.on_stops(list.to_string().as_bytes());
+                Ok(())
+            }
         });
         if let Err(e) = done {
             tracing::info!(error = %e, "mqtt: an OwnTracks command not carried out");
@@ -499,9 +508,18 @@ impl Publisher {
         Ok(())
     }
 
-    /// Hands events, then backlog points, to rumqttc while the window has room.
+    /// Hands events, then backlog points, to rumqttc while the window has room; in OwnTracks
+    /// mode first the stops as waypoints when the list is new to this connection.
     fn fill(&self, conn: &mut Conn) -> Result<(), String> {
         let o = &self.deps.outbox;
+        if let Some(topic) = &self.topics.waypoints {
+            let list = o.stops();
+            if list.version > 0 && conn.waypoints_version != Some(list.version) {
+                let w = owntracks::waypoints(&list, self.deps.default_radius_m);
+                conn.publish(topic, QoS::AtLeastOnce, false, w.to_string().into_bytes(), Item::Other)?;
+                conn.waypoints_version = Some(list.version);
+            }
+        }
         'events: while conn.window < WINDOW {
             let events = o
                 .pending_after(EVENT_ENDPOINT, conn.events_read, WINDOW - conn.window)
@@ -521,6 +539,13 @@ impl Publisher {
                     o.delivered(EVENT_ENDPOINT, seq).map_err(|e| format!("outbox: {e}"))?;
                     continue;
                 };
+                if let (Some(topic), MqttMode::OwnTracks { .. }) = (&self.topics.transition, &self.mode) {
+                    // The geofence's arrivals and departures, as OwnTracks region events (at least
+                    // once with the event they go before).
+                    if let Some(t) = owntracks::transition(&event, &self.deps.outbox.stops(), &self.tid) {
+                        conn.publish(topic, QoS::AtLeastOnce, false, t.to_string().into_bytes(), Item::Other)?;
+                    }
+                }
                 let body = crate::event::envelope(&crate::media::upload::with_urls(&event, self.deps.public.as_ref()));
                 conn.window += 1;
                 conn.publish(&self.topics.event, QoS::AtLeastOnce, false, body, Item::Event(seq))?;
@@ -573,7 +598,16 @@ impl Publisher {
         let created_at = self.deps.clock.now().0.timestamp();
         let v = match &self.mode {
             MqttMode::Curbside => payload::position(p, created_at),
-            MqttMode::OwnTracks { .. } => payload::owntracks(p, created_at, &self.tid)?,
+            MqttMode::OwnTracks { .. } => {
+                let mut v = payload::owntracks(p, created_at, &self.tid)?;
+                let (lat, lon) = p.fix.position()?;
+                let (names, rids) = owntracks::inside(&self.deps.outbox.stops(), self.deps.default_radius_m, lat, lon);
+                if !rids.is_empty() {
+                    v["inregions"] = serde_json::json!(names);
+                    v["inrids"] = serde_json::json!(rids);
+                }
+                v
+            }
         };
         serde_json::to_vec(&v).ok()
     }
@@ -642,6 +676,7 @@ impl Conn {
             backlog_done: false,
             ring: RingAcks::default(),
             events_read: None,
+            waypoints_version: None,
         }
     }
 }

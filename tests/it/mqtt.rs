@@ -691,3 +691,89 @@ async fn a_killed_agent_in_owntracks_mode_leaves_an_lwt() {
     assert!((before - 5..=Utc::now().timestamp()).contains(&tst), "the connection's time: {tst}");
     assert!(!lwt.retain);
 }
+
+/// A fix at `(lat, lon)` now, at `speed` m/s.
+fn fix_at(lat: f64, lon: f64, speed: f64, secs: i64) -> Fix {
+    Fix { lat: Some(lat), lon: Some(lon), speed_mps: Some(speed), ..fix(secs) }
+}
+
+/// The stops as OwnTracks regions: the list as `_type: "waypoints"`, `inregions`/`inrids` on a
+/// point at a stop, a `transition` enter and leave when the geofence decides arrival and
+/// departure, and `setWaypoints` replacing the van's stops (then published as waypoints too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owntracks_regions_are_the_stops_both_ways() {
+    const OT: &str = "owntracks/fleet/van-17";
+    let broker = rumqttd().await;
+    let sub = Subscriber::connect(broker, "owntracks/#").await;
+    let config = format!(
+        "{}\n[stops]\ndwell = \"1s\"\nhysteresis_m = 10\n",
+        mqtt(broker, "mode = \"owntracks\"\nowntracks_user = \"fleet\"")
+    );
+    let agent = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &config).await;
+    wait_status(&agent, "connected", |s| s["connected"] == true).await;
+    let stops = json!({"stops": [{"job_id": "J-1", "sequence": 1, "name": "Bakery", "lat": 53.56, "lng": 9.99, "radius_m": 50}]});
+    let resp = agent.http.put(agent.url("/api/v1/stops")).json(&stops).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // Published with the next message handled (a point here).
+    feed(&agent, 0..1).await;
+    let on =
+        |topic: &'static str| move |m: &[Msg]| m.iter().filter(|m| m.topic == topic).map(Msg::json).collect::<Vec<_>>();
+    let waypoints = on("owntracks/fleet/van-17/waypoints");
+    let msgs = sub.wait_until(WAIT, "waypoints", |m| !waypoints(m).is_empty()).await;
+    let w = &waypoints(&msgs)[0];
+    let tst = w["waypoints"][0]["tst"].as_i64().unwrap();
+    assert!(tst > 1_700_000_000, "when the list was stored: {w}");
+    assert_eq!(
+        *w,
+        json!({"_type": "waypoints", "waypoints": [{"_type": "waypoint", "desc": "Bakery", "lat": 53.56, "lon": 9.99,
+               "rad": 50, "tst": tst, "rid": "J-1"}]})
+    );
+
+    // The van stops at the bakery: a point there says so, and the geofence's arrival is an enter.
+    for i in 1..12 {
+        agent.running.latest.publish(fix_at(53.56, 9.99, 0.0, i));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let transitions = on("owntracks/fleet/van-17/event");
+    let msgs = sub.wait_until(WAIT, "enter", |m| !transitions(m).is_empty()).await;
+    let enter = &transitions(&msgs)[0];
+    let at = enter["tst"].as_i64().unwrap();
+    assert_eq!(
+        *enter,
+        json!({"_type": "transition", "event": "enter", "desc": "Bakery", "rid": "J-1", "wtst": tst,
+               "lat": 53.56, "lon": 9.99, "tst": at, "tid": "17", "t": "c", "acc": 4})
+    );
+    let inside: Vec<Value> = on(OT)(&msgs).into_iter().filter(|v| v.get("inrids").is_some()).collect();
+    assert!(!inside.is_empty(), "a point at the stop");
+    assert_eq!((&inside[0]["inregions"], &inside[0]["inrids"]), (&json!(["Bakery"]), &json!(["J-1"])));
+
+    // And drives off: a leave.
+    for i in 12..24 {
+        agent.running.latest.publish(fix_at(53.57, 9.99, 11.0, i));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let msgs = sub.wait_until(WAIT, "leave", |m| transitions(m).len() >= 2).await;
+    assert_eq!(transitions(&msgs)[1]["event"], "leave");
+    assert!(on(OT)(&msgs).last().unwrap().get("inrids").is_none(), "away from every stop");
+
+    // The back office sets the regions: they become the van's stops, and go out as waypoints.
+    let cmd = json!({"_type": "cmd", "action": "setWaypoints", "waypoints": {"_type": "waypoints", "waypoints": [
+        {"_type": "waypoint", "desc": "Depot", "lat": 53.5, "lon": 10.0, "rad": 120, "tst": 1, "rid": "D-1"},
+        {"_type": "waypoint", "desc": "Florist", "lat": 53.51, "lon": 10.01, "tst": 1, "rid": "F-7"}]}});
+    publish(broker, &format!("{OT}/cmd"), cmd.to_string().into_bytes(), false).await;
+    wait_status(&agent, "applied", |s| s["stops_applied"] == 1).await;
+    let list = agent.get("/api/v1/stops").await;
+    let jobs: Vec<&str> = list["stops"].as_array().unwrap().iter().map(|s| s["job_id"].as_str().unwrap()).collect();
+    assert_eq!(jobs, ["D-1", "F-7"]);
+    assert_eq!(list["stops"][0]["radius_m"], 120.0);
+    feed(&agent, 24..25).await;
+    let msgs = sub.wait_until(WAIT, "the new waypoints", |m| waypoints(m).len() >= 2).await;
+    assert_eq!(waypoints(&msgs)[1]["waypoints"][1]["rid"], "F-7");
+    // A bad list replaces nothing and says which field.
+    let bad = json!({"_type": "cmd", "action": "setWaypoints", "waypoints": [{"desc": "x", "lat": 91, "lon": 0, "rid": "X"}]});
+    publish(broker, &format!("{OT}/cmd"), bad.to_string().into_bytes(), false).await;
+    let s = wait_status(&agent, "refused", |s| s["stops_rejected"] == 1).await;
+    assert!(s["stops_last_error"].as_str().unwrap().starts_with("stops[0].lat"), "{s}");
+    assert_eq!(agent.get("/api/v1/stops").await["stops"].as_array().unwrap().len(), 2);
+    agent.stop().await;
+}
