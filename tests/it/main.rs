@@ -1,5 +1,6 @@
 //! curbside's integration tests: one binary, one module per concern, shared helpers in `common`.
 
+mod after_outages;
 mod api_abuse;
 mod api_input;
 mod browser;

@@ -13,26 +13,26 @@ use serde_json::{Value, json};
 use crate::common::agent::{TestAgent, config_text, free_addr, start_with_gps};
 use crate::common::broker::{Link, Mosquitto, Msg, Subscriber, publish, publish_retained, rumqttd, rumqttd_at};
 
-const POSITION: &str = "curbside/van-17/position";
+pub(crate) const POSITION: &str = "curbside/van-17/position";
 const EVENT: &str = "curbside/van-17/event";
 const STATE: &str = "curbside/van-17/state";
 /// A GPS that never delivers: the test feeds fixes itself.
-const NO_GPS: &str = "source = \"serial\"\ndevice = \"/nonexistent/curbside-test-tty\"";
-const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const NO_GPS: &str = "source = \"serial\"\ndevice = \"/nonexistent/curbside-test-tty\"";
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 /// Every fix becomes a point: no interval, 1 m distance, fixes 11 m apart.
-fn mqtt(broker: std::net::SocketAddr, extra: &str) -> String {
+pub(crate) fn mqtt(broker: std::net::SocketAddr, extra: &str) -> String {
     format!(
         "[mqtt]\nurl = \"mqtt://{broker}\"\ninterval_moving_min = \"0s\"\ninterval_moving_max = \"1s\"\ndistance_m = 1.0\n{extra}"
     )
 }
 
-fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap()
 }
 
 /// Fix number `i` of a van driving north at 11 m/s, one second apart.
-fn fix(i: i64) -> Fix {
+pub(crate) fn fix(i: i64) -> Fix {
     Fix {
         time: Some(t0() + chrono::Duration::seconds(i)),
         lat: Some(53.55 + i as f64 * 0.0001),
@@ -50,7 +50,7 @@ fn fix(i: i64) -> Fix {
 /// Publishes fixes one at a time, each once the agent has turned the one before into a point:
 /// the live fix is a watch channel, so fixes faster than the sampler runs would be coalesced
 /// (harmless with a real receiver's 1 Hz, but then the test would not know what was made).
-async fn feed(agent: &TestAgent, range: std::ops::Range<i64>) {
+pub(crate) async fn feed(agent: &TestAgent, range: std::ops::Range<i64>) {
     let made = |s: &Value| s["positions_made"].as_u64().unwrap_or(0);
     for i in range {
         let before = made(&mqtt_status(agent).await);
@@ -64,25 +64,25 @@ async fn feed(agent: &TestAgent, range: std::ops::Range<i64>) {
 }
 
 /// Seconds since t0 of every position received, in arrival order.
-fn positions(msgs: &[Msg]) -> Vec<i64> {
+pub(crate) fn positions(msgs: &[Msg]) -> Vec<i64> {
     msgs.iter().filter(|m| m.topic == POSITION).map(|m| m.json()["tst"].as_i64().unwrap() - t0().timestamp()).collect()
 }
 
-fn distinct(v: &[i64]) -> BTreeSet<i64> {
+pub(crate) fn distinct(v: &[i64]) -> BTreeSet<i64> {
     v.iter().copied().collect()
 }
 
 /// First arrivals only, in arrival order.
-fn first_arrivals(v: &[i64]) -> Vec<i64> {
+pub(crate) fn first_arrivals(v: &[i64]) -> Vec<i64> {
     let mut seen = BTreeSet::new();
     v.iter().copied().filter(|t| seen.insert(*t)).collect()
 }
 
-async fn mqtt_status(agent: &TestAgent) -> Value {
+pub(crate) async fn mqtt_status(agent: &TestAgent) -> Value {
     agent.get("/api/v1/status").await["mqtt"].clone()
 }
 
-async fn wait_status(agent: &TestAgent, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_status(agent: &TestAgent, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let s = mqtt_status(agent).await;
@@ -506,7 +506,7 @@ async fn the_days_stops_come_as_a_retained_message() {
 }
 
 /// Feeds fix after fix from `from` on, `every` apart, until `stop`; returns the next index.
-async fn feed_until(agent: &TestAgent, from: i64, every: Duration, stop: &AtomicBool) -> i64 {
+pub(crate) async fn feed_until(agent: &TestAgent, from: i64, every: Duration, stop: &AtomicBool) -> i64 {
     let mut i = from;
     while !stop.load(Ordering::Relaxed) {
         feed(agent, i..i + 1).await;
@@ -557,80 +557,6 @@ async fn in_time_order_a_slow_link_after_a_dead_zone_shows_tst_strictly_increasi
     assert_eq!(tst, (0..end).collect::<Vec<_>>(), "every point once, in time order");
     assert_eq!(msgs.iter().filter(|m| m.json()["_type"] == "lwt").count(), 1, "the lwt of the cut");
     agent.stop().await;
-}
-
-/// The van is back on the map within seconds of its broker returning, however long it was
-/// away: mosquitto stopped for 15 s, 60 s and 300 s (at once, one broker and agent each) while
-/// fixes keep coming; then every point arrives, in time order (`order = "time"`), and a point
-/// that comes twice (in flight when mosquitto went) has the same `id` both times.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn back_within_3_s_of_mosquitto_returning_with_every_point_in_time_order() {
-    let outages: &[u64] = if std::env::var_os("CURBSIDE_TEST_RUNNER").is_some() {
-        eprintln!("under emulation: the 15 s outage only (60 s and 300 s run natively)");
-        &[15]
-    } else {
-        &[15, 60, 300]
-    };
-    let mut runs = tokio::task::JoinSet::new();
-    for &secs in outages {
-        runs.spawn(async move { (secs, outage(Duration::from_secs(secs)).await) });
-    }
-    let mut results = Vec::new();
-    while let Some(r) = runs.join_next().await {
-        results.push(r.unwrap());
-    }
-    results.sort();
-    for (secs, (back, points, twice)) in &results {
-        eprintln!(
-            "mosquitto away {secs} s: connected again {back:?} after its restart began; {points} points, {twice} twice"
-        );
-    }
-    for (secs, (back, _, _)) in results {
-        assert!(back < Duration::from_secs(3), "after {secs} s away, back only after {back:?}");
-    }
-}
-
-/// One agent and mosquitto; mosquitto is away for `away`. Returns how long after mosquitto's
-/// restart began the agent was connected again, the points made, and how many came twice.
-async fn outage(away: Duration) -> (Duration, i64, usize) {
-    let mut mosq = Mosquitto::start().await;
-    let sub = Subscriber::connect_persistent(mosq.addr, POSITION).await;
-    let agent = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &mqtt(mosq.addr, "order = \"time\"")).await;
-    wait_status(&agent, "connected", |s| s["connected"] == true).await;
-    let stop = AtomicBool::new(false);
-    let (end, back) = tokio::join!(feed_until(&agent, 0, Duration::from_millis(250), &stop), async {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        mosq.stop();
-        wait_status(&agent, "disconnected", |s| s["connected"] == false).await;
-        tokio::time::sleep(away).await;
-        let restart = tokio::time::Instant::now();
-        mosq.restart().await;
-        let deadline = restart + WAIT;
-        while mqtt_status(&agent).await["connected"] != true {
-            assert!(tokio::time::Instant::now() < deadline, "not connected {WAIT:?} after mosquitto returned");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let back = restart.elapsed();
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        stop.store(true, Ordering::Relaxed);
-        back
-    });
-    let msgs = sub.wait_until(WAIT * 3, "every point", |m| distinct(&positions(m)).len() as i64 == end).await;
-    let got = positions(&msgs);
-    assert_eq!(distinct(&got), (0..end).collect(), "every point arrived");
-    let firsts = first_arrivals(&got);
-    assert!(firsts.is_sorted(), "time order: {firsts:?}");
-    let mut ids: std::collections::BTreeMap<i64, BTreeSet<String>> = Default::default();
-    for m in &msgs {
-        let v = m.json();
-        let id = v["id"].as_str().unwrap_or_else(|| panic!("no id: {v}")).to_string();
-        ids.entry(v["tst"].as_i64().unwrap()).or_default().insert(id);
-    }
-    assert!(ids.values().all(|s| s.len() == 1), "a repeat has the id of the first copy");
-    let all_ids: BTreeSet<&String> = ids.values().flatten().collect();
-    assert_eq!(all_ids.len() as i64, end, "every point its own id");
-    agent.stop().await;
-    (back, end, got.len() - firsts.len())
 }
 
 /// OwnTracks commands: `reportLocation` on `owntracks/USER/DEVICE/cmd` is answered at once
