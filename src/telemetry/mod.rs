@@ -300,14 +300,14 @@ impl Publisher {
             for p in unacked {
                 self.store(&p);
             }
-            match ended {
+            let failure = match ended {
                 Ended::Shutdown => {
                     while let Ok(p) = points.try_recv() {
                         self.store(&p);
                     }
                     return;
                 }
-                Ended::Lost(ref e, _) => {
+                Ended::Lost(e, failure) => {
                     if was_connected {
                         tracing::warn!(error = %e, "mqtt connection lost; positions go to the backlog");
                         said_unreachable = true;
@@ -319,19 +319,19 @@ impl Publisher {
                     }
                     self.deps.status.update(|c| {
                         c.connected = false;
-                        c.last_error = Some(e.clone());
+                        c.last_error = Some(e);
                         if was_connected {
                             c.since = Some(Utc::now());
                         }
                     });
+                    failure
                 }
-            }
+            };
             // Wait before reconnecting (an unreachable broker is probed every second, one that
             // refuses is backed off); points keep going to the ring meanwhile.
             if was_connected {
                 reconnect.connected();
             }
-            let Ended::Lost(_, failure) = ended else { return };
             let until = Instant::now() + reconnect.after(failure, crate::reconnect::jitter());
             loop {
                 tokio::select! {
@@ -385,11 +385,7 @@ impl Publisher {
                 },
                 p = points.recv() => match p {
                     None => return Ended::Shutdown,
-                    Some(p) if conn.connected && self.goes_live(conn) => self.send_live(conn, p),
-                    Some(p) => {
-                        self.store(&p);
-                        conn.backlog_done = false; // there is more to read now
-                    }
+                    Some(p) => self.offer(conn, p),
                 },
                 _ = self.deps.events.notified(), if conn.connected => {}
             }
@@ -456,12 +452,7 @@ impl Publisher {
                 let tst = r.fix.time.unwrap_or_else(|| self.deps.clock.now().0).timestamp();
                 let p = Point { id: Some(uuid::Uuid::now_v7()), tst, trigger: Trigger::Requested, fix: r.fix };
                 self.deps.status.update(|c| c.positions_made += 1);
-                if self.goes_live(conn) {
-                    self.send_live(conn, p);
-                } else {
-                    self.store(&p);
-                    conn.backlog_done = false;
-                }
+                self.offer(conn, p);
                 Ok(())
             }
             // The same way as a list on `{prefix}/stops`: validated, counted, stored.
@@ -584,12 +575,28 @@ impl Publisher {
         }
     }
 
+    /// A new point (made by the rules, or asked for): published at once when it may go live,
+    /// else kept in the backlog behind the older ones.
+    fn offer(&self, conn: &mut Conn, p: Point) {
+        if conn.connected && self.goes_live(conn) {
+            self.send_live(conn, p);
+        } else {
+            self.keep(conn, &p);
+        }
+    }
+
     fn send_live(&self, conn: &mut Conn, p: Point) {
         let Some(body) = self.body(&p) else { return };
         if let Err(e) = conn.publish(&self.topics.position, self.qos, false, body, Item::Live(p.clone())) {
             tracing::debug!(error = %e, "live position stored instead");
-            self.store(&p);
+            self.keep(conn, &p);
         }
+    }
+
+    /// Keeps a point in the backlog while this connection runs: the next fill reads it.
+    fn keep(&self, conn: &mut Conn, p: &Point) {
+        self.store(p);
+        conn.backlog_done = false;
     }
 
     /// The message of `p`, made now (`created_at` says when: for a backlog point, how long
