@@ -11,7 +11,9 @@ use curbside::gps::{Fix, Mode};
 use serde_json::{Value, json};
 
 use crate::common::agent::{TestAgent, config_text, free_addr, start_with_gps};
-use crate::common::broker::{Link, Mosquitto, Msg, Subscriber, publish, publish_retained, rumqttd, rumqttd_at};
+use crate::common::broker::{
+    Link, Mosquitto, Msg, Subscriber, publish, publish_all, publish_retained, rumqttd, rumqttd_at,
+};
 
 pub(crate) const POSITION: &str = "curbside/van-17/position";
 const EVENT: &str = "curbside/van-17/event";
@@ -583,9 +585,8 @@ async fn owntracks_report_location_is_answered_and_bad_commands_are_counted() {
     assert_eq!((answer["_type"].as_str(), answer["t"].as_str()), (Some("location"), Some("r")), "{answer}");
     assert_eq!(answer["tst"].as_i64(), Some(t0().timestamp() + 2), "the latest fix: {answer}");
 
-    for bad in [&b"{not json"[..], br#"{"_type":"cmd","action":"dump"}"#, br#"{"_type":"cmd"}"#, b"\xff"] {
-        publish(broker, &format!("{OT}/cmd"), bad.to_vec(), false).await;
-    }
+    let bad = [&b"{not json"[..], br#"{"_type":"cmd","action":"dump"}"#, br#"{"_type":"cmd"}"#, b"\xff"];
+    publish_all(broker, &format!("{OT}/cmd"), bad.iter().map(|b| b.to_vec()).collect(), false).await;
     let s = wait_status(&agent, "counted", |s| s["commands_received"] == 6 && s["commands_rejected"] == 5).await;
     assert!(s["connected"] == true && s["last_error"].is_null(), "the connection is untouched: {s}");
     assert_eq!(s["positions_made"], 4);

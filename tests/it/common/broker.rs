@@ -357,14 +357,24 @@ pub async fn publish_retained(broker: SocketAddr, topic: &str, payload: Vec<u8>)
 
 /// Publishes one message (QoS 1), and waits for the broker's acknowledgement.
 pub async fn publish(broker: SocketAddr, topic: &str, payload: Vec<u8>, retain: bool) {
+    publish_all(broker, topic, vec![payload], retain).await
+}
+
+/// Publishes messages (QoS 1) in order over one connection, and waits for every
+/// acknowledgement.
+pub async fn publish_all(broker: SocketAddr, topic: &str, payloads: Vec<Vec<u8>>, retain: bool) {
     let mut o = MqttOptions::new(format!("test-pub-{}", rand_id()), broker.ip().to_string(), broker.port());
     o.set_max_packet_size(2 << 20, 2 << 20);
     let (client, mut eventloop) = AsyncClient::new(o, 10);
-    client.publish(topic, QoS::AtLeastOnce, retain, payload).await.unwrap();
+    let n = payloads.len();
+    for payload in payloads {
+        client.publish(topic, QoS::AtLeastOnce, retain, payload).await.unwrap();
+    }
     tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
+        let mut acked = 0;
+        while acked < n {
             if let Event::Incoming(Incoming::PubAck(_)) = eventloop.poll().await.expect("broker reachable") {
-                return;
+                acked += 1;
             }
         }
     })
