@@ -135,7 +135,7 @@ async fn main() {
         &config,
         format!(
             "vehicle_id = \"van-17\"\nstate_dir = {:?}\n[gps]\nsource = \"serial\"\ndevice = \"/nonexistent/bench-tty\"\n\
-             [api]\nlisten = \"{api}\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:{broker_port}\"\nbacklog_max_points = {n}\n",
+             [api]\nlisten = \"{api}\"\n[positions]\nbacklog_max_points = {n}\n[mqtt]\nurl = \"mqtt://127.0.0.1:{broker_port}\"\n",
             state.display().to_string()
         ),
     )

@@ -143,6 +143,10 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
         Some(m) => Some((Arc::new(m.clone()), telemetry::options(m)?, telemetry::TelemetryStatus::default())),
         None => None,
     };
+    let owntracks_http = match &config.owntracks_http {
+        Some(h) => Some((Arc::new(h.clone()), telemetry::http::client(h)?, telemetry::TelemetryStatus::default())),
+        None => None,
+    };
     let endpoints = Arc::new(config.webhooks.clone());
     let taps =
         Taps::new(outbox.clone(), latest.clone(), clock.clone(), config.vehicle_id.clone(), config.driver_id.clone())
@@ -156,6 +160,7 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
         endpoints: endpoints.clone(),
         webhooks: webhooks.clone(),
         telemetry: mqtt.as_ref().map(|(m, _, status)| (status.clone(), format!("{}:{}", m.host, m.port))),
+        owntracks_http: owntracks_http.as_ref().map(|(h, _, status)| (status.clone(), h.url.to_string())),
         api: Arc::default(),
         media: media.clone(),
         pod: pod.clone(),
@@ -229,10 +234,27 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
             events: outbox.waker(telemetry::EVENT_ENDPOINT).context("the outbox has no MQTT event endpoint")?,
             public: pod.upload.as_ref().map(|u| u.public.clone()),
             default_radius_m: config.stops.radius_m,
+            positions: config.positions.clone(),
         };
         let (shutdown, vehicle_id) = (shutdown.clone(), config.vehicle_id.clone());
         parts.spawn_watched("mqtt", async move {
             telemetry::run(m, options, vehicle_id, deps, shutdown).await.context("mqtt telemetry failed")
+        });
+    }
+    if let Some((h, client, status)) = owntracks_http {
+        let deps = telemetry::Deps {
+            outbox: outbox.clone(),
+            latest: latest.clone(),
+            clock: clock.clone(),
+            status,
+            events: Arc::default(),
+            public: None,
+            default_radius_m: config.stops.radius_m,
+            positions: config.positions.clone(),
+        };
+        let (shutdown, vehicle_id) = (shutdown.clone(), config.vehicle_id.clone());
+        parts.spawn_watched("owntracks_http", async move {
+            telemetry::http::run(h, client, vehicle_id, deps, shutdown).await.context("owntracks http failed")
         });
     }
     {

@@ -45,6 +45,19 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Keys `[mqtt]` had before `[positions]` took them.
+const MOVED_TO_POSITIONS: [&str; 9] = [
+    "interval_moving_min",
+    "interval_moving_max",
+    "interval_stopped",
+    "distance_m",
+    "heading_change_deg",
+    "moving_speed_mps",
+    "backlog_max_points",
+    "backlog_max_mb",
+    "backlog_max_age",
+];
+
 /// The config file as written; every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,8 +84,13 @@ pub struct RawConfig {
     /// `[[webhook]]` endpoints.
     #[serde(default)]
     pub webhook: Vec<crate::webhook::settings::RawWebhook>,
-    /// `[mqtt]` telemetry; absent means no telemetry.
+    /// `[positions]`: when a fix becomes a position, and the offline backlog's bounds.
+    #[serde(default)]
+    pub positions: crate::telemetry::settings::RawPositions,
+    /// `[mqtt]` telemetry; absent means no telemetry over MQTT.
     pub mqtt: Option<crate::telemetry::settings::RawMqtt>,
+    /// `[owntracks_http]`: positions POSTed to an OwnTracks HTTP endpoint instead of MQTT.
+    pub owntracks_http: Option<crate::telemetry::settings::RawOwnTracksHttp>,
     /// `[pod]`: proof-of-delivery files.
     #[serde(default)]
     pub pod: crate::media::settings::RawPod,
@@ -145,8 +163,12 @@ pub struct Config {
     pub api: ApiConfig,
     /// Webhook endpoints.
     pub webhooks: Vec<Arc<Endpoint>>,
+    /// Acquisition rules and backlog bounds of positions (`[positions]`), for either transport.
+    pub positions: crate::telemetry::settings::Positions,
     /// MQTT telemetry, if configured.
     pub mqtt: Option<crate::telemetry::settings::MqttConfig>,
+    /// Positions over OwnTracks HTTP, if configured (never with `mqtt`).
+    pub owntracks_http: Option<crate::telemetry::settings::OwnTracksHttpConfig>,
     /// Proof-of-delivery files (`[pod]`).
     pub pod: crate::media::settings::Pod,
     /// Set the system clock from GPS time when it is untrusted (`clock.set_system_time`).
@@ -223,8 +245,13 @@ impl Config {
             let inner = e.into_inner();
             ConfigError {
                 file: origin.into(),
+                message: match key.strip_prefix("mqtt.") {
+                    Some(k) if MOVED_TO_POSITIONS.contains(&k) => {
+                        "is a [positions] key now (shared by [mqtt] and [owntracks_http]): move it there".to_string()
+                    }
+                    _ => inner.message().trim().to_string(),
+                },
                 key: if key == "." { "(file)".into() } else { key },
-                message: inner.message().trim().to_string(),
             }
         })?;
         Self::validate(raw, origin, true)
@@ -348,6 +375,20 @@ impl Config {
             .mqtt
             .map(|m| crate::telemetry::settings::validate(m, &vehicle_id).map_err(|(k, msg)| err(&k, msg)))
             .transpose()?;
+        let positions =
+            crate::telemetry::settings::validate_positions(raw.positions).map_err(|(k, msg)| err(&k, msg))?;
+        let owntracks_http = raw
+            .owntracks_http
+            .map(|h| {
+                crate::telemetry::settings::validate_owntracks_http(h, &vehicle_id).map_err(|(k, msg)| err(&k, msg))
+            })
+            .transpose()?;
+        if owntracks_http.is_some() && mqtt.is_some() {
+            return Err(err(
+                "owntracks_http",
+                "positions have one transport: keep [mqtt] or [owntracks_http], not both".into(),
+            ));
+        }
 
         let pod = crate::media::settings::validate(raw.pod).map_err(|(k, m)| err(&k, m))?;
 
@@ -364,7 +405,9 @@ impl Config {
         };
 
         Ok(Config {
+            positions,
             mqtt,
+            owntracks_http,
             pod,
             set_system_time: raw.clock.set_system_time.unwrap_or(false),
             timezone,
@@ -479,6 +522,60 @@ mod tests {
     }
 
     #[test]
+    fn the_example_positions_and_owntracks_http_sections_document_the_defaults() {
+        let section = |name: &str| -> String {
+            let start = EXAMPLE.find(&format!("# [{name}]")).unwrap_or_else(|| panic!("the example has [{name}]"));
+            EXAMPLE[start..]
+                .lines()
+                .take_while(|l| l.starts_with('#'))
+                .filter_map(|l| l.strip_prefix("# "))
+                .filter(|l| l.starts_with('[') || l.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')))
+                .map(|l| format!("{}\n", l.split(" #").next().unwrap_or(l).trim_end()))
+                .collect()
+        };
+        let documented = format!("vehicle_id = \"van-17\"\n{}{}", section("positions"), section("owntracks_http"));
+        let d = Config::parse(&documented, "example").unwrap_or_else(|e| panic!("{e}\n{documented}"));
+        assert_eq!(d.positions, crate::telemetry::settings::Positions::default(), "{documented}");
+        let h = d.owntracks_http.expect("the example shows [owntracks_http]");
+        let minimal = Config::parse(
+            "vehicle_id = \"van-17\"\n[owntracks_http]\nurl = \"https://recorder.example.com/pub\"\nusername = \"van-17\"\npassword = \"...\"",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(Some(h), minimal.owntracks_http, "every other documented value is the default");
+    }
+
+    #[test]
+    fn owntracks_http_takes_credentials_from_the_url_never_shows_them_and_excludes_mqtt() {
+        let c = Config::parse(
+            "vehicle_id = \"van-17\"\n[owntracks_http]\nurl = \"https://fleet:p%40ss@rec.example.com:8443/pub?x=1\"",
+            "t",
+        )
+        .unwrap();
+        let h = c.owntracks_http.unwrap();
+        assert_eq!(h.url.as_str(), "https://rec.example.com:8443/pub?x=1");
+        assert_eq!(h.credentials, Some(("fleet".into(), "p@ss".into())));
+        assert_eq!((h.user.as_str(), h.device.as_str()), ("curbside", "van-17"));
+        assert!(!format!("{h:?}").contains("p@ss"), "{h:?}");
+        for (text, key) in [
+            ("[owntracks_http]\nurl = \"mqtt://b\"", "owntracks_http.url"),
+            ("[owntracks_http]\nusername = \"u\"", "owntracks_http.url"),
+            ("[owntracks_http]\nurl = \"http://b/pub\"\npassword = \"p\"", "owntracks_http.password"),
+            ("[owntracks_http]\nurl = \"http://b/pub\"\ndevice = \"a/b\"", "owntracks_http.device"),
+            ("[owntracks_http]\nurl = \"http://b/pub\"\ntimeout = \"0s\"", "owntracks_http.timeout"),
+            ("[owntracks_http]\nurl = \"http://b/pub\"\n[mqtt]\nurl = \"mqtt://b\"", "owntracks_http"),
+            ("[mqtt]\nurl = \"mqtt://b\"\nbacklog_max_mb = 4", "mqtt.backlog_max_mb"),
+        ] {
+            let e = Config::parse(&format!("vehicle_id = \"v\"\n{text}"), "t.toml").unwrap_err();
+            assert_eq!((e.file.as_str(), e.key.as_str()), ("t.toml", key), "{text}: {e}");
+            assert!(!e.to_string().contains("p%40ss"), "{e}");
+            if key.starts_with("mqtt.") {
+                assert!(e.message.contains("[positions]"), "says where it went: {e}");
+            }
+        }
+    }
+
+    #[test]
     fn embedded_defaults_run_the_simulator() {
         let c = Config::embedded();
         assert_eq!(c.gps.source.kind(), "sim");
@@ -582,13 +679,13 @@ mod tests {
             ("[mqtt]\nurl = \"mqtt://b\"\npassword = \"p\"", "mqtt.password"),
             ("[mqtt]\nurl = \"mqtts://b\"\nclient_cert = \"c.pem\"", "mqtt.client_key"),
             ("[mqtt]\nurl = \"mqtt://b\"\nca_file = \"ca.pem\"", "mqtt.url"),
-            ("[mqtt]\nurl = \"mqtt://b\"\ninterval_moving_min = \"5\"", "mqtt.interval_moving_min"),
-            ("[mqtt]\nurl = \"mqtt://b\"\ninterval_moving_min = \"1m\"", "mqtt.interval_moving_max"),
-            ("[mqtt]\nurl = \"mqtt://b\"\ndistance_m = -1.0", "mqtt.distance_m"),
-            ("[mqtt]\nurl = \"mqtt://b\"\nheading_change_deg = 270.0", "mqtt.heading_change_deg"),
-            ("[mqtt]\nurl = \"mqtt://b\"\nbacklog_max_points = 0", "mqtt.backlog_max_points"),
-            ("[mqtt]\nurl = \"mqtt://b\"\nbacklog_max_mb = 0", "mqtt.backlog_max_mb"),
-            ("[mqtt]\nurl = \"mqtt://b\"\nbacklog_max_age = \"10s\"", "mqtt.backlog_max_age"),
+            ("[positions]\ninterval_moving_min = \"5\"", "positions.interval_moving_min"),
+            ("[positions]\ninterval_moving_min = \"1m\"", "positions.interval_moving_max"),
+            ("[positions]\ndistance_m = -1.0", "positions.distance_m"),
+            ("[positions]\nheading_change_deg = 270.0", "positions.heading_change_deg"),
+            ("[positions]\nbacklog_max_points = 0", "positions.backlog_max_points"),
+            ("[positions]\nbacklog_max_mb = 0", "positions.backlog_max_mb"),
+            ("[positions]\nbacklog_max_age = \"10s\"", "positions.backlog_max_age"),
         ] {
             let e = Config::parse(&format!("vehicle_id = \"v\"\n{text}"), "t").unwrap_err();
             assert_eq!(e.key, k, "{text}: {e}");

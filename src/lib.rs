@@ -4,7 +4,7 @@
 //! owns and the durability rules):
 //!
 //! ```text
-//! GPS receiver ──serial NMEA / gpsd / replay / sim──▶ gps ──LatestFix──┬─────────────▶ telemetry ──MQTT──▶ broker
+//! GPS receiver ──serial NMEA / gpsd / replay / sim──▶ gps ──LatestFix──┬─────────────▶ telemetry ──MQTT──▶ broker (or OwnTracks HTTP)
 //!                                                                      ▼                 ▲
 //! driver taps ──HTTP API / CLI──▶ api ──▶ taps ──StatusEvent──▶ outbox (sled) ──────────┘ events; ring of
 //!                                                   flushed before 201 │                   positions while offline
@@ -20,7 +20,8 @@
 //! - [`outbox`]: the durable queue (design doc in its module).
 //! - [`stops`]: the day's stops on the van: what a list must be, each stop's state.
 //! - [`webhook`]: delivery loops, payload formats, signing, retry rules.
-//! - [`telemetry`]: MQTT telemetry: acquisition rules, the publisher, the offline backlog.
+//! - [`telemetry`]: positions (acquisition rules, the offline backlog) and their transports: the
+//!   MQTT publisher (with status events) or OwnTracks HTTP.
 //! - [`gps`]: framing, decoding and assembling NMEA into one [`gps::Fix`] per epoch; the sources;
 //!   the live fix and GPS time.
 //! - [`tls`]: rustls with ring and the system's trust store, for every outbound connection.

@@ -37,6 +37,9 @@ pub struct Status {
     pub webhooks: Vec<EndpointReport>,
     /// MQTT telemetry, when configured.
     pub mqtt: Option<MqttReport>,
+    /// Positions over OwnTracks HTTP, when configured.
+    #[serde(default)]
+    pub owntracks_http: Option<OwnTracksHttpReport>,
     /// The local API's connections.
     #[serde(default)]
     pub api: ConnReport,
@@ -169,6 +172,19 @@ pub struct MqttReport {
     pub events_pending: u64,
 }
 
+/// Positions over OwnTracks HTTP in [`Status`]. `connected` is whether the last POST was
+/// delivered; `connects` how many times deliveries started again after none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnTracksHttpReport {
+    /// The endpoint, without credentials.
+    pub url: String,
+    /// The sender's counters.
+    #[serde(flatten)]
+    pub counters: Counters,
+    /// Positions waiting for the endpoint.
+    pub backlog: RingStats,
+}
+
 /// The parts' handles a snapshot is read from. Clones share the parts.
 #[derive(Debug, Clone)]
 pub struct Sources {
@@ -188,6 +204,8 @@ pub struct Sources {
     pub webhooks: WebhookStatus,
     /// Telemetry's counters and its broker (`host:port`), when configured.
     pub telemetry: Option<(TelemetryStatus, String)>,
+    /// The OwnTracks HTTP sender's counters and its URL, when configured.
+    pub owntracks_http: Option<(TelemetryStatus, String)>,
     /// The local API's connection counters.
     pub api: Arc<ConnCounters>,
     /// Proof-of-delivery files.
@@ -232,6 +250,11 @@ impl Sources {
                 counters: t.counters(),
                 backlog: self.outbox.ring().stats(),
                 events_pending: self.outbox.depth(telemetry::EVENT_ENDPOINT).pending,
+            }),
+            owntracks_http: self.owntracks_http.as_ref().map(|(t, url)| OwnTracksHttpReport {
+                url: url.clone(),
+                counters: t.counters(),
+                backlog: self.outbox.ring().stats(),
             }),
             api: self.api.report(),
             pod: self.pod_report(),
@@ -326,6 +349,10 @@ impl Status {
         if let Some(m) = &self.mqtt {
             let state = if m.counters.connected { "connected" } else { "not connected" };
             let _ = write!(line, "; mqtt {state}, backlog {}", m.backlog.points);
+        }
+        if let Some(h) = &self.owntracks_http {
+            let state = if h.counters.connected { "delivering" } else { "not delivering" };
+            let _ = write!(line, "; owntracks http {state}, backlog {}", h.backlog.points);
         }
         line
     }
@@ -424,6 +451,26 @@ impl Status {
             }
             if let Some(e) = &m.counters.stops_last_error {
                 let _ = writeln!(out, "         {} stop lists refused, the last: {e}", m.counters.stops_rejected);
+            }
+        }
+        if let Some(h) = &self.owntracks_http {
+            let b = &h.backlog;
+            let _ = writeln!(
+                out,
+                "owntracks_http {} {}; {} positions delivered, backlog {} ({} bytes), {} dropped",
+                h.url,
+                if h.counters.connected { "delivering" } else { "NOT DELIVERING" },
+                h.counters.positions_published,
+                b.points,
+                b.bytes,
+                b.dropped,
+            );
+            if let Some(e) = &h.counters.last_error {
+                let _ = writeln!(out, "         last error: {e}");
+            }
+            if let Some(e) = &h.counters.last_command_error {
+                let _ =
+                    writeln!(out, "         {} commands not carried out, the last: {e}", h.counters.commands_rejected);
             }
         }
         let p = &self.pod;

@@ -189,6 +189,40 @@ pub fn render(s: &Status) -> String {
             ring.dropped as f64,
         );
     }
+    if let Some(h) = &s.owntracks_http {
+        let (c, ring) = (&h.counters, &h.backlog);
+        p.one("curbside_owntracks_http_delivering", "gauge", "1 while the last POST was delivered.", flag(c.connected));
+        p.one(
+            "curbside_owntracks_http_positions_made_total",
+            "counter",
+            "Positions chosen by the rules.",
+            c.positions_made as f64,
+        );
+        p.one(
+            "curbside_owntracks_http_positions_delivered_total",
+            "counter",
+            "Positions the endpoint answered with a 2xx.",
+            c.positions_published as f64,
+        );
+        p.one(
+            "curbside_owntracks_http_commands_rejected_total",
+            "counter",
+            "Commands in answers not carried out.",
+            c.commands_rejected as f64,
+        );
+        p.one(
+            "curbside_owntracks_http_backlog_points",
+            "gauge",
+            "Positions waiting for the endpoint.",
+            ring.points as f64,
+        );
+        p.one(
+            "curbside_owntracks_http_backlog_dropped_total",
+            "counter",
+            "Positions dropped by the backlog limits (kept across restarts).",
+            ring.dropped as f64,
+        );
+    }
     p.0
 }
 

@@ -1,5 +1,7 @@
-//! MQTT telemetry: positions chosen by the acquisition rules, every status event mirrored, and a
-//! retained online/offline state with `offline` as the last will.
+//! Telemetry: positions chosen by the acquisition rules (`[positions]`) and their transport,
+//! either MQTT (this module: positions, every status event mirrored, and a retained
+//! online/offline state with `offline` as the last will) or OwnTracks HTTP ([`http`]). Both
+//! use the sampler, the ring and the OwnTracks messages defined here and in [`owntracks`].
 //!
 //! # Data flow
 //! - The sampler watches the live fix and turns the fixes the [`rules`] pick into points.
@@ -24,6 +26,7 @@
 //! session state, is the record of what was acknowledged.
 
 pub mod connect;
+pub mod http;
 mod inflight;
 pub mod owntracks;
 pub mod payload;
@@ -50,7 +53,7 @@ use crate::gps::latest::LatestFix;
 use crate::outbox::Outbox;
 use crate::reconnect::{Failure, Reconnect};
 use inflight::{Inflight, Item, RingAcks};
-use rules::{Rules, Sent, Trigger};
+use rules::{Sent, Trigger};
 use settings::{MqttConfig, MqttMode, Order};
 
 /// The outbox pseudo-endpoint that holds status events until the broker acknowledged them.
@@ -152,6 +155,8 @@ pub struct Deps {
     pub public: Option<crate::media::upload::UrlTemplate>,
     /// The radius of a stop that gives none (`[stops] radius_m`): OwnTracks regions.
     pub default_radius_m: f64,
+    /// `[positions]`: the acquisition rules and the ring's bounds.
+    pub positions: settings::Positions,
 }
 
 /// Runs sampler and publisher until shutdown. Never fails because the broker is away.
@@ -163,7 +168,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel(1024);
-    let sampler = sample(cfg.rules.clone(), deps.clone(), tx, shutdown.clone());
+    let sampler = sample(deps.clone(), tx, shutdown.clone());
     let (stops_tx, stops_rx) = mpsc::channel(4);
     let applier = stops::apply(stops_rx, deps.outbox.clone(), deps.status.clone());
     let publisher = Publisher::new(&cfg, vehicle_id, options, deps, stops_tx);
@@ -173,7 +178,8 @@ pub async fn run(
 }
 
 /// Turns the fixes the rules pick into points.
-async fn sample(rules: Rules, deps: Deps, tx: mpsc::Sender<Point>, shutdown: CancellationToken) {
+pub(crate) async fn sample(deps: Deps, tx: mpsc::Sender<Point>, shutdown: CancellationToken) {
+    let rules = &deps.positions.rules;
     let mut changes = deps.latest.subscribe();
     let mut last: Option<Sent> = None;
     let mut seen: Option<Instant> = None;
@@ -205,7 +211,6 @@ struct Publisher {
     order: Order,
     qos: QoS,
     tid: String,
-    limits: crate::outbox::RingLimits,
     options: MqttOptions,
     deps: Deps,
     /// Messages on `{prefix}/stops`, to [`stops::apply`].
@@ -257,7 +262,6 @@ impl Publisher {
             order: cfg.order,
             qos,
             tid: payload::tracker_id(&vehicle_id),
-            limits: cfg.backlog,
             options,
             deps,
             stops,
@@ -443,30 +447,8 @@ impl Publisher {
 
     /// An OwnTracks command: carried out, or counted and said why not.
     fn on_command(&self, conn: &mut Conn, payload: &[u8]) {
-        self.deps.status.update(|c| c.commands_received += 1);
-        let done = owntracks::command(payload).and_then(|cmd| match cmd {
-            owntracks::Command::ReportLocation => {
-                let Some(r) = self.deps.latest.snapshot().last_valid else {
-                    return Err("reportLocation: no position yet".into());
-                };
-                let tst = r.fix.time.unwrap_or_else(|| self.deps.clock.now().0).timestamp();
-                let p = Point { id: Some(uuid::Uuid::now_v7()), tst, trigger: Trigger::Requested, fix: r.fix };
-                self.deps.status.update(|c| c.positions_made += 1);
-                self.offer(conn, p);
-                Ok(())
-            }
-            // The same way as a list on `{prefix}/stops`: validated, counted, stored.
-            owntracks::Command::SetWaypoints(list) => {
-                self.on_stops(list.to_string().as_bytes());
-                Ok(())
-            }
-        });
-        if let Err(e) = done {
-            tracing::info!(error = %e, "mqtt: an OwnTracks command not carried out");
-            self.deps.status.update(|c| {
-                c.commands_rejected += 1;
-                c.last_command_error = Some(e);
-            });
+        if let Some(p) = command(&self.deps, &self.stops, payload) {
+            self.offer(conn, p);
         }
     }
 
@@ -543,7 +525,7 @@ impl Publisher {
             }
         }
         let now = self.deps.clock.now().0.timestamp();
-        let oldest = now.saturating_sub(self.limits.max_age.as_secs() as i64);
+        let oldest = now.saturating_sub(self.deps.positions.backlog.max_age.as_secs() as i64);
         while conn.window < WINDOW {
             if conn.backlog.is_empty() && !conn.backlog_done {
                 let more = o.ring().after(conn.backlog_read, READ_AHEAD).map_err(|e| format!("telemetry ring: {e}"))?;
@@ -602,32 +584,16 @@ impl Publisher {
     /// The message of `p`, made now (`created_at` says when: for a backlog point, how long
     /// after its fix it was sent).
     fn body(&self, p: &Point) -> Option<Vec<u8>> {
-        let created_at = self.deps.clock.now().0.timestamp();
         let v = match &self.mode {
-            MqttMode::Curbside => payload::position(p, created_at),
-            MqttMode::OwnTracks { .. } => {
-                let mut v = payload::owntracks(p, created_at, &self.tid)?;
-                let (lat, lon) = p.fix.position()?;
-                let (names, rids) = owntracks::inside(&self.deps.outbox.stops(), self.deps.default_radius_m, lat, lon);
-                if !rids.is_empty() {
-                    v["inregions"] = serde_json::json!(names);
-                    v["inrids"] = serde_json::json!(rids);
-                }
-                v
-            }
+            MqttMode::Curbside => payload::position(p, self.deps.clock.now().0.timestamp()),
+            MqttMode::OwnTracks { .. } => owntracks_body(&self.deps, p, &self.tid)?,
         };
         serde_json::to_vec(&v).ok()
     }
 
     /// Keeps a point for later.
     fn store(&self, p: &Point) {
-        let Ok(bytes) = serde_json::to_vec(p) else { return };
-        let now = self.deps.clock.now().0.timestamp();
-        match self.deps.outbox.ring().push(p.tst, &bytes, self.limits, now) {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(dropped = n, "telemetry backlog full: oldest positions dropped"),
-            Err(e) => tracing::warn!(error = %e, "cannot keep a position for later; dropped"),
-        }
+        store(&self.deps, p)
     }
 
     /// Clean shutdown: retained `offline`, then DISCONNECT, within [`GOODBYE`].
@@ -685,6 +651,65 @@ impl Conn {
             events_read: None,
             waypoints_version: None,
         }
+    }
+}
+
+/// The OwnTracks location message of `p`, made now (`created_at`), with the stops it is in as
+/// `inregions`/`inrids`; `None` without coordinates. The same body over MQTT and HTTP.
+pub(crate) fn owntracks_body(deps: &Deps, p: &Point, tid: &str) -> Option<serde_json::Value> {
+    let mut v = payload::owntracks(p, deps.clock.now().0.timestamp(), tid)?;
+    let (lat, lon) = p.fix.position()?;
+    let (names, rids) = owntracks::inside(&deps.outbox.stops(), deps.default_radius_m, lat, lon);
+    if !rids.is_empty() {
+        v["inregions"] = serde_json::json!(names);
+        v["inrids"] = serde_json::json!(rids);
+    }
+    Some(v)
+}
+
+/// Carries out an OwnTracks command (from `…/cmd` over MQTT, or an HTTP answer), counting it:
+/// `reportLocation` gives the point to send now; `setWaypoints` goes to `stops` (validated,
+/// counted and stored as a list on `{prefix}/stops` is). One not carried out is counted with
+/// why.
+pub(crate) fn command(deps: &Deps, stops: &mpsc::Sender<Vec<u8>>, payload: &[u8]) -> Option<Point> {
+    deps.status.update(|c| c.commands_received += 1);
+    let done = owntracks::command(payload).and_then(|cmd| match cmd {
+        owntracks::Command::ReportLocation => {
+            let Some(r) = deps.latest.snapshot().last_valid else {
+                return Err("reportLocation: no position yet".into());
+            };
+            let tst = r.fix.time.unwrap_or_else(|| deps.clock.now().0).timestamp();
+            deps.status.update(|c| c.positions_made += 1);
+            Ok(Some(Point { id: Some(uuid::Uuid::now_v7()), tst, trigger: Trigger::Requested, fix: r.fix }))
+        }
+        owntracks::Command::SetWaypoints(list) => {
+            if stops.try_send(list.to_string().into_bytes()).is_err() {
+                tracing::warn!("setWaypoints: lists are coming faster than they are stored; one skipped");
+            }
+            Ok(None)
+        }
+    });
+    match done {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!(error = %e, "an OwnTracks command not carried out");
+            deps.status.update(|c| {
+                c.commands_rejected += 1;
+                c.last_command_error = Some(e);
+            });
+            None
+        }
+    }
+}
+
+/// Puts a point in the ring (bounded by `[positions]`: the oldest go when it is full).
+pub(crate) fn store(deps: &Deps, p: &Point) {
+    let Ok(bytes) = serde_json::to_vec(p) else { return };
+    let now = deps.clock.now().0.timestamp();
+    match deps.outbox.ring().push(p.tst, &bytes, deps.positions.backlog, now) {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(dropped = n, "telemetry backlog full: oldest positions dropped"),
+        Err(e) => tracing::warn!(error = %e, "cannot keep a position for later; dropped"),
     }
 }
 

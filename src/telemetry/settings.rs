@@ -1,6 +1,7 @@
-//! `[mqtt]`: the settings as written ([`RawMqtt`]) and as validated ([`MqttConfig`]). The
-//! telemetry part owns its settings; `config` only calls [`validate`].
-
+//! The telemetry part's settings, as written (`Raw…`) and as validated: `[positions]` (when a
+//! fix becomes a position, and how many wait for the link; shared by both transports),
+//! `[mqtt]` and `[owntracks_http]` (the two transports; positions take one of them). The
+//! telemetry part owns its settings; `config` only calls the `validate` functions.
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -40,24 +41,6 @@ pub struct RawMqtt {
     pub owntracks_user: Option<String>,
     /// OwnTracks device; default the vehicle id.
     pub owntracks_device: Option<String>,
-    /// Acquisition: never more often than this while moving.
-    pub interval_moving_min: Option<String>,
-    /// Acquisition: at least this often while moving.
-    pub interval_moving_max: Option<String>,
-    /// Acquisition: heartbeat while stopped.
-    pub interval_stopped: Option<String>,
-    /// Acquisition: a point per this many metres.
-    pub distance_m: Option<f64>,
-    /// Acquisition: a point per this much turn, degrees.
-    pub heading_change_deg: Option<f64>,
-    /// Acquisition: moving at or above this speed, m/s.
-    pub moving_speed_mps: Option<f64>,
-    /// Offline ring: most positions kept.
-    pub backlog_max_points: Option<u64>,
-    /// Offline ring: most megabytes kept.
-    pub backlog_max_mb: Option<u64>,
-    /// Offline ring: oldest position kept.
-    pub backlog_max_age: Option<String>,
 }
 
 /// Which topics and payloads telemetry uses.
@@ -101,10 +84,6 @@ pub struct MqttConfig {
     pub mode: MqttMode,
     /// How the backlog and live points mix.
     pub order: Order,
-    /// When a fix becomes a published position.
-    pub rules: super::rules::Rules,
-    /// Bounds of the offline backlog.
-    pub backlog: crate::outbox::RingLimits,
 }
 
 impl std::fmt::Debug for MqttConfig {
@@ -120,8 +99,6 @@ impl std::fmt::Debug for MqttConfig {
             .field("qos_position", &self.qos_position)
             .field("mode", &self.mode)
             .field("order", &self.order)
-            .field("rules", &self.rules)
-            .field("backlog", &self.backlog)
             .finish_non_exhaustive()
     }
 }
@@ -195,6 +172,58 @@ pub fn validate(m: RawMqtt, vehicle_id: &str) -> Result<MqttConfig, (String, Str
         Some("live_first") => Order::LiveFirst,
         Some(other) => return Err((key("order"), format!("must be \"time\" or \"live_first\", got {other:?}"))),
     };
+    Ok(MqttConfig {
+        host,
+        port,
+        tls,
+        credentials,
+        ca_file: m.ca_file,
+        client_auth,
+        client_id,
+        keepalive,
+        topic_prefix,
+        qos_position,
+        mode,
+        order,
+    })
+}
+
+/// `[positions]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPositions {
+    /// Acquisition: never more often than this while moving.
+    pub interval_moving_min: Option<String>,
+    /// Acquisition: at least this often while moving.
+    pub interval_moving_max: Option<String>,
+    /// Acquisition: heartbeat while stopped.
+    pub interval_stopped: Option<String>,
+    /// Acquisition: a point per this many metres.
+    pub distance_m: Option<f64>,
+    /// Acquisition: a point per this much turn, degrees.
+    pub heading_change_deg: Option<f64>,
+    /// Acquisition: moving at or above this speed, m/s.
+    pub moving_speed_mps: Option<f64>,
+    /// Offline ring: most positions kept.
+    pub backlog_max_points: Option<u64>,
+    /// Offline ring: most megabytes kept.
+    pub backlog_max_mb: Option<u64>,
+    /// Offline ring: oldest position kept.
+    pub backlog_max_age: Option<String>,
+}
+
+/// Validated `[positions]`: one set of rules and one ring, whichever transport carries them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Positions {
+    /// When a fix becomes a position.
+    pub rules: super::rules::Rules,
+    /// Bounds of the offline backlog.
+    pub backlog: crate::outbox::RingLimits,
+}
+
+/// Validates `[positions]`; an error is the key (`positions.…`) and what is wrong.
+pub fn validate_positions(m: RawPositions) -> Result<Positions, (String, String)> {
+    let key = |k: &str| format!("positions.{k}");
     let d = super::rules::Rules::default();
     let dur = |k: &str, v: Option<&str>, default: Duration| -> Result<Duration, (String, String)> {
         match v {
@@ -218,7 +247,7 @@ pub fn validate(m: RawMqtt, vehicle_id: &str) -> Result<MqttConfig, (String, Str
         moving_speed_mps: positive("moving_speed_mps", m.moving_speed_mps, d.moving_speed_mps)?,
     };
     if rules.max_interval_moving < rules.min_interval_moving {
-        return Err((key("interval_moving_max"), "must not be shorter than mqtt.interval_moving_min".into()));
+        return Err((key("interval_moving_max"), "must not be shorter than positions.interval_moving_min".into()));
     }
     if rules.heartbeat < Duration::from_secs(1) {
         return Err((key("interval_stopped"), "must be at least 1s".into()));
@@ -244,22 +273,94 @@ pub fn validate(m: RawMqtt, vehicle_id: &str) -> Result<MqttConfig, (String, Str
     if backlog.max_age < Duration::from_secs(60) {
         return Err((key("backlog_max_age"), "must be at least 1m".into()));
     }
-    Ok(MqttConfig {
-        rules,
-        backlog,
-        host,
-        port,
-        tls,
-        credentials,
-        ca_file: m.ca_file,
-        client_auth,
-        client_id,
-        keepalive,
-        topic_prefix,
-        qos_position,
-        mode,
-        order,
-    })
+    Ok(Positions { rules, backlog })
+}
+
+/// `[owntracks_http]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOwnTracksHttp {
+    /// `http[s]://[user[:password]@]host[:port]/path`, e.g. a Recorder's `…/pub`.
+    pub url: Option<String>,
+    /// HTTP Basic user name (instead of the URL's).
+    pub username: Option<String>,
+    /// HTTP Basic password (instead of the URL's).
+    pub password: Option<String>,
+    /// OwnTracks user (`X-Limit-U`); default `curbside`.
+    pub user: Option<String>,
+    /// OwnTracks device (`X-Limit-D`); default the vehicle id.
+    pub device: Option<String>,
+    /// How long one POST may take.
+    pub timeout: Option<String>,
+}
+
+/// Validated `[owntracks_http]`.
+#[derive(Clone, PartialEq)]
+pub struct OwnTracksHttpConfig {
+    /// Where positions are POSTed; no credentials in it.
+    pub url: reqwest::Url,
+    /// HTTP Basic user name and password.
+    pub credentials: Option<(String, String)>,
+    /// OwnTracks user, sent as `X-Limit-U`.
+    pub user: String,
+    /// OwnTracks device, sent as `X-Limit-D`.
+    pub device: String,
+    /// How long one POST may take, answer included.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for OwnTracksHttpConfig {
+    // The password never reaches logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnTracksHttpConfig")
+            .field("url", &self.url.as_str())
+            .field("username", &self.credentials.as_ref().map(|c| &c.0))
+            .field("user", &self.user)
+            .field("device", &self.device)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Validates `[owntracks_http]`; an error is the key (`owntracks_http.…`) and what is wrong.
+/// Credentials in the URL (as the OwnTracks apps take them) are moved out of it, so the URL can
+/// be shown in status and logs.
+pub fn validate_owntracks_http(h: RawOwnTracksHttp, vehicle_id: &str) -> Result<OwnTracksHttpConfig, (String, String)> {
+    let key = |k: &str| format!("owntracks_http.{k}");
+    let text = h.url.ok_or_else(|| {
+        (key("url"), "is required in [owntracks_http] (e.g. \"https://recorder.example.com/pub\")".to_string())
+    })?;
+    // Never echo the URL: it may hold a password.
+    let mut url = reqwest::Url::parse(&text).map_err(|e| (key("url"), format!("is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err((key("url"), format!("must start with http:// or https://, got {}://", url.scheme())));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err((key("url"), "needs a host".into()));
+    }
+    let in_url = (!url.username().is_empty()).then(|| {
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        (decode(url.username()), decode(url.password().unwrap_or("")))
+    });
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let credentials = match (h.username, h.password, in_url) {
+        (Some(u), p, _) => Some((u, p.unwrap_or_default())),
+        (None, Some(_), _) => return Err((key("password"), "needs owntracks_http.username".into())),
+        (None, None, from_url) => from_url,
+    };
+    let user = h.user.unwrap_or_else(|| "curbside".into());
+    let device = h.device.unwrap_or_else(|| vehicle_id.to_string());
+    for (k, v) in [("user", &user), ("device", &device)] {
+        if v.is_empty() || v.contains(['/', '+', '#']) || v.chars().any(char::is_control) {
+            return Err((key(k), format!("must be a name without '/', '+', '#', got {v:?}")));
+        }
+    }
+    let timeout = duration(h.timeout.as_deref(), "20s").map_err(|e| (key("timeout"), e))?;
+    if timeout < Duration::from_secs(1) || timeout > Duration::from_secs(300) {
+        return Err((key("timeout"), "must be 1s to 5m".into()));
+    }
+    Ok(OwnTracksHttpConfig { url, credentials, user, device, timeout })
 }
 
 /// How backlog points (made while the broker was away) and live points mix on the wire.

@@ -11,7 +11,7 @@
 mod endpoint;
 pub mod format;
 pub mod schedule;
-mod send;
+pub(crate) mod send;
 pub mod settings;
 pub mod sign;
 mod status;

@@ -124,7 +124,7 @@ pub fn classify_error(e: &reqwest::Error, timeout: Duration) -> Outcome {
 
 /// Whether a rustls error is somewhere in `e`'s chain (also inside an `io::Error`, whose
 /// `source` skips the error it wraps).
-fn tls_failed(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn tls_failed(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(e);
     while let Some(err) = next {
         let inner = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
@@ -136,7 +136,7 @@ fn tls_failed(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {

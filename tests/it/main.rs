@@ -17,6 +17,7 @@ mod mqtt;
 mod notify;
 mod outbox;
 mod outbox_model;
+mod owntracks_http;
 mod pairing;
 mod pod;
 mod pod_crash;

@@ -22,12 +22,20 @@ const STATE: &str = "curbside/van-17/state";
 pub(crate) const NO_GPS: &str = "source = \"serial\"\ndevice = \"/nonexistent/curbside-test-tty\"";
 pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
-/// Every fix becomes a point: no interval, 1 m distance, fixes 11 m apart.
+/// Every fix becomes a point: no interval, 1 m distance, fixes 11 m apart. `extra` is more of
+/// `[mqtt]`.
 pub(crate) fn mqtt(broker: std::net::SocketAddr, extra: &str) -> String {
-    format!(
-        "[mqtt]\nurl = \"mqtt://{broker}\"\ninterval_moving_min = \"0s\"\ninterval_moving_max = \"1s\"\ndistance_m = 1.0\n{extra}"
-    )
+    mqtt_with(broker, "", extra)
 }
+
+/// [`mqtt`] with more of `[positions]` too.
+pub(crate) fn mqtt_with(broker: std::net::SocketAddr, positions: &str, extra: &str) -> String {
+    format!("{DENSE}{positions}\n[mqtt]\nurl = \"mqtt://{broker}\"\n{extra}")
+}
+
+/// `[positions]` where every fix becomes a point.
+pub(crate) const DENSE: &str =
+    "[positions]\ninterval_moving_min = \"0s\"\ninterval_moving_max = \"1s\"\ndistance_m = 1.0\n";
 
 pub(crate) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap()
@@ -188,7 +196,7 @@ async fn positions_made_while_the_broker_is_away_arrive_afterwards_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ring_keeps_the_newest_points_within_its_limit_across_a_restart() {
     let broker = free_addr(); // nothing there yet
-    let config = mqtt(broker, "backlog_max_points = 5");
+    let config = mqtt_with(broker, "backlog_max_points = 5", "");
     let agent = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &config).await;
     feed(&agent, 0..12).await;
     let id = tap(&agent, "job-offline").await;
@@ -401,7 +409,7 @@ async fn mqtts_with_a_private_ca_and_a_client_certificate() {
     without.stop().await;
 
     let with = format!(
-        "{url}client_cert = {:?}\nclient_key = {:?}\ninterval_moving_min = \"0s\"\ndistance_m = 1.0\n",
+        "{url}client_cert = {:?}\nclient_key = {:?}\n[positions]\ninterval_moving_min = \"0s\"\ndistance_m = 1.0\n",
         p("client.pem"),
         p("client.key")
     );

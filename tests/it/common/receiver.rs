@@ -19,6 +19,8 @@ pub enum Reply {
     Status(u16),
     /// This status with headers.
     With(u16, Vec<(&'static str, String)>),
+    /// This status with a JSON body.
+    Json(u16, String),
     /// Accept the request and never answer.
     Hang,
 }
@@ -108,6 +110,10 @@ async fn handle(
                 r.headers_mut().insert(k, v.parse().unwrap());
             }
             r
+        }
+        Reply::Json(code, body) => {
+            (StatusCode::from_u16(code).unwrap(), [(axum::http::header::CONTENT_TYPE, "application/json")], body)
+                .into_response()
         }
         Reply::Hang => {
             std::future::pending::<()>().await;
