@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 /// Bytes under `p`, recursively.
+#[allow(dead_code)] // not every bench reports sizes; each compiles this module on its own
 pub fn dir_size(p: &Path) -> u64 {
     std::fs::read_dir(p)
         .map(|rd| {

@@ -25,6 +25,7 @@
 //! (friends' locations, cards) are for phones and ignored. An answer that is not 2xx backs off;
 //! an endpoint that cannot be reached is tried every second ([`crate::reconnect`]).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +38,13 @@ use tokio_util::sync::CancellationToken;
 use super::settings::OwnTracksHttpConfig;
 use super::{Deps, Point, payload};
 use crate::reconnect::{Failure, Reconnect};
+
+/// Ring points read from disk at a time.
+const READ_AHEAD: usize = 256;
+/// Delivered points removed from the ring together while a backlog drains (one removal per
+/// point was half the time a point took on loopback); all of them as soon as nothing more is
+/// waiting, before a retry's wait and at shutdown. A kill can resend at most this many.
+const REMOVE_EVERY: u64 = 64;
 
 /// The most of an answer read for commands; a longer one is delivered but its commands ignored.
 pub const ANSWER_MAX: usize = 256 * 1024;
@@ -79,6 +87,16 @@ pub async fn run(
     Ok(())
 }
 
+/// The ring as the sender reads it: points read ahead (the front one is the next to send), the
+/// last sequence read, and the delivered points not yet removed from the ring.
+#[derive(Default)]
+struct Cursor {
+    ahead: VecDeque<crate::outbox::RingPoint>,
+    read: Option<u64>,
+    delivered: Option<u64>,
+    unremoved: u64,
+}
+
 struct Sender {
     cfg: Arc<OwnTracksHttpConfig>,
     client: reqwest::Client,
@@ -94,30 +112,35 @@ impl Sender {
         let mut up = false;
         // Said once at `warn` per outage, then at `debug` on every retry.
         let mut said = false;
+        let mut cursor = Cursor::default();
         loop {
             // Every point made so far joins the ring, behind the older ones.
             while let Ok(p) = points.try_recv() {
                 super::store(&self.deps, &p);
             }
-            let Some((seq, point)) = self.oldest() else {
+            let Some((seq, point)) = self.next(&mut cursor) else {
+                self.remove_delivered(&mut cursor);
                 tokio::select! {
                     p = points.recv() => match p {
                         Some(p) => super::store(&self.deps, &p),
                         None => return,
                     },
-                    _ = shutdown.cancelled() => return self.keep_all(&mut points),
+                    _ = shutdown.cancelled() => return self.keep_all(&mut cursor, &mut points),
                 }
                 continue;
             };
             // A POST cut short by shutdown leaves its point in the ring: sent again next start.
             let attempt = tokio::select! {
                 r = self.post(&point) => r,
-                _ = shutdown.cancelled() => return self.keep_all(&mut points),
+                _ = shutdown.cancelled() => return self.keep_all(&mut cursor, &mut points),
             };
             let failure = match attempt {
                 Ok(answer) => {
-                    if let Err(e) = self.deps.outbox.ring().remove_through(seq) {
-                        tracing::warn!(error = %e, "telemetry ring: a delivered position stays (sent again later)");
+                    cursor.ahead.pop_front();
+                    cursor.delivered = Some(seq);
+                    cursor.unremoved += 1;
+                    if cursor.unremoved >= REMOVE_EVERY {
+                        self.remove_delivered(&mut cursor);
                     }
                     if !up {
                         tracing::info!(url = %self.cfg.url, "owntracks http: delivering");
@@ -150,6 +173,7 @@ impl Sender {
                         c.last_error = Some(e);
                     });
                     up = false;
+                    self.remove_delivered(&mut cursor);
                     failure
                 }
             };
@@ -161,35 +185,46 @@ impl Sender {
                         Some(p) => super::store(&self.deps, &p),
                         None => return,
                     },
-                    _ = shutdown.cancelled() => return self.keep_all(&mut points),
+                    _ = shutdown.cancelled() => return self.keep_all(&mut cursor, &mut points),
                 }
             }
         }
     }
 
-    /// The oldest point in the ring that can still be sent; unreadable ones and ones past the
-    /// age limit are removed on the way.
-    fn oldest(&self) -> Option<(u64, Point)> {
-        let ring = self.deps.outbox.ring();
+    /// The oldest point not yet delivered that can still be sent (left at the front of
+    /// `cursor.ahead` until it is); unreadable ones and ones past the age limit are passed over
+    /// (and leave the ring with the delivered ones).
+    fn next(&self, cursor: &mut Cursor) -> Option<(u64, Point)> {
         let oldest_kept =
             self.deps.clock.now().0.timestamp().saturating_sub(self.deps.positions.backlog.max_age.as_secs() as i64);
         loop {
-            let p = match ring.after(None, 1) {
-                Ok(mut v) => v.pop()?,
-                Err(e) => {
-                    tracing::warn!(error = %e, "telemetry ring: cannot read");
-                    return None;
-                }
-            };
-            match serde_json::from_slice::<Point>(&p.payload) {
-                Ok(point) if p.tst >= oldest_kept && point.fix.position().is_some() => return Some((p.seq, point)),
-                _ => {
-                    if let Err(e) = ring.remove_through(p.seq) {
-                        tracing::warn!(error = %e, "telemetry ring: cannot remove a point that cannot be sent");
+            if cursor.ahead.is_empty() {
+                match self.deps.outbox.ring().after(cursor.read, READ_AHEAD) {
+                    Ok(more) => cursor.ahead.extend(more),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "telemetry ring: cannot read");
                         return None;
                     }
                 }
+                cursor.read = cursor.ahead.back().map(|p| p.seq).or(cursor.read);
             }
+            let p = cursor.ahead.front()?;
+            match serde_json::from_slice::<Point>(&p.payload) {
+                Ok(point) if p.tst >= oldest_kept && point.fix.position().is_some() => return Some((p.seq, point)),
+                _ => {
+                    cursor.delivered = Some(p.seq);
+                    cursor.ahead.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Removes the delivered points from the ring.
+    fn remove_delivered(&self, cursor: &mut Cursor) {
+        let Some(seq) = cursor.delivered.take() else { return };
+        cursor.unremoved = 0;
+        if let Err(e) = self.deps.outbox.ring().remove_through(seq) {
+            tracing::warn!(error = %e, "telemetry ring: delivered positions stay (sent again later)");
         }
     }
 
@@ -253,8 +288,9 @@ impl Sender {
         }
     }
 
-    /// Shutdown: the points still in the channel join the ring.
-    fn keep_all(&self, points: &mut mpsc::Receiver<Point>) {
+    /// Shutdown: the delivered points leave the ring, those still in the channel join it.
+    fn keep_all(&self, cursor: &mut Cursor, points: &mut mpsc::Receiver<Point>) {
+        self.remove_delivered(cursor);
         while let Ok(p) = points.try_recv() {
             super::store(&self.deps, &p);
         }

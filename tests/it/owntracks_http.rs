@@ -158,3 +158,25 @@ async fn commands_in_the_answer_are_carried_out_and_a_5xx_keeps_the_point() {
     assert_eq!((&stop["job_id"], &stop["name"], &stop["radius_m"]), (&json!("job-9"), &json!("Depot"), &json!(60.0)));
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn points_waiting_for_the_endpoint_survive_a_restart_and_none_is_sent_twice() {
+    let endpoint = Receiver::start(None, vec![]).await;
+    let mut link = Link::to(endpoint.addr).await;
+    let agent = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &config(link.addr)).await;
+    feed(&agent, 0..3).await;
+    endpoint.wait_for(3, WAIT).await;
+    link.cut();
+    feed(&agent, 3..10).await;
+    wait_status(&agent, "a backlog", |s| s["backlog"]["points"] == 7).await;
+    let dir = agent.stop().await;
+
+    link.restore().await;
+    let agent = start_with_gps(dir, NO_GPS, &config(link.addr)).await;
+    endpoint.wait_for(10, WAIT).await;
+    feed(&agent, 10..12).await;
+    let got = endpoint.wait_for(12, WAIT).await;
+    wait_status(&agent, "nothing waiting", |s| s["backlog"]["points"] == 0).await;
+    assert_eq!(tsts(&endpoint.got()), (0..12).collect::<Vec<_>>(), "{got:?}");
+    agent.stop().await;
+}
