@@ -558,6 +558,34 @@ mod tests {
     }
 
     #[test]
+    fn owntracks_http_has_its_line_and_its_summary() {
+        let mut s = sample();
+        s.mqtt = None;
+        s.owntracks_http = Some(OwnTracksHttpReport {
+            url: "https://rec.example.com/pub".into(),
+            counters: Counters {
+                positions_published: 7,
+                last_error: Some("the endpoint answered 503 Service Unavailable".into()),
+                commands_rejected: 1,
+                last_command_error: Some("action: \"dance\" is not one curbside carries out".into()),
+                ..Counters::default()
+            },
+            backlog: RingStats { points: 4, bytes: 800, oldest_tst: None, dropped: 0 },
+        });
+        let text = s.text();
+        assert!(
+            text.contains(
+                "owntracks_http https://rec.example.com/pub NOT DELIVERING; 7 positions delivered, backlog 4 (800 bytes), 0 dropped\n         last error: the endpoint answered 503"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("1 commands not carried out, the last: action: \"dance\""), "{text}");
+        assert!(s.line().ends_with("; owntracks http not delivering, backlog 4"), "{}", s.line());
+        let again: Status = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
+        assert_eq!(again, s);
+    }
+
+    #[test]
     fn the_text_says_when_events_stay_on_the_van() {
         let mut s = sample();
         s.webhooks.clear();
