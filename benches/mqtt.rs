@@ -12,38 +12,15 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Utc};
-use curbside::gps::{Fix, Mode};
+use chrono::Utc;
 use curbside::outbox::{EndpointFilter, Outbox, RingLimits};
-use curbside::telemetry::rules::Trigger;
 use curbside::telemetry::{EVENT_ENDPOINT, Point, payload};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 
 mod common;
-use common::{dir_size, free_port, peak_rss_kb, spawn_agent};
+use common::{dir_size, free_port, peak_rss_kb, point, spawn_agent};
 
 const TOPIC: &str = "curbside/van-17/position";
-
-fn point(i: i64) -> Point {
-    let t = Utc.with_ymd_and_hms(2026, 11, 20, 6, 0, 0).unwrap() + chrono::Duration::seconds(5 * i);
-    Point {
-        id: Some(uuid::Uuid::now_v7()),
-        tst: t.timestamp(),
-        trigger: Trigger::Distance,
-        fix: Fix {
-            time: Some(t),
-            lat: Some(53.55 + (i % 1000) as f64 * 1e-4),
-            lon: Some(9.99 + (i % 777) as f64 * 1e-4),
-            alt_m: Some(12.3),
-            speed_mps: Some(8.4),
-            course_deg: Some(271.5),
-            mode: Mode::ThreeD,
-            quality: Some(1),
-            sats: Some(11),
-            hdop: Some(0.8),
-        },
-    }
-}
 
 fn mosquitto(dir: &Path, port: u16) -> Child {
     let conf = dir.join("mosquitto.conf");

@@ -12,35 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Utc};
-use curbside::gps::{Fix, Mode};
+use chrono::Utc;
 use curbside::outbox::{Outbox, RingLimits};
-use curbside::telemetry::rules::Trigger;
 use curbside::telemetry::{Point, payload};
 
 mod common;
-use common::{free_port, peak_rss_kb, spawn_agent};
-
-fn point(i: i64) -> Point {
-    let t = Utc.with_ymd_and_hms(2026, 11, 20, 6, 0, 0).unwrap() + chrono::Duration::seconds(5 * i);
-    Point {
-        id: Some(uuid::Uuid::now_v7()),
-        tst: t.timestamp(),
-        trigger: Trigger::Distance,
-        fix: Fix {
-            time: Some(t),
-            lat: Some(53.55 + (i % 1000) as f64 * 1e-4),
-            lon: Some(9.99 + (i % 777) as f64 * 1e-4),
-            alt_m: Some(12.3),
-            speed_mps: Some(8.4),
-            course_deg: Some(271.5),
-            mode: Mode::ThreeD,
-            quality: Some(1),
-            sats: Some(11),
-            hdop: Some(0.8),
-        },
-    }
-}
+use common::{free_port, peak_rss_kb, point, spawn_agent};
 
 /// The endpoint: counts POSTs and answers `[]`.
 async fn endpoint(count: Arc<AtomicU64>) -> std::net::SocketAddr {

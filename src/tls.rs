@@ -1,4 +1,4 @@
-//! TLS for every outbound connection (webhooks, mqtts): rustls with ring as its only crypto
+//! TLS for every outbound connection (webhooks, uploads, OwnTracks HTTP, mqtts): rustls with ring as its only crypto
 //! provider, servers verified against the system's trust store unless a part brings its own CA.
 
 /// Installs ring as rustls' crypto provider (once per process; later calls do nothing).
@@ -21,4 +21,30 @@ pub fn system_roots()
 pub fn trusting_nobody() -> rustls::ClientConfig {
     install_crypto();
     rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth()
+}
+
+/// The HTTP client of a part that sends to the outside (webhooks and uploads, OwnTracks HTTP):
+/// rustls with the system's trust store, no redirects (a 3xx is not a delivery), curbside's
+/// User-Agent. A system without a trust store is an error only when `https` names a URL that
+/// needs one (e.g. `webhook "office"`); plain `http://` works without one.
+pub fn http_client(https: Option<String>) -> anyhow::Result<reqwest::Client> {
+    let tls = match system_roots() {
+        Ok(builder) => builder.with_no_client_auth(),
+        Err(e) => {
+            if let Some(what) = https {
+                anyhow::bail!(
+                    "{what} is https:// but the system's CA certificates cannot be loaded \
+                     (install the ca-certificates package): {e}"
+                );
+            }
+            trusting_nobody()
+        }
+    };
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("curbside/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .build()?)
 }

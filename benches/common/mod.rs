@@ -53,3 +53,27 @@ fn status_kb(pid: u32, field: &str) -> u64 {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// Buffered position number `i` of a van on its round, five seconds apart.
+#[allow(dead_code)] // used by the telemetry benches only
+pub fn point(i: i64) -> curbside::telemetry::Point {
+    use chrono::TimeZone;
+    let t = chrono::Utc.with_ymd_and_hms(2026, 11, 20, 6, 0, 0).unwrap() + chrono::Duration::seconds(5 * i);
+    curbside::telemetry::Point {
+        id: Some(uuid::Uuid::now_v7()),
+        tst: t.timestamp(),
+        trigger: curbside::telemetry::rules::Trigger::Distance,
+        fix: curbside::gps::Fix {
+            time: Some(t),
+            lat: Some(53.55 + (i % 1000) as f64 * 1e-4),
+            lon: Some(9.99 + (i % 777) as f64 * 1e-4),
+            alt_m: Some(12.3),
+            speed_mps: Some(8.4),
+            course_deg: Some(271.5),
+            mode: curbside::gps::Mode::ThreeD,
+            quality: Some(1),
+            sats: Some(11),
+            hdop: Some(0.8),
+        },
+    }
+}

@@ -27,7 +27,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::Value;
@@ -49,24 +48,10 @@ const REMOVE_EVERY: u64 = 64;
 /// The most of an answer read for commands; a longer one is delivered but its commands ignored.
 pub const ANSWER_MAX: usize = 256 * 1024;
 
-/// An HTTP client for the endpoint: rustls with the system's roots, no redirects (a redirect
-/// is not a delivery), no cookies.
+/// The HTTP client for the endpoint ([`crate::tls::http_client`]: no redirects, the system's
+/// roots for `https://`).
 pub fn client(cfg: &OwnTracksHttpConfig) -> anyhow::Result<reqwest::Client> {
-    let tls = match crate::tls::system_roots() {
-        Ok(builder) => builder.with_no_client_auth(),
-        Err(e) if cfg.url.scheme() == "https" => anyhow::bail!(
-            "owntracks_http.url is https:// but the system's CA certificates cannot be loaded \
-             (install the ca-certificates package): {e}"
-        ),
-        Err(_) => crate::tls::trusting_nobody(),
-    };
-    Ok(reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("curbside/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()?)
+    crate::tls::http_client((cfg.url.scheme() == "https").then(|| "owntracks_http.url".to_string()))
 }
 
 /// Runs sampler and sender until shutdown. Never fails because the endpoint is away.

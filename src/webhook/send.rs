@@ -12,32 +12,11 @@ use super::Endpoint;
 use super::format;
 use super::schedule::{self, Outcome};
 
-/// The HTTP client for webhooks: rustls with ring and the system's trust store, no redirects
-/// (3xx is a failure), curbside's User-Agent.
-///
-/// A system without a trust store (no `ca-certificates`) is an error only when one of
-/// `endpoints` is `https://`, naming it; plain `http://` endpoints work without one.
+/// The HTTP client for webhooks and uploads ([`crate::tls::http_client`]). A system without a
+/// trust store is an error only when one of `endpoints` is `https://`, naming it.
 pub fn client<'a>(endpoints: impl IntoIterator<Item = &'a Endpoint>) -> anyhow::Result<reqwest::Client> {
-    let tls = match crate::tls::system_roots() {
-        Ok(builder) => builder.with_no_client_auth(),
-        Err(e) => {
-            if let Some(ep) = endpoints.into_iter().find(|ep| ep.url.scheme() == "https") {
-                anyhow::bail!(
-                    "webhook {:?} is https:// but the system's CA certificates cannot be loaded \
-                     (install the ca-certificates package): {e}",
-                    ep.name
-                );
-            }
-            crate::tls::trusting_nobody()
-        }
-    };
-    Ok(reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("curbside/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()?)
+    let https = endpoints.into_iter().find(|ep| ep.url.scheme() == "https").map(|ep| format!("webhook {:?}", ep.name));
+    crate::tls::http_client(https)
 }
 
 /// Builds the request for one attempt: body, Standard Webhooks headers, auth.
