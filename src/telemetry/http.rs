@@ -108,7 +108,7 @@ impl Sender {
                 tokio::select! {
                     p = points.recv() => match p {
                         Some(p) => super::store(&self.deps, &p),
-                        None => return,
+                        None => return self.keep_all(&mut cursor, &mut points),
                     },
                     _ = shutdown.cancelled() => return self.keep_all(&mut cursor, &mut points),
                 }
@@ -168,7 +168,7 @@ impl Sender {
                     _ = tokio::time::sleep_until(until) => break,
                     p = points.recv() => match p {
                         Some(p) => super::store(&self.deps, &p),
-                        None => return,
+                        None => return self.keep_all(&mut cursor, &mut points),
                     },
                     _ = shutdown.cancelled() => return self.keep_all(&mut cursor, &mut points),
                 }
