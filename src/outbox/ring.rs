@@ -44,7 +44,7 @@ impl Default for RingLimits {
 /// A point read back from the ring.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RingPoint {
-    /// Ring sequence (for [`Outbox::ring_remove_through`]).
+    /// Ring sequence (for [`Ring::remove_through`]).
     pub seq: u64,
     /// Unix seconds of the point.
     pub tst: i64,

@@ -100,7 +100,7 @@ impl Shared {
 }
 
 /// Serves `router` on `listener` under `limits` until `shutdown`, then gives open connections
-/// [`DRAIN`] to finish.
+/// `DRAIN` to finish.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
