@@ -5,6 +5,8 @@
 //! [`Outbox::replace_stops_from_message`]). A bad list replaces nothing and is counted and
 //! logged with the field at fault; an empty payload (the retained message cleared) is ignored.
 //! Counters are updated once a message is dealt with, so `stops_received` says it is done.
+//! An OwnTracks `setWaypoints` (over MQTT's `…/cmd`, or in an OwnTracks HTTP answer) comes this
+//! way too, as the list it describes.
 
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
