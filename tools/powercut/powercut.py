@@ -31,6 +31,7 @@ import http.server
 import json
 import random
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -169,11 +170,12 @@ name = "powercut"
 url = "http://10.0.2.2:{hook_port}/hook"
 timeout = "5s"
 retry_schedule = ["1s"]
-[mqtt]
-url = "mqtt://10.0.2.2:{mqtt_port}"
+[positions]
 interval_moving_min = "1s"
 interval_moving_max = "2s"
 distance_m = 5.0
+[mqtt]
+url = "mqtt://10.0.2.2:{mqtt_port}"
 """.encode()
 
 
@@ -201,6 +203,14 @@ def main() -> int:
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     initrd = work / "initrd.gz"
     extra = {"etc/curbside.toml": config(receiver.server_address[1], vvan.free_port())}
+    # The guest's config, checked by this binary before any guest boots: a config the agent
+    # refuses would otherwise show only as twenty agents that never answer.
+    checked = work / "curbside.toml"
+    checked.write_bytes(extra["etc/curbside.toml"])
+    check = subprocess.run([str(binary), "config", "check", str(checked)], capture_output=True, text=True)
+    if check.returncode != 0:
+        print(f"powercut: the guest's config is refused: {check.stderr.strip()}", file=sys.stderr)
+        return 2
     kernel = vvan.build_initramfs(work / "cache", binary, initrd, extra)
     disk = work / "state.raw"
     vvan.make_disk(disk)
