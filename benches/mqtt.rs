@@ -12,13 +12,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use curbside::outbox::{EndpointFilter, Outbox, RingLimits};
-use curbside::telemetry::{EVENT_ENDPOINT, Point, payload};
+use curbside::outbox::EndpointFilter;
+use curbside::telemetry::{EVENT_ENDPOINT, payload};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 
 mod common;
-use common::{dir_size, free_port, peak_rss_kb, point, spawn_agent};
+use common::{buffer, dir_size, free_port, peak_rss_kb, spawn_agent};
 
 const TOPIC: &str = "curbside/van-17/position";
 
@@ -80,21 +79,8 @@ async fn main() {
     let dir = tempfile::tempdir_in(base).unwrap();
     let state = dir.path().join("state");
 
-    // Buffer n positions in the store, as a van out of coverage would.
-    let points: Vec<Point> = (0..n).map(point).collect();
-    {
-        let outbox =
-            Outbox::open(&state, vec![EndpointFilter { name: EVENT_ENDPOINT.into(), events: None, files_only: false }])
-                .unwrap();
-        let limits = RingLimits { max_points: n as u64, max_bytes: u64::MAX, max_age: Duration::from_secs(1 << 40) };
-        let now = Utc::now().timestamp();
-        for p in &points {
-            outbox.ring().push(p.tst, &serde_json::to_vec(p).unwrap(), limits, now).unwrap();
-        }
-        outbox.flush().await.unwrap();
-        assert_eq!(outbox.ring().stats().points, n as u64);
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await; // sled's threads let go of the lock
+    let filters = vec![EndpointFilter { name: EVENT_ENDPOINT.into(), events: None, files_only: false }];
+    let points = buffer(&state, n, filters).await;
     let size_before = dir_size(&state);
 
     let broker_port = free_port();

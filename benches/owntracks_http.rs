@@ -12,12 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use curbside::outbox::{Outbox, RingLimits};
-use curbside::telemetry::{Point, payload};
+use curbside::telemetry::payload;
 
 mod common;
-use common::{free_port, peak_rss_kb, point, spawn_agent};
+use common::{buffer, free_port, peak_rss_kb, spawn_agent};
 
 /// The endpoint: counts POSTs and answers `[]`.
 async fn endpoint(count: Arc<AtomicU64>) -> std::net::SocketAddr {
@@ -47,17 +45,7 @@ async fn main() {
     let dir = tempfile::tempdir_in(base).unwrap();
     let state = dir.path().join("state");
 
-    let points: Vec<Point> = (0..n).map(point).collect();
-    {
-        let outbox = Outbox::open(&state, vec![]).unwrap();
-        let limits = RingLimits { max_points: n as u64, max_bytes: u64::MAX, max_age: Duration::from_secs(1 << 40) };
-        let now = Utc::now().timestamp();
-        for p in &points {
-            outbox.ring().push(p.tst, &serde_json::to_vec(p).unwrap(), limits, now).unwrap();
-        }
-        outbox.flush().await.unwrap();
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await; // sled's threads let go of the lock
+    let points = buffer(&state, n, vec![]).await;
 
     let count = Arc::new(AtomicU64::new(0));
     let addr = endpoint(count.clone()).await;

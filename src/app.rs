@@ -225,16 +225,22 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
             webhook::run(ep, deps, shutdown).await.with_context(|| format!("webhook {name} failed"))
         });
     }
+    // What either telemetry transport gets; MQTT adds its event stream and the files' URLs.
+    let telemetry_deps = |status| telemetry::Deps {
+        outbox: outbox.clone(),
+        latest: latest.clone(),
+        clock: clock.clone(),
+        status,
+        events: Arc::default(),
+        public: None,
+        default_radius_m: config.stops.radius_m,
+        positions: config.positions.clone(),
+    };
     if let Some((m, options, status)) = mqtt {
         let deps = telemetry::Deps {
-            outbox: outbox.clone(),
-            latest: latest.clone(),
-            clock: clock.clone(),
-            status,
             events: outbox.waker(telemetry::EVENT_ENDPOINT).context("the outbox has no MQTT event endpoint")?,
             public: pod.upload.as_ref().map(|u| u.public.clone()),
-            default_radius_m: config.stops.radius_m,
-            positions: config.positions.clone(),
+            ..telemetry_deps(status)
         };
         let (shutdown, vehicle_id) = (shutdown.clone(), config.vehicle_id.clone());
         parts.spawn_watched("mqtt", async move {
@@ -242,16 +248,7 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
         });
     }
     if let Some((h, client, status)) = owntracks_http {
-        let deps = telemetry::Deps {
-            outbox: outbox.clone(),
-            latest: latest.clone(),
-            clock: clock.clone(),
-            status,
-            events: Arc::default(),
-            public: None,
-            default_radius_m: config.stops.radius_m,
-            positions: config.positions.clone(),
-        };
+        let deps = telemetry_deps(status);
         let (shutdown, vehicle_id) = (shutdown.clone(), config.vehicle_id.clone());
         parts.spawn_watched("owntracks_http", async move {
             telemetry::http::run(h, client, vehicle_id, deps, shutdown).await.context("owntracks http failed")

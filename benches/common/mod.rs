@@ -77,3 +77,30 @@ pub fn point(i: i64) -> curbside::telemetry::Point {
         },
     }
 }
+
+/// Buffers positions 0..n in the telemetry ring of the store at `state` (with these endpoints),
+/// as a van out of coverage would, and waits for sled to let go of the store. Returns them.
+#[allow(dead_code)] // used by the telemetry benches only
+pub async fn buffer(
+    state: &Path,
+    n: i64,
+    endpoints: Vec<curbside::outbox::EndpointFilter>,
+) -> Vec<curbside::telemetry::Point> {
+    let points: Vec<_> = (0..n).map(point).collect();
+    {
+        let outbox = curbside::outbox::Outbox::open(state, endpoints).unwrap();
+        let limits = curbside::outbox::RingLimits {
+            max_points: n as u64,
+            max_bytes: u64::MAX,
+            max_age: std::time::Duration::from_secs(1 << 40),
+        };
+        let now = chrono::Utc::now().timestamp();
+        for p in &points {
+            outbox.ring().push(p.tst, &serde_json::to_vec(p).unwrap(), limits, now).unwrap();
+        }
+        outbox.flush().await.unwrap();
+        assert_eq!(outbox.ring().stats().points, n as u64);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await; // sled's threads let go of the lock
+    points
+}
