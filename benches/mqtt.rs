@@ -17,7 +17,7 @@ use curbside::telemetry::{EVENT_ENDPOINT, payload};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 
 mod common;
-use common::{buffer, dir_size, free_port, peak_rss_kb, spawn_agent};
+use common::{STALL, Stall, buffer, dir_size, free_port, peak_rss_kb, spawn_agent};
 
 const TOPIC: &str = "curbside/van-17/position";
 
@@ -60,7 +60,10 @@ async fn bare(port: u16, bodies: Vec<Vec<u8>>) -> Duration {
     });
     let mut acked = 0;
     while acked < n {
-        if let Event::Incoming(Incoming::PubAck(_)) = eventloop.poll().await.expect("broker connection") {
+        let Ok(event) = tokio::time::timeout(STALL, eventloop.poll()).await else {
+            panic!("bare rumqttc loop: nothing from the broker for {STALL:?} ({acked} of {n} acked)");
+        };
+        if let Event::Incoming(Incoming::PubAck(_)) = event.expect("broker connection") {
             acked += 1;
         }
     }
@@ -109,6 +112,7 @@ async fn main() {
     let pid = agent.id();
     let mut peak = 0;
     let status = format!("http://{api}/api/v1/status");
+    let mut stall = Stall::new("the agent to publish its backlog");
     loop {
         let left = match http.get(&status).send().await {
             Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| v["mqtt"]["backlog"]["points"].as_u64()),
@@ -118,7 +122,11 @@ async fn main() {
         if left == Some(0) {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(900), "backlog too slow: {left:?} left");
+        if let Err(e) = stall.check(left) {
+            let _ = agent.kill();
+            let _ = broker.kill();
+            panic!("{e}");
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let took = t.elapsed();

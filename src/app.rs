@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::api::{self, Api};
 use crate::config::Config;
-use crate::gps::clock::Clock;
+use crate::gps::clock::{Clock, Wall};
 use crate::gps::latest::LatestFix;
 use crate::gps::source;
 use crate::health::{self, Health, Notifier, watched};
@@ -29,6 +29,8 @@ use crate::webhook::{self, WebhookStatus};
 const GRACE: Duration = Duration::from_secs(5);
 /// How often `clock.set_system_time` checks the system clock against GPS time.
 const CLOCK_EVERY: Duration = Duration::from_secs(10);
+/// How often the week-old idempotency keys' prune looks for GPS time until it has some.
+const PRUNE_WAIT: Duration = Duration::from_secs(5);
 /// How often the agent logs a one-line summary of the GPS.
 const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 /// How often the agent looks at whether its store is worth compacting (see `outbox::compact`).
@@ -86,9 +88,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     start_supervised(config, Supervision::default()).await
 }
 
+/// As [`start`], reading the system clock through `wall` (a test makes it jump days ahead or
+/// behind, as a Pi's clock does after a `fake-hwclock` restore).
+pub async fn start_with_wall(config: Config, wall: Wall) -> anyhow::Result<Running> {
+    build(config, Supervision::default(), wall).await
+}
+
 /// As [`start`], telling systemd `READY=1` once every part runs, a `STATUS=` line every 10 s,
 /// and `WATCHDOG=1` only while every main loop is alive (see [`health`]).
 pub async fn start_supervised(config: Config, supervision: Supervision) -> anyhow::Result<Running> {
+    build(config, supervision, Wall::system()).await
+}
+
+async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::Result<Running> {
     let mut filters: Vec<EndpointFilter> = config
         .webhooks
         .iter()
@@ -133,7 +145,7 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
         .await
         .with_context(|| format!("cannot listen on {} (api.listen)", config.api.listen))?;
     let api_addr = listener.local_addr()?;
-    let latest = LatestFix::new(config.gps.stale_after);
+    let latest = LatestFix::with_wall(config.gps.stale_after, wall);
     let clock = Clock::new(latest.clone(), config.gps.max_clock_skew);
     let client =
         webhook::client(config.webhooks.iter().map(|e| &**e).chain(config.pod.upload.as_ref().map(|u| &*u.endpoint)))?;
@@ -255,6 +267,29 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
         });
     }
     {
+        // Idempotency keys and job history are kept a week as GPS time counts it: the prune
+        // waits for the receiver's first time (see `Clock::confirmed_now`).
+        let (outbox, clock, shutdown) = (outbox.clone(), clock.clone(), shutdown.clone());
+        parts.set.spawn(async move {
+            let now = loop {
+                if let Some(t) = clock.confirmed_now() {
+                    break t;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(PRUNE_WAIT) => {}
+                    _ = shutdown.cancelled() => return Ok(()),
+                }
+            };
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = outbox.prune_idempotency(now) {
+                    tracing::warn!(error = %e, "could not prune old idempotency keys");
+                }
+            })
+            .await?;
+            Ok(())
+        });
+    }
+    {
         let (latest, shutdown) = (latest.clone(), shutdown.clone());
         parts.spawn_watched("summary", async move {
             summarise(latest, clock, shutdown).await;
@@ -299,9 +334,6 @@ pub async fn start_supervised(config: Config, supervision: Supervision) -> anyho
         let uploads_removed = config.pod.upload.is_none();
         parts.set.spawn(async move {
             tokio::task::spawn_blocking(move || {
-                if let Err(e) = outbox.prune_idempotency() {
-                    tracing::warn!(error = %e, "could not prune old idempotency keys");
-                }
                 if uploads_removed {
                     // Files of a removed upload target stay on the van; their webhooks no longer wait.
                     match outbox.forget_endpoint(UPLOAD_ENDPOINT) {

@@ -18,6 +18,47 @@ pub fn dir_size(p: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// How long a benchmark waits for progress before it gives up.
+#[allow(dead_code)] // used by the telemetry benches only
+pub const STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A benchmark's wait for a figure that should keep moving (points left, points received): it
+/// gives up with a message saying what stalled, where, and for how long, once the figure has not
+/// changed for [`STALL`], instead of hanging.
+#[allow(dead_code)] // used by the telemetry benches only
+pub struct Stall {
+    what: &'static str,
+    last: Option<u64>,
+    since: std::time::Instant,
+}
+
+#[allow(dead_code)] // used by the telemetry benches only
+impl Stall {
+    /// Waiting for `what` (a phrase: "the agent's backlog to drain").
+    pub fn new(what: &'static str) -> Stall {
+        Stall { what, last: None, since: std::time::Instant::now() }
+    }
+
+    /// The figure now; an error naming what stalled once it has not moved for [`STALL`].
+    pub fn check(&mut self, figure: Option<u64>) -> Result<(), String> {
+        if figure != self.last {
+            self.last = figure;
+            self.since = std::time::Instant::now();
+            return Ok(());
+        }
+        if self.since.elapsed() < STALL {
+            return Ok(());
+        }
+        Err(format!(
+            "gave up waiting for {}: stuck at {} for {} s (a backlog older than the agent's age limit, \
+             or a peer that stopped answering)",
+            self.what,
+            figure.map_or("no answer".into(), |f| f.to_string()),
+            STALL.as_secs()
+        ))
+    }
+}
+
 /// Starts the real binary on `config`, quiet.
 pub fn spawn_agent(config: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_curbside"))
@@ -54,11 +95,17 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Buffered position number `i` of a van on its round, five seconds apart.
+/// Buffered position number `i` of a van on its round, five seconds apart from six days before
+/// the run (100,000 of them end five hours before it): inside the backlog's 7-day age limit on
+/// whatever day the benchmark runs.
 #[allow(dead_code)] // used by the telemetry benches only
 pub fn point(i: i64) -> curbside::telemetry::Point {
-    use chrono::TimeZone;
-    let t = chrono::Utc.with_ymd_and_hms(2026, 11, 20, 6, 0, 0).unwrap() + chrono::Duration::seconds(5 * i);
+    static START: std::sync::OnceLock<chrono::DateTime<chrono::Utc>> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| {
+        let t = chrono::Utc::now() - chrono::Duration::days(6);
+        t - chrono::Duration::nanoseconds(t.timestamp_subsec_nanos().into())
+    });
+    let t = start + chrono::Duration::seconds(5 * i);
     curbside::telemetry::Point {
         id: Some(uuid::Uuid::now_v7()),
         tst: t.timestamp(),
@@ -94,9 +141,8 @@ pub async fn buffer(
             max_bytes: u64::MAX,
             max_age: std::time::Duration::from_secs(1 << 40),
         };
-        let now = chrono::Utc::now().timestamp();
         for p in &points {
-            outbox.ring().push(p.tst, &serde_json::to_vec(p).unwrap(), limits, now).unwrap();
+            outbox.ring().push(p.tst, &serde_json::to_vec(p).unwrap(), limits, Some(p.tst)).unwrap();
         }
         outbox.flush().await.unwrap();
         assert_eq!(outbox.ring().stats().points, n as u64);

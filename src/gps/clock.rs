@@ -2,6 +2,8 @@
 //! trusted. A Raspberry Pi has no RTC: it boots on the time it last saved, and keeps it until NTP
 //! answers, which in a van with no signal may be never.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -36,6 +38,33 @@ pub fn floor() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().unwrap_or_default()
 }
 
+/// The system clock (`CLOCK_REALTIME`) as the agent reads it. Every reading the GPS side and
+/// [`Clock`] take goes through one of these, so that a test can make it jump days ahead or
+/// behind, as a Pi's clock does after a `fake-hwclock` restore or a bad NTP answer. Clones share
+/// one offset; the default is the system clock as it is.
+#[derive(Debug, Clone, Default)]
+pub struct Wall {
+    /// Milliseconds added to every reading (only ever set by [`Wall::jump`]).
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl Wall {
+    /// The system clock, read as it is.
+    pub fn system() -> Self {
+        Self::default()
+    }
+
+    /// Now by this clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// Moves every later reading by `by` (ahead when positive): a clock that jumped.
+    pub fn jump(&self, by: chrono::Duration) {
+        self.offset_ms.fetch_add(by.num_milliseconds(), Ordering::Relaxed);
+    }
+}
+
 /// Decides whether the system clock can be trusted: it must not be before [`floor`], and when
 /// the receiver has given a plausible UTC, it must agree with it within `max_skew`.
 pub fn judge(system_now: DateTime<Utc>, gps: Option<&Received>, max_skew: Duration) -> ClockStatus {
@@ -68,14 +97,27 @@ impl Clock {
 
     /// The system clock's verdict now.
     pub fn status(&self) -> ClockStatus {
-        judge(Utc::now(), self.latest.last().as_ref(), self.max_skew)
+        judge(self.latest.wall().now(), self.latest.last().as_ref(), self.max_skew)
+    }
+
+    /// Now as GPS time has confirmed it in this run, for what is thrown away by age (the
+    /// telemetry backlog's `backlog_max_age`, idempotency keys and job history after a week): the
+    /// GPS time of the last epoch received, carried forward by the monotonic clock. `None` until
+    /// this run has had plausible GPS time. The system clock alone never ages anything: a Pi
+    /// boots on the time it last saved (`fake-hwclock`) or on whatever NTP last said, and one
+    /// reading days ahead would drop a whole backlog as old, while nothing is lost by waiting
+    /// for the receiver (the backlog stays bounded by its point and byte limits meanwhile).
+    pub fn confirmed_now(&self) -> Option<DateTime<Utc>> {
+        let last = self.latest.last()?;
+        let t = last.fix.time.filter(|t| *t >= floor())?;
+        Some(t + chrono::Duration::from_std(last.age()).ok()?)
     }
 
     /// Now, and where it came from: the system clock when trusted, otherwise GPS time carried
     /// forward by the monotonic clock; the untrusted system clock only when there is no GPS time.
     pub fn now(&self) -> (DateTime<Utc>, ClockSource) {
         let last = self.latest.last();
-        let system = Utc::now();
+        let system = self.latest.wall().now();
         if judge(system, last.as_ref(), self.max_skew).trusted {
             return (system, ClockSource::System);
         }
@@ -122,7 +164,7 @@ pub async fn keep_system_time(
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        let system = Utc::now();
+        let system = latest.wall().now();
         let Some(to) = correction(system, latest.live().as_ref(), max_skew) else { continue };
         match set(to) {
             Ok(()) => tracing::warn!(was = %system, now = %to, "system clock set from GPS time"),
@@ -199,6 +241,28 @@ mod tests {
         let calls = set.lock().unwrap().clone();
         assert_eq!(calls.len(), 3, "at 0, 10 and 20 s: {calls:?}");
         assert!((calls[0] - gps_time).num_seconds().abs() <= 1, "set to GPS time: {calls:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_gps_time_confirms_now_never_a_system_clock_that_jumped() {
+        let wall = Wall::system();
+        let latest = LatestFix::with_wall(Duration::from_secs(10), wall.clone());
+        let clock = Clock::new(latest.clone(), Duration::from_secs(2));
+        assert_eq!(clock.confirmed_now(), None, "no GPS time yet: nothing to age against");
+        let gps_time = Utc::now();
+        let fix = Fix { time: Some(gps_time), mode: Mode::ThreeD, lat: Some(1.0), lon: Some(1.0), ..Fix::default() };
+        latest.publish(fix.clone());
+        // The receiver goes quiet, then the system clock jumps ten days ahead: the clock still
+        // trusts it (the last fix agreed), but GPS time carried forward is what confirms now.
+        wall.jump(chrono::Duration::days(10));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(clock.now().1, ClockSource::System);
+        assert!(clock.now().0 - gps_time > chrono::Duration::days(9), "stamps follow the trusted system clock");
+        assert_eq!(clock.confirmed_now(), Some(gps_time + chrono::Duration::seconds(30)));
+        // Week-rollover time (before the floor) confirms nothing.
+        let rolled = Utc.with_ymd_and_hms(2007, 3, 1, 0, 0, 0).unwrap();
+        latest.publish(Fix { time: Some(rolled), ..fix });
+        assert_eq!(clock.confirmed_now(), None);
     }
 
     #[test]

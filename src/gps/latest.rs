@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::clock::Wall;
 use super::decoder::DecodeStats;
 use super::fix::Fix;
 use super::moving::MovingSpeed;
@@ -55,17 +56,29 @@ pub struct GpsState {
 pub struct LatestFix {
     tx: Arc<watch::Sender<GpsState>>,
     stale_after: Duration,
+    wall: Wall,
 }
 
 impl LatestFix {
     /// A handle with no fix yet; a fix older than `stale_after` is not live.
     pub fn new(stale_after: Duration) -> Self {
-        Self { tx: Arc::new(watch::Sender::new(GpsState::default())), stale_after }
+        Self::with_wall(stale_after, Wall::system())
+    }
+
+    /// As [`LatestFix::new`], reading the system clock through `wall` (which a test can make
+    /// jump); [`super::clock::Clock`] reads it from here too.
+    pub fn with_wall(stale_after: Duration, wall: Wall) -> Self {
+        Self { tx: Arc::new(watch::Sender::new(GpsState::default())), stale_after, wall }
+    }
+
+    /// The system clock as this handle reads it.
+    pub fn wall(&self) -> &Wall {
+        &self.wall
     }
 
     /// Publishes a new epoch.
     pub fn publish(&self, fix: Fix) {
-        let received = Received { fix, at: Instant::now(), system_at: Utc::now() };
+        let received = Received { fix, at: Instant::now(), system_at: self.wall.now() };
         self.tx.send_modify(|s| {
             if received.fix.position().is_some() {
                 s.moving.feed(received.at, received.fix.speed_mps);

@@ -60,7 +60,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::Notify;
@@ -302,12 +302,13 @@ impl Outbox {
         Ok(Outbox { inner: Arc::new(inner) })
     }
 
-    /// Forgets idempotency keys older than a week (a tap retried later is a new tap). Reads
-    /// the whole `idem` tree, so the agent runs it in the background after start.
-    pub fn prune_idempotency(&self) -> Result<(), OutboxError> {
+    /// Forgets idempotency keys and job history older than a week before `now` (a tap retried
+    /// later is a new tap). Reads the whole `idem` tree, so the agent runs it in the background,
+    /// once GPS time has confirmed `now`.
+    pub fn prune_idempotency(&self, now: DateTime<Utc>) -> Result<(), OutboxError> {
         let i = &self.inner;
         // Idempotency keys answer retries for a week; a tap retried later is a new tap.
-        let cutoff = Utc::now() - chrono::Duration::days(IDEM_KEEP_DAYS);
+        let cutoff = now - chrono::Duration::days(IDEM_KEEP_DAYS);
         for kv in i.idem.iter() {
             let (k, v) = kv?;
             let old = decode::<StatusEvent>(&v).map(|e| e.occurred_at < cutoff).unwrap_or(true);

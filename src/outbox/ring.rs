@@ -196,9 +196,10 @@ impl Ring {
     }
 
     /// Appends a point at the back, then drops the oldest points while any limit is exceeded
-    /// (`now` in unix seconds, for the age limit). Returns how many were dropped. A full disk
+    /// (`now` in unix seconds, for the age limit; `None` when no clock can be trusted to age
+    /// anything: the age limit then waits, the others hold). Returns how many were dropped. A full disk
     /// drops the new point (counted) rather than failing: telemetry is shed first.
-    pub fn push(&self, tst: i64, payload: &[u8], limits: RingLimits, now: i64) -> Result<u64, OutboxError> {
+    pub fn push(&self, tst: i64, payload: &[u8], limits: RingLimits, now: Option<i64>) -> Result<u64, OutboxError> {
         let tree = &self.0.inner.telemetry;
         let mut s = self.state();
         let seq = s.ends.map_or(s.next, |(_, b)| b + 1);
@@ -235,7 +236,7 @@ impl Ring {
                 (seq, seq)
             }
         });
-        let min_tst = now.saturating_sub(limits.max_age.as_secs() as i64);
+        let min_tst = now.map_or(i64::MIN, |n| n.saturating_sub(limits.max_age.as_secs() as i64));
         let mut dropped = 0;
         loop {
             let st = s.stats();
@@ -329,7 +330,7 @@ mod tests {
         {
             let o = open(dir.path());
             for i in 0..5 {
-                assert_eq!(o.ring().push(NOW + i, format!("p{i}").as_bytes(), unlimited(), NOW).unwrap(), 0);
+                assert_eq!(o.ring().push(NOW + i, format!("p{i}").as_bytes(), unlimited(), Some(NOW)).unwrap(), 0);
             }
             let all = o.ring().after(None, 10).unwrap();
             assert_eq!(all.iter().map(|p| p.payload.clone()).collect::<Vec<_>>(), [b"p0", b"p1", b"p2", b"p3", b"p4"]);
@@ -343,11 +344,11 @@ mod tests {
         assert_eq!((st.points, st.oldest_tst, st.bytes), (3, Some(NOW + 2), 3 * (HEADER as u64 + 2)));
         assert_eq!(tsts(&o), [NOW + 2, NOW + 3, NOW + 4]);
         // New points continue after the old ones, and removing past the back empties it.
-        o.ring().push(NOW + 5, b"p5", unlimited(), NOW).unwrap();
+        o.ring().push(NOW + 5, b"p5", unlimited(), Some(NOW)).unwrap();
         assert_eq!(tsts(&o), [NOW + 2, NOW + 3, NOW + 4, NOW + 5]);
         o.ring().remove_through(u64::MAX).unwrap();
         assert_eq!(o.ring().stats(), RingStats { dropped: 0, ..RingStats::default() });
-        o.ring().push(NOW + 6, b"p6", unlimited(), NOW).unwrap();
+        o.ring().push(NOW + 6, b"p6", unlimited(), Some(NOW)).unwrap();
         assert_eq!((tsts(&o), o.ring().stats().bytes), (vec![NOW + 6], HEADER as u64 + 2));
     }
 
@@ -362,7 +363,7 @@ mod tests {
         let by_count = RingLimits { max_points: 3, ..unlimited() };
         let mut dropped = 0;
         for i in 0..10 {
-            dropped += o.ring().push(NOW + i, b"x", by_count, NOW).unwrap();
+            dropped += o.ring().push(NOW + i, b"x", by_count, Some(NOW)).unwrap();
         }
         assert_eq!((dropped, tsts(&o)), (7, vec![NOW + 7, NOW + 8, NOW + 9]));
 
@@ -370,7 +371,7 @@ mod tests {
         let by_bytes = RingLimits { max_bytes: 4 * (HEADER as u64 + 3), ..unlimited() };
         o.ring().remove_through(u64::MAX).unwrap();
         for i in 0..5 {
-            o.ring().push(NOW + i, b"abc", by_bytes, NOW).unwrap();
+            o.ring().push(NOW + i, b"abc", by_bytes, Some(NOW)).unwrap();
         }
         assert_eq!(tsts(&o), [NOW + 1, NOW + 2, NOW + 3, NOW + 4]);
         assert_eq!(o.ring().stats().bytes, 4 * (HEADER as u64 + 3));
@@ -378,10 +379,10 @@ mod tests {
         // A week-old point goes when the next one arrives.
         let by_age = RingLimits { max_age: Duration::from_secs(3600), ..unlimited() };
         o.ring().remove_through(u64::MAX).unwrap();
-        o.ring().push(NOW - 7200, b"old", by_age, NOW - 7200).unwrap();
-        o.ring().push(NOW - 5000, b"mid", by_age, NOW - 5000).unwrap();
-        assert_eq!(o.ring().push(NOW - 1800, b"half", by_age, NOW - 1800).unwrap(), 1);
-        assert_eq!(o.ring().push(NOW, b"new", by_age, NOW).unwrap(), 1);
+        o.ring().push(NOW - 7200, b"old", by_age, Some(NOW - 7200)).unwrap();
+        o.ring().push(NOW - 5000, b"mid", by_age, Some(NOW - 5000)).unwrap();
+        assert_eq!(o.ring().push(NOW - 1800, b"half", by_age, Some(NOW - 1800)).unwrap(), 1);
+        assert_eq!(o.ring().push(NOW, b"new", by_age, Some(NOW)).unwrap(), 1);
         assert_eq!(tsts(&o), [NOW - 1800, NOW]);
         assert_eq!(o.ring().stats().dropped, 10);
         futures_flush(&o);
@@ -390,11 +391,26 @@ mod tests {
     }
 
     #[test]
+    fn without_a_trusted_now_the_age_limit_waits_and_the_others_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = open(dir.path());
+        let limits = RingLimits { max_age: Duration::from_secs(3600), max_points: 3, ..unlimited() };
+        let month_ago = NOW - 30 * 86_400;
+        for i in 0..4 {
+            assert_eq!(o.ring().push(month_ago + i, b"old", limits, None).unwrap(), u64::from(i == 3));
+        }
+        assert_eq!(tsts(&o), [month_ago + 1, month_ago + 2, month_ago + 3], "the count limit holds");
+        // A trusted now arrives with the next point: the month-old ones go.
+        assert_eq!(o.ring().push(NOW, b"new", limits, Some(NOW)).unwrap(), 3);
+        assert_eq!(tsts(&o), [NOW]);
+    }
+
+    #[test]
     fn a_point_bigger_than_the_byte_limit_is_dropped_itself() {
         let dir = tempfile::tempdir().unwrap();
         let o = open(dir.path());
         let tiny = RingLimits { max_bytes: 10, ..unlimited() };
-        assert_eq!(o.ring().push(NOW, b"too big for ten bytes", tiny, NOW).unwrap(), 1);
+        assert_eq!(o.ring().push(NOW, b"too big for ten bytes", tiny, Some(NOW)).unwrap(), 1);
         assert_eq!(o.ring().stats(), RingStats { dropped: 1, ..RingStats::default() });
     }
 }

@@ -180,8 +180,7 @@ impl Sender {
     /// `cursor.ahead` until it is); unreadable ones and ones past the age limit are passed over
     /// (and leave the ring with the delivered ones).
     fn next(&self, cursor: &mut Cursor) -> Option<(u64, Point)> {
-        let oldest_kept =
-            self.deps.clock.now().0.timestamp().saturating_sub(self.deps.positions.backlog.max_age.as_secs() as i64);
+        let oldest_kept = super::oldest_kept(&self.deps);
         loop {
             if cursor.ahead.is_empty() {
                 match self.deps.outbox.ring().after(cursor.read, READ_AHEAD) {

@@ -208,10 +208,20 @@ pub(crate) fn command(deps: &Deps, stops: &mpsc::Sender<Vec<u8>>, payload: &[u8]
     }
 }
 
+/// The oldest `tst` a backlogged point may have and still be sent: `backlog_max_age` before now
+/// as GPS time confirms it ([`Clock::confirmed_now`](crate::gps::clock::Clock::confirmed_now)).
+/// Before this run has had GPS time, every point may be sent: the system clock alone is not
+/// trusted to call a backlog old.
+pub(crate) fn oldest_kept(deps: &Deps) -> i64 {
+    deps.clock
+        .confirmed_now()
+        .map_or(i64::MIN, |t| t.timestamp().saturating_sub(deps.positions.backlog.max_age.as_secs() as i64))
+}
+
 /// Puts a point in the ring (bounded by `[positions]`: the oldest go when it is full).
 pub(crate) fn store(deps: &Deps, p: &Point) {
     let Ok(bytes) = serde_json::to_vec(p) else { return };
-    let now = deps.clock.now().0.timestamp();
+    let now = deps.clock.confirmed_now().map(|t| t.timestamp());
     match deps.outbox.ring().push(p.tst, &bytes, deps.positions.backlog, now) {
         Ok(0) => {}
         Ok(n) => tracing::debug!(dropped = n, "telemetry backlog full: oldest positions dropped"),

@@ -389,8 +389,7 @@ impl Publisher {
                 conn.publish(&self.topics.event, QoS::AtLeastOnce, false, body, Item::Event(seq))?;
             }
         }
-        let now = self.deps.clock.now().0.timestamp();
-        let oldest = now.saturating_sub(self.deps.positions.backlog.max_age.as_secs() as i64);
+        let oldest = super::oldest_kept(&self.deps);
         while conn.window < WINDOW {
             if conn.backlog.is_empty() && !conn.backlog_done {
                 let more = o.ring().after(conn.backlog_read, READ_AHEAD).map_err(|e| format!("telemetry ring: {e}"))?;

@@ -5,6 +5,7 @@ mod api_abuse;
 mod api_input;
 mod browser;
 mod cli;
+mod clock_jump;
 mod common;
 mod crash;
 mod demo;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use curbside::gps::{Fix, Mode};
 use serde_json::{Value, json};
 
@@ -37,8 +37,15 @@ pub(crate) fn mqtt_with(broker: std::net::SocketAddr, positions: &str, extra: &s
 pub(crate) const DENSE: &str =
     "[positions]\ninterval_moving_min = \"0s\"\ninterval_moving_max = \"1s\"\ndistance_m = 1.0\n";
 
+/// When fix 0 was taken: an hour before the suite started, to the second, so that no fixture
+/// meets an age limit whatever the day (GPS time an hour off the system clock: the agent stamps
+/// with GPS time, as it does whenever the two disagree).
 pub(crate) fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap()
+    static T0: std::sync::OnceLock<DateTime<Utc>> = std::sync::OnceLock::new();
+    *T0.get_or_init(|| {
+        let now = Utc::now() - chrono::Duration::hours(1);
+        now - chrono::Duration::nanoseconds(now.timestamp_subsec_nanos().into())
+    })
 }
 
 /// Fix number `i` of a van driving north at 11 m/s, one second apart.
@@ -342,7 +349,7 @@ async fn a_live_position_overtakes_a_long_backlog() {
                 trigger: Trigger::Distance,
                 fix: fix(i),
             };
-            outbox.ring().push(p.tst, &serde_json::to_vec(&p).unwrap(), Default::default(), p.tst).unwrap();
+            outbox.ring().push(p.tst, &serde_json::to_vec(&p).unwrap(), Default::default(), Some(p.tst)).unwrap();
         }
         outbox.flush().await.unwrap();
     }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use curbside::app::{self, Running};
 use curbside::config::Config;
+use curbside::gps::clock::Wall;
 use serde_json::Value;
 
 /// A running in-process agent and its state directory.
@@ -55,6 +56,13 @@ pub async fn start_with_gps(dir: tempfile::TempDir, gps: &str, extra: &str) -> T
     start_text(dir, &text).await
 }
 
+/// As [`start_with_gps`], reading the system clock through `wall` (which the test can make jump).
+pub async fn start_with_gps_wall(dir: tempfile::TempDir, gps: &str, extra: &str, wall: &Wall) -> TestAgent {
+    let state = dir.path().join("state");
+    let text = config_text(&state, gps, "listen = \"127.0.0.1:0\"", extra);
+    start_text_with(dir, &text, wall).await
+}
+
 /// A whole test config: state in `state`, the given `[gps]` and `[api]` sections, then `extra`.
 pub fn config_text(state: &std::path::Path, gps: &str, api: &str, extra: &str) -> String {
     format!(
@@ -69,15 +77,19 @@ async fn start_at(dir: tempfile::TempDir, state: &std::path::Path, api: &str, ex
 }
 
 async fn start_text(dir: tempfile::TempDir, text: &str) -> TestAgent {
+    start_text_with(dir, text, &Wall::system()).await
+}
+
+async fn start_text_with(dir: tempfile::TempDir, text: &str, wall: &Wall) -> TestAgent {
     let config = || Config::parse(text, "test.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
     // Restarted in this process on the same store: sled's threads let go of the lock shortly
     // after the last handle is dropped (a restarted process never waits).
-    let mut running = app::start(config()).await;
+    let mut running = app::start_with_wall(config(), wall.clone()).await;
     for _ in 0..100 {
         match &running {
             Err(e) if format!("{e:#}").contains("in use by another process") => {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                running = app::start(config()).await;
+                running = app::start_with_wall(config(), wall.clone()).await;
             }
             _ => break,
         }
