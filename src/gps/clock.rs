@@ -2,14 +2,13 @@
 //! trusted. A Raspberry Pi has no RTC: it boots on the time it last saved, and keeps it until NTP
 //! answers, which in a van with no signal may be never.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 
 use super::latest::{LatestFix, Received};
+pub use super::wall::Wall;
 
 /// Where a timestamp came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -36,33 +35,6 @@ pub struct ClockStatus {
 /// time yet does, and so do receivers with the GPS week-rollover bug.
 pub fn floor() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().unwrap_or_default()
-}
-
-/// The system clock (`CLOCK_REALTIME`) as the agent reads it. Every reading the GPS side and
-/// [`Clock`] take goes through one of these, so that a test can make it jump days ahead or
-/// behind, as a Pi's clock does after a `fake-hwclock` restore or a bad NTP answer. Clones share
-/// one offset; the default is the system clock as it is.
-#[derive(Debug, Clone, Default)]
-pub struct Wall {
-    /// Milliseconds added to every reading (only ever set by [`Wall::jump`]).
-    offset_ms: Arc<AtomicI64>,
-}
-
-impl Wall {
-    /// The system clock, read as it is.
-    pub fn system() -> Self {
-        Self::default()
-    }
-
-    /// Now by this clock.
-    pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + chrono::Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed))
-    }
-
-    /// Moves every later reading by `by` (ahead when positive): a clock that jumped.
-    pub fn jump(&self, by: chrono::Duration) {
-        self.offset_ms.fetch_add(by.num_milliseconds(), Ordering::Relaxed);
-    }
 }
 
 /// Decides whether the system clock can be trusted: it must not be before [`floor`], and when

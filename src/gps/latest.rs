@@ -9,11 +9,11 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::clock::Wall;
 use super::decoder::DecodeStats;
 use super::fix::Fix;
 use super::moving::MovingSpeed;
 use super::sky::Sky;
+use super::wall::Wall;
 
 /// A fix with when it arrived, by the monotonic clock and by the system clock (to compare the
 /// system clock against GPS time).
