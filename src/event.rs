@@ -225,7 +225,7 @@ pub struct StatusEvent {
     /// For `heading_to` at a listed stop with coordinates, while the van has a recent moving
     /// speed: when it should be there (straight line, see [`crate::stops::eta`]); else `null`.
     #[serde(default)]
-    pub eta: Option<crate::stops::eta::Eta>,
+    pub eta: Option<Eta>,
 }
 
 /// Who recorded an event.
@@ -324,4 +324,27 @@ impl Milestone {
             source: e.source,
         }
     }
+}
+
+/// How an [`Eta`] was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EtaMethod {
+    /// Straight-line distance over the recent moving speed.
+    StraightLine,
+}
+
+/// An estimated arrival, as an event carries it (made by `stops::eta`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Eta {
+    /// When the van should be there.
+    pub at: DateTime<Utc>,
+    /// Seconds from the estimate to `at`.
+    pub seconds: u64,
+    /// Straight-line distance to the stop, metres (0.1 m).
+    pub distance_m: f64,
+    /// The recent moving speed used, m/s (0.01 m/s).
+    pub speed_mps: f64,
+    /// Always `straight_line`.
+    pub method: EtaMethod,
 }

@@ -46,6 +46,7 @@ pub mod demo;
 pub mod event;
 pub mod gps;
 pub mod health;
+pub mod input;
 pub mod media;
 pub mod memory;
 pub mod outbox;

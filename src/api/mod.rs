@@ -434,9 +434,6 @@ fn require_proof(pod: &crate::media::settings::Pod, tap: &taps::Tap) -> Result<(
     Ok(())
 }
 
-/// Largest stop list accepted.
-pub const STOPS_LIMIT: usize = 1 << 20;
-
 /// `GET /api/v1/stops`: the list, each stop with its state, and the version as `ETag`.
 async fn stops_get(State(api): State<Api>) -> Response {
     let outbox = api.parts.outbox.clone();
@@ -484,7 +481,7 @@ async fn stops_put(State(api): State<Api>, headers: HeaderMap, body: Body) -> Re
                 })?,
         ),
     };
-    let bytes = read_body_up_to(&headers, body, api.body_timeout, STOPS_LIMIT).await?;
+    let bytes = read_body_up_to(&headers, body, api.body_timeout, crate::stops::MAX_LIST_BYTES).await?;
     let value =
         taps::parse_json(&bytes).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Some(&e.field), e.message))?;
     let stops = crate::stops::parse_list(&value)?;

@@ -7,32 +7,10 @@
 //! moving speed (the van has stood for minutes) there is no estimate rather than a made-up one.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use super::{Stop, StopState};
 
-/// How an [`Eta`] was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    /// Straight-line distance over the recent moving speed.
-    StraightLine,
-}
-
-/// An estimated arrival.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Eta {
-    /// When the van should be there.
-    pub at: DateTime<Utc>,
-    /// Seconds from the estimate to `at`.
-    pub seconds: u64,
-    /// Straight-line distance to the stop, metres (0.1 m).
-    pub distance_m: f64,
-    /// The recent moving speed used, m/s (0.01 m/s).
-    pub speed_mps: f64,
-    /// Always `straight_line`.
-    pub method: Method,
-}
+pub use crate::event::{Eta, EtaMethod as Method};
 
 /// The estimate for `distance_m` at `speed_mps`, made at `now`; `None` without a speed.
 pub fn estimate(distance_m: f64, speed_mps: Option<f64>, now: DateTime<Utc>) -> Option<Eta> {

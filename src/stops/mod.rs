@@ -12,10 +12,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::event::{Milestone, Status};
-use crate::taps::Invalid;
+use crate::input::Invalid;
 
 /// Most stops in one list.
 pub const MAX_STOPS: usize = 500;
+/// Largest stop list accepted, in bytes of JSON (from the API and from the broker).
+pub const MAX_LIST_BYTES: usize = 1 << 20;
 /// Most item lines on one stop.
 pub const MAX_ITEMS: usize = 200;
 /// The geofence radius of a stop that does not give one, metres.

@@ -63,7 +63,7 @@ pub fn options(cfg: &MqttConfig) -> anyhow::Result<MqttOptions> {
     o.set_clean_session(true);
     o.set_inflight(100);
     // Incoming: a stop list may be as large as the API takes (1 MiB), plus the header.
-    o.set_max_packet_size(crate::api::STOPS_LIMIT + 4096, 256 * 1024);
+    o.set_max_packet_size(crate::stops::MAX_LIST_BYTES + 4096, 256 * 1024);
     if let Some((u, p)) = &cfg.credentials {
         o.set_credentials(u, p);
     }

@@ -21,7 +21,7 @@ pub async fn apply(mut messages: mpsc::Receiver<Vec<u8>>, outbox: Outbox, status
         if payload.is_empty() {
             continue;
         }
-        let stops = crate::taps::parse_json(&payload).and_then(|v| crate::stops::parse_list(&v));
+        let stops = crate::input::parse_json(&payload).and_then(|v| crate::stops::parse_list(&v));
         let stops = match stops {
             Ok(s) => s,
             Err(e) => {

@@ -1,0 +1,203 @@
+//! Webhook payload formats: pure functions from a [`StatusEvent`] to the bytes a receiver gets,
+//! one file per format.
+//!
+//! - [`standard`]: `{"type": "job.status.<status>", "timestamp", "data": StatusEvent}`.
+//! - [`detrack_v1`], [`detrack_v2`]: Detrack's V1 and V2 push, every field of the examples in
+//!   Detrack's webhook document, local times in the van's `timezone`.
+//! - [`carrier`]: a carrier's webhook contract (`id`, `carrierTrackingNumber`, `metaData`,
+//!   `status`, `location`, `ts`, `trackingUrl`, `code`, `failedStatus`, `details`).
+//!
+//! Each follows its document field by field; each file's golden tests compare it with the
+//! document's own example (`tests/fixtures/formats/`). A new format is a file here (its body
+//! function and its status names, with its golden test), a [`Format`] variant, and its fixture.
+//! What several formats share (local times, coordinates, reasons, attachments) is below.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Attachment, AttachmentKind, Milestone, Status, StatusEvent};
+
+mod carrier;
+mod detrack_v1;
+mod detrack_v2;
+#[cfg(test)]
+mod golden;
+mod standard;
+
+pub use carrier::{carrier, carrier_code, carrier_status};
+pub use detrack_v1::{detrack_v1, detrack_v1_status};
+pub use detrack_v2::{detrack_v2, detrack_v2_status};
+pub use standard::standard;
+
+/// A payload format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Format {
+    /// curbside's own: the whole event under `data`.
+    #[default]
+    #[serde(rename = "standard")]
+    Standard,
+    /// Detrack V1 push field names.
+    #[serde(rename = "detrack-v1")]
+    DetrackV1,
+    /// Detrack V2 push field names.
+    #[serde(rename = "detrack-v2")]
+    DetrackV2,
+    /// Carrier tracking style.
+    #[serde(rename = "carrier")]
+    Carrier,
+}
+
+impl Format {
+    /// The config names of every format.
+    pub const NAMES: [&str; 4] = ["standard", "detrack-v1", "detrack-v2", "carrier"];
+
+    /// Parses a config value.
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "standard" => Some(Format::Standard),
+            "detrack-v1" => Some(Format::DetrackV1),
+            "detrack-v2" => Some(Format::DetrackV2),
+            "carrier" => Some(Format::Carrier),
+            _ => None,
+        }
+    }
+}
+
+/// What a format needs besides the event: the van's time zone (formats with local times) and
+/// the job's history up to this event (Detrack V2's `milestones[]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The van's time zone (`timezone` in the config).
+    pub tz: Tz,
+    /// The job's events up to this one (included), oldest first; empty when not needed.
+    pub history: &'a [Milestone],
+}
+
+impl Context<'_> {
+    /// UTC, no history (tests, and formats that need neither).
+    pub const UTC: Context<'static> = Context { tz: Tz::UTC, history: &[] };
+}
+
+impl Format {
+    /// Whether bodies of this format carry the job's history (so that the delivery loop reads it).
+    pub fn needs_history(self) -> bool {
+        self == Format::DetrackV2
+    }
+
+    /// The statuses this format's document names, sent when a webhook does not list `events`;
+    /// `None`: every status. The others are sent only when listed, under curbside's names (see
+    /// the README, "Webhook formats").
+    pub fn documented(self) -> Option<&'static [Status]> {
+        match self {
+            Format::Standard => None,
+            Format::DetrackV1 | Format::DetrackV2 => {
+                Some(&[Status::HeadingTo, Status::Delivered, Status::PartiallyDelivered, Status::Failed])
+            }
+            Format::Carrier => Some(&[Status::HeadingTo, Status::Delivered, Status::Failed]),
+        }
+    }
+}
+
+/// A coordinate without float noise (7 decimals, about 1 cm).
+fn coord(x: f64) -> f64 {
+    (x * 1e7).round() / 1e7
+}
+
+/// `2014-02-13T09:30:45+08:00`: seconds and the van's offset (Detrack V1).
+fn local_secs(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Secs, false)
+}
+
+/// `2022-04-11T16:18:18.032+08:00`: milliseconds and the van's offset (Detrack V2).
+fn local_millis(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Millis, false)
+}
+
+/// The van's local date.
+fn local_date(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).date_naive().to_string()
+}
+
+/// A failure's reason as one text: the free text, else the code.
+fn reason_text(e: &StatusEvent) -> Option<String> {
+    match (e.reason_code, &e.reason) {
+        (Some(c), Some(r)) => Some(format!("{}: {r}", c.as_str())),
+        (Some(c), None) => Some(c.as_str().to_string()),
+        (None, r) => r.clone(),
+    }
+}
+
+/// Who the job is assigned to: the driver, else the van.
+fn assignee(driver: &Option<String>, vehicle: &str) -> String {
+    driver.clone().unwrap_or_else(|| vehicle.to_string())
+}
+
+fn photos(e: &StatusEvent) -> impl Iterator<Item = &Attachment> {
+    e.attachments.iter().filter(|a| a.kind == AttachmentKind::Photo)
+}
+
+fn signature(e: &StatusEvent) -> Option<&Attachment> {
+    e.attachments.iter().find(|a| a.kind == AttachmentKind::Signature)
+}
+
+/// The request body for `format`.
+pub fn body(format: Format, e: &StatusEvent, ctx: &Context<'_>) -> Vec<u8> {
+    let v = match format {
+        Format::Standard => return crate::event::envelope(e),
+        Format::DetrackV1 => detrack_v1(e, ctx),
+        Format::DetrackV2 => detrack_v2(e, ctx),
+        Format::Carrier => carrier(e),
+    };
+    serde_json::to_vec(&v).expect("JSON values serialize")
+}
+
+/// A sample event for `curbside webhook test`.
+pub fn sample(vehicle_id: &str) -> StatusEvent {
+    use crate::event::{Item, Location};
+    StatusEvent {
+        id: uuid::Uuid::now_v7(),
+        sequence: 0,
+        job_id: "TEST-0001".into(),
+        status: Status::Delivered,
+        reason_code: None,
+        reason: None,
+        received_by: Some("Test Recipient".into()),
+        note: Some("curbside webhook test".into()),
+        items: vec![Item { sku: "SAMPLE".into(), qty: 1, rejected: 0 }],
+        occurred_at: chrono::Utc::now(),
+        clock_source: crate::gps::clock::ClockSource::System,
+        location: Some(Location {
+            lat: 53.55073,
+            lng: 9.99302,
+            accuracy_m: Some(4.5),
+            fix_age_s: 0.0,
+            speed_mps: Some(0.0),
+            course_deg: None,
+            mode: crate::gps::Mode::ThreeD,
+        }),
+        vehicle_id: vehicle_id.into(),
+        driver_id: None,
+        attachments: Vec::new(),
+        source: crate::event::Source::Driver,
+        stop: None,
+        eta: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_outside_a_document_are_not_sent_unless_listed() {
+        assert_eq!(Format::Standard.documented(), None);
+        for f in [Format::DetrackV1, Format::DetrackV2, Format::Carrier] {
+            let d = f.documented().unwrap();
+            assert!(
+                !d.contains(&Status::Arrived) && !d.contains(&Status::PickedUp) && !d.contains(&Status::Departed),
+                "{f:?}"
+            );
+        }
+    }
+}
