@@ -220,21 +220,32 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
             crate::server::serve(listener, router, limits, counters, shutdown).await.context("local API failed")
         });
     }
-    let uploads = pod.upload.as_ref().map(|u| u.endpoint.clone());
-    for ep in endpoints.iter().chain(uploads.iter()) {
+    // One delivery loop per webhook, and one for the files' uploads: the same loop, two targets.
+    let files = pod.upload.as_ref().map(|u| {
+        let public = u.public.clone();
+        webhook::Files {
+            uploaded_by: UPLOAD_ENDPOINT.into(),
+            public: Arc::new(move |e| crate::media::upload::with_urls(e, Some(&public))),
+        }
+    });
+    let post = webhook::Target::Post { files };
+    let uploads = pod.upload.as_ref().map(|u| {
+        let uploader = crate::media::upload::Uploader { template: u.template.clone(), media: media.clone() };
+        (u.endpoint.clone(), webhook::Target::Other(Arc::new(uploader)))
+    });
+    let loops = endpoints.iter().map(|ep| (ep.clone(), post.clone())).chain(uploads);
+    for (ep, target) in loops {
         let deps = webhook::Deps {
             outbox: outbox.clone(),
             client: client.clone(),
             clock: clock.clone(),
             status: webhooks.clone(),
-            media: media.clone(),
-            pod: pod.clone(),
             tz: config.timezone,
         };
-        let (ep, shutdown) = (ep.clone(), shutdown.clone());
+        let shutdown = shutdown.clone();
         parts.spawn_watched(&format!("webhook {}", ep.name), async move {
             let name = ep.name.clone();
-            webhook::run(ep, deps, shutdown).await.with_context(|| format!("webhook {name} failed"))
+            webhook::run(ep, target, deps, shutdown).await.with_context(|| format!("webhook {name} failed"))
         });
     }
     // What either telemetry transport gets; MQTT adds its event stream and the files' URLs.
@@ -300,7 +311,7 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
         let (outbox, latest, shutdown) = (outbox.clone(), latest.clone(), shutdown.clone());
         let (rules, radius) = (config.stops.rules, config.stops.radius_m);
         parts.spawn_watched("geofence", async move {
-            crate::stops::watch::run(taps, outbox, latest, rules, radius, shutdown).await;
+            crate::taps::watch::run(taps, outbox, latest, rules, radius, shutdown).await;
             Ok(())
         });
     }

@@ -43,6 +43,7 @@ pub mod cli;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod digest;
 pub mod event;
 pub mod gps;
 pub mod health;

@@ -29,31 +29,12 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
+pub use crate::digest::{Sha, hex, parse_hex};
 use crate::event::AttachmentKind;
 pub use sniff::ContentType;
 
-/// A file's SHA-256.
-pub type Sha = [u8; 32];
-
 /// Bytes buffered before a staged file is written out (one write per buffer).
 const WRITE_BUFFER: usize = 256 * 1024;
-
-/// Lower-case hex of a digest.
-pub fn hex(sha: &Sha) -> String {
-    sha.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The digest of a lower-case (or upper-case) hex string of 64 digits.
-pub fn parse_hex(s: &str) -> Option<Sha> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
 
 /// Why a file was not stored.
 #[derive(Debug, thiserror::Error)]

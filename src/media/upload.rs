@@ -1,7 +1,8 @@
 //! Uploading an event's files: each one `PUT` once per attempt to the `[pod] upload_url`
 //! template, streamed from disk, with `Content-Type`, `Content-Length` and an RFC 9530
 //! `Content-Digest`. The delivery rules (offline, backoff, Retry-After, concurrency, parking)
-//! are the webhook loop's: uploads are the outbox endpoint [`super::settings::UPLOAD_ENDPOINT`].
+//! are the delivery loop's ([`crate::webhook::run`]), whose target is an [`Uploader`]: uploads
+//! are the outbox endpoint [`super::settings::UPLOAD_ENDPOINT`].
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -95,6 +96,28 @@ pub fn with_urls(event: &StatusEvent, public: Option<&UrlTemplate>) -> StatusEve
 /// The RFC 9530 `Content-Digest` of a SHA-256.
 pub fn content_digest(sha: &[u8; 32]) -> String {
     format!("sha-256=:{}:", B64.encode(sha))
+}
+
+/// The upload target of the delivery loop: an event's files PUT to `template`, read from `media`.
+#[derive(Debug, Clone)]
+pub struct Uploader {
+    /// Where each file is PUT.
+    pub template: UrlTemplate,
+    /// Where the files are.
+    pub media: Media,
+}
+
+impl crate::webhook::Deliver for Uploader {
+    fn attempt<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+        ep: &'a Endpoint,
+        event: &'a StatusEvent,
+        state: &'a mut DeliveryState,
+        at: DateTime<Utc>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send + 'a>> {
+        Box::pin(attempt(client, ep, &self.template, &self.media, event, state, at))
+    }
 }
 
 /// Uploads the event's files that `state.uploaded` does not count yet, in order, stopping at

@@ -146,7 +146,7 @@ fn history_key(job: &str, seq: u64) -> Vec<u8> {
 }
 
 /// The `media` key of event `seq`'s reference to file `sha`.
-fn media_ref(sha: &crate::media::Sha, seq: u64) -> Vec<u8> {
+fn media_ref(sha: &crate::digest::Sha, seq: u64) -> Vec<u8> {
     let mut k = sha.to_vec();
     k.extend_from_slice(&seq_key(seq));
     k
@@ -423,7 +423,7 @@ impl Outbox {
         let refs: Vec<Vec<u8>> = event
             .attachments
             .iter()
-            .filter_map(|a| crate::media::parse_hex(&a.sha256))
+            .filter_map(|a| crate::digest::parse_hex(&a.sha256))
             .map(|sha| media_ref(&sha, seq))
             .collect();
         let step = serde_json::to_vec(&Milestone::of(&event)).unwrap_or_default();
@@ -739,13 +739,13 @@ impl Outbox {
     }
 
     /// Whether any stored event refers to the media file `sha`.
-    pub fn media_referenced(&self, sha: &crate::media::Sha) -> bool {
+    pub fn media_referenced(&self, sha: &crate::digest::Sha) -> bool {
         self.inner.media.scan_prefix(sha).next().is_some()
     }
 
     /// Removes the media references of events no longer stored (delivered everywhere) and
     /// returns their files' digests, for [`crate::media::Media::release`].
-    pub fn drop_released_media_refs(&self) -> Result<Vec<crate::media::Sha>, OutboxError> {
+    pub fn drop_released_media_refs(&self) -> Result<Vec<crate::digest::Sha>, OutboxError> {
         let i = &self.inner;
         let mut released = Vec::new();
         for kv in i.media.iter() {

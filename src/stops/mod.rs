@@ -5,7 +5,6 @@
 
 pub mod eta;
 pub mod geofence;
-pub mod watch;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

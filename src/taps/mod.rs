@@ -3,6 +3,8 @@
 //! to the outbox. The caller answers the driver only after [`Taps::record`] returns, that is,
 //! after the event is on disk.
 
+pub mod watch;
+
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};

@@ -32,8 +32,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::StatusEvent;
 use crate::gps::clock::Clock;
-use crate::media::Media;
-use crate::media::settings::{Pod, UPLOAD_ENDPOINT};
 use crate::outbox::{Attempt, DeliveryState, Outbox, OutboxError, Queue, Settle};
 use crate::reconnect::{Failure, Reconnect};
 use schedule::Outcome;
@@ -52,12 +50,51 @@ pub struct Deps {
     pub clock: Clock,
     /// Where the loop reports.
     pub status: WebhookStatus,
-    /// Proof-of-delivery files (read by the upload loop).
-    pub media: Media,
-    /// `[pod]`: whether files are uploaded, and the URLs receivers are given.
-    pub pod: Arc<Pod>,
     /// The van's time zone, for formats with local times.
     pub tz: chrono_tz::Tz,
+}
+
+/// What a delivery loop does with each event: the loop (window, order per job, concurrency,
+/// retries, parking, offline probing) is the same for every target.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// POST the event in the endpoint's format: a status webhook.
+    Post {
+        /// When the event's files are uploaded by another outbox endpoint: the webhook waits
+        /// for them, and gives their public URLs.
+        files: Option<Files>,
+    },
+    /// Anything else an outbox endpoint stands for (the files' uploads, which `app` wires).
+    Other(Arc<dyn Deliver>),
+}
+
+/// How a webhook's body refers to its event's files, uploaded by another outbox endpoint.
+#[derive(Clone)]
+pub struct Files {
+    /// The outbox endpoint that uploads them: a webhook goes only once it has, so that every
+    /// URL in it resolves.
+    pub uploaded_by: String,
+    /// The event as receivers are given it, each file with its public URL.
+    pub public: Arc<dyn Fn(&StatusEvent) -> StatusEvent + Send + Sync>,
+}
+
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Files").field("uploaded_by", &self.uploaded_by).finish_non_exhaustive()
+    }
+}
+
+/// One attempt at delivering an event to a target other than a webhook's POST.
+pub trait Deliver: std::fmt::Debug + Send + Sync + 'static {
+    /// Tries once; progress that a retry may resume from goes in `state`.
+    fn attempt<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+        ep: &'a Endpoint,
+        event: &'a StatusEvent,
+        state: &'a mut DeliveryState,
+        at: DateTime<Utc>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send + 'a>>;
 }
 
 /// Runs the delivery loop of `ep` until shutdown.
@@ -65,7 +102,12 @@ pub struct Deps {
 /// The loop itself only keeps the window (which event of which job goes next); each delivery
 /// runs as its own task that reads the event, sends it and records the outcome in the store, so
 /// that store work of different deliveries overlaps like their HTTP requests do.
-pub async fn run(ep: Arc<Endpoint>, deps: Deps, shutdown: CancellationToken) -> Result<(), OutboxError> {
+pub async fn run(
+    ep: Arc<Endpoint>,
+    target: Target,
+    deps: Deps,
+    shutdown: CancellationToken,
+) -> Result<(), OutboxError> {
     let name = ep.name.clone();
     let outbox = deps.outbox.clone();
     let status = deps.status.clone();
@@ -110,7 +152,7 @@ pub async fn run(ep: Arc<Endpoint>, deps: Deps, shutdown: CancellationToken) -> 
         };
         while disabled.is_none() && inflight.len() < limit {
             let Some((seq, state)) = window.take() else { break };
-            inflight.spawn(deliver(ep.clone(), deps.clone(), seq, state));
+            inflight.spawn(deliver(ep.clone(), target.clone(), deps.clone(), seq, state));
         }
         status.update(&name, |s| {
             s.in_flight = inflight.len();
@@ -180,10 +222,14 @@ struct Settled {
 }
 
 /// One delivery: read the event, send it, record the outcome in the store.
-async fn deliver(ep: Arc<Endpoint>, deps: Deps, seq: u64, mut state: DeliveryState) -> Result<Settled, OutboxError> {
-    let Deps { outbox, client, clock, status, media, pod, tz } = deps;
-    let history = if ep.format.needs_history() { outbox.job_history(&state.job_id, seq) } else { Vec::new() };
-    let ctx = format::Context { tz, history: &history };
+async fn deliver(
+    ep: Arc<Endpoint>,
+    target: Target,
+    deps: Deps,
+    seq: u64,
+    mut state: DeliveryState,
+) -> Result<Settled, OutboxError> {
+    let Deps { outbox, client, clock, status, tz } = deps;
     let job = state.job_id.clone();
     let Some(event) = outbox.event(seq)? else {
         // Unreadable or gone: nothing to deliver; drop the delivery.
@@ -192,18 +238,22 @@ async fn deliver(ep: Arc<Endpoint>, deps: Deps, seq: u64, mut state: DeliverySta
     };
     let (at, _) = clock.now();
     let started = Instant::now();
-    let outcome = match &pod.upload {
-        Some(u) if ep.name == UPLOAD_ENDPOINT => {
-            crate::media::upload::attempt(&client, &ep, &u.template, &media, &event, &mut state, at).await
-        }
-        Some(u) => {
-            if !event.attachments.is_empty() && outbox.awaits(UPLOAD_ENDPOINT, seq) {
-                // Every URL in a webhook must resolve: its files go first.
-                return Ok(Settled { job, effect: Effect::Hold { state } });
+    let outcome = match &target {
+        Target::Other(t) => t.attempt(&client, &ep, &event, &mut state, at).await,
+        Target::Post { files } => {
+            let history = if ep.format.needs_history() { outbox.job_history(&state.job_id, seq) } else { Vec::new() };
+            let ctx = format::Context { tz, history: &history };
+            match files {
+                Some(f) => {
+                    if !event.attachments.is_empty() && outbox.awaits(&f.uploaded_by, seq) {
+                        // Every URL in a webhook must resolve: its files go first.
+                        return Ok(Settled { job, effect: Effect::Hold { state } });
+                    }
+                    attempt(&client, &ep, &(f.public)(&event), &ctx, at).await
+                }
+                None => attempt(&client, &ep, &event, &ctx, at).await,
             }
-            attempt(&client, &ep, &crate::media::upload::with_urls(&event, Some(&u.public)), &ctx, at).await
         }
-        None => attempt(&client, &ep, &event, &ctx, at).await,
     };
     let effect = settle(&ep, &outbox.queue(&ep.name), &status, seq, state, &event, outcome, started.elapsed(), at)?;
     Ok(Settled { job, effect })

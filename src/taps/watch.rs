@@ -1,18 +1,18 @@
-//! The geofence at work: follows the live fix, feeds each stop's [`Fence`], and records what it
-//! decides as events (`source: "geofence"`): `arrived` unless the driver already tapped it (or
+//! Taps the geofence makes: follows the live fix, feeds each stop's [`Fence`] (the decision is
+//! `stops::geofence`, pure), and records what it decides as events (`source: "geofence"`): `arrived` unless the driver already tapped it (or
 //! finished the job), and `departed` once the van has left a stop it was at.
 
 use std::collections::HashMap;
 
 use tokio_util::sync::CancellationToken;
 
+use super::{Tap, Taps};
 use crate::event::{Source, Status};
 use crate::gps::LatestFix;
 use crate::outbox::Outbox;
-use crate::taps::{Tap, Taps};
 
-use super::geofence::{Decision, Fence, Rules, Sample};
-use super::{StopState, state};
+use crate::stops::geofence::{Decision, Fence, Rules, Sample};
+use crate::stops::{StopState, state};
 
 fn tap(status: Status) -> Tap {
     Tap { status, reason_code: None, reason: None, received_by: None, note: None, items: Vec::new(), proof: Vec::new() }
