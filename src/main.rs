@@ -71,7 +71,7 @@ fn load(arg: &ConfigArg) -> Result<Config, ConfigError> {
 
 /// glibc gives each thread that allocates an arena of its own; the agent's threads (tokio
 /// workers, sled's I/O pool, the commit thread) then hold about a third of its memory while it
-/// drains a backlog (measured 36 MB peak against 29 MB with two arenas; README, Benchmarks). The
+/// drains a backlog (measured 36 MB peak against 29 MB with two arenas; docs/benchmarks.md). The
 /// cap has to be in the environment before the process starts, so `curbside run` re-executes
 /// itself once with `MALLOC_ARENA_MAX=2` unless the variable is already set (systemd may set it).
 /// `exec` keeps the PID, which systemd's notify protocol relies on.

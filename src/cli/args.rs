@@ -102,7 +102,7 @@ pub struct TapArgs {
 /// `curbside stops ...`
 #[derive(Debug, Subcommand)]
 pub enum StopsCommand {
-    /// Replace the day's stops with the list in FILE (`{"stops": [...]}`, see the README).
+    /// Replace the day's stops with the list in FILE (`{"stops": [...]}`, see docs/driver.md).
     Load {
         /// The list, JSON.
         file: PathBuf,

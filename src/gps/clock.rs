@@ -144,7 +144,7 @@ pub async fn keep_system_time(
                 refused = true;
                 tracing::warn!(
                     error = %e,
-                    "clock.set_system_time: cannot set the system clock (the service needs CAP_SYS_TIME; see README); events keep GPS time"
+                    "clock.set_system_time: cannot set the system clock (the service needs CAP_SYS_TIME; see docs/gateway.md, \"The system clock\"); events keep GPS time"
                 );
             }
             Err(_) => {}

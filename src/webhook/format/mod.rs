@@ -87,7 +87,7 @@ impl Format {
 
     /// The statuses this format's document names, sent when a webhook does not list `events`;
     /// `None`: every status. The others are sent only when listed, under curbside's names (see
-    /// the README, "Webhook formats").
+    /// docs/deliveries.md, "Formats").
     pub fn documented(self) -> Option<&'static [Status]> {
         match self {
             Format::Standard => None,
