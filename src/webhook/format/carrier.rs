@@ -37,50 +37,48 @@ pub fn carrier_code(s: Status) -> u16 {
 
 /// The headline and description in English (`en`) and Dutch (`nl`), the languages of the
 /// document's example; the failed attempt's are the example's own.
+/// `details.lang`: each status's headline and description, in English and Dutch.
 fn carrier_lang(e: &StatusEvent) -> Value {
-    let (en, en_text) = carrier_headline(e);
-    let (nl, nl_text) = carrier_headline_nl(e);
-    json!({"en": {"headline": en, "description": en_text}, "nl": {"headline": nl, "description": nl_text}})
+    let text = |lang: usize| {
+        let (headline, description) = carrier_words(e.status)[lang];
+        let description = match (e.status, &e.received_by) {
+            (Status::Delivered, Some(r)) => format!("{description}{}{r}", RECEIVED_BY[lang]),
+            _ => description.to_string(),
+        };
+        json!({"headline": headline, "description": description})
+    };
+    json!({"en": text(0), "nl": text(1)})
 }
 
-fn carrier_headline_nl(e: &StatusEvent) -> (&'static str, String) {
-    match e.status {
-        Status::HeadingTo => ("Onderweg", "De koerier is onderweg naar de bestemming".into()),
-        Status::Arrived => ("Koerier aangekomen", "De koerier is aangekomen op de bestemming".into()),
-        Status::Delivered => (
-            "Bezorgd",
-            match &e.received_by {
-                Some(r) => format!("Bezorgd op bestemming, in ontvangst genomen door {r}"),
-                None => "Bezorgd op bestemming".into(),
-            },
-        ),
-        Status::PartiallyDelivered => {
-            ("Gedeeltelijk bezorgd", "Een deel van de zending is bezorgd op bestemming".into())
-        }
-        Status::Failed => ("Afleverpoging mislukt", "Afleverpoging mislukt op bestemming".into()),
-        Status::PickedUp => ("Opgehaald", "De zending is opgehaald".into()),
-        Status::Departed => ("Koerier vertrokken", "De koerier is vertrokken van de bestemming".into()),
-    }
-}
+/// What a delivery's description adds before who received it: English, Dutch.
+const RECEIVED_BY: [&str; 2] = [", received by ", ", in ontvangst genomen door "];
 
-fn carrier_headline(e: &StatusEvent) -> (&'static str, String) {
-    match e.status {
-        Status::HeadingTo => ("Out for delivery", "The courier is on the way to the destination".into()),
-        Status::Arrived => ("Courier arrived", "The courier arrived at the destination".into()),
-        Status::Delivered => (
-            "Delivered",
-            match &e.received_by {
-                Some(r) => format!("Delivered at destination, received by {r}"),
-                None => "Delivered at destination".into(),
-            },
-        ),
-        Status::PartiallyDelivered => {
-            ("Partially delivered", "Part of the shipment was delivered at destination".into())
-        }
-        // The document's own example.
-        Status::Failed => ("Delivery attempt failed", "Delivery attempt failed at destination".into()),
-        Status::PickedUp => ("Picked up", "The shipment was picked up".into()),
-        Status::Departed => ("Courier departed", "The courier left the destination".into()),
+/// A status's headline and description: English, Dutch.
+fn carrier_words(s: Status) -> [(&'static str, &'static str); 2] {
+    match s {
+        Status::HeadingTo => [
+            ("Out for delivery", "The courier is on the way to the destination"),
+            ("Onderweg", "De koerier is onderweg naar de bestemming"),
+        ],
+        Status::Arrived => [
+            ("Courier arrived", "The courier arrived at the destination"),
+            ("Koerier aangekomen", "De koerier is aangekomen op de bestemming"),
+        ],
+        Status::Delivered => [("Delivered", "Delivered at destination"), ("Bezorgd", "Bezorgd op bestemming")],
+        Status::PartiallyDelivered => [
+            ("Partially delivered", "Part of the shipment was delivered at destination"),
+            ("Gedeeltelijk bezorgd", "Een deel van de zending is bezorgd op bestemming"),
+        ],
+        // English: the document's own example.
+        Status::Failed => [
+            ("Delivery attempt failed", "Delivery attempt failed at destination"),
+            ("Afleverpoging mislukt", "Afleverpoging mislukt op bestemming"),
+        ],
+        Status::PickedUp => [("Picked up", "The shipment was picked up"), ("Opgehaald", "De zending is opgehaald")],
+        Status::Departed => [
+            ("Courier departed", "The courier left the destination"),
+            ("Koerier vertrokken", "De koerier is vertrokken van de bestemming"),
+        ],
     }
 }
 
