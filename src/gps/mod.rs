@@ -18,6 +18,7 @@ pub mod moving;
 pub mod sentence;
 pub mod sky;
 pub mod source;
+pub mod summary;
 pub mod wall;
 
 pub use decoder::{DecodeStats, NmeaDecoder};

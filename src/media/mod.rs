@@ -17,6 +17,7 @@
 //! deleted by [`Media::sweep`] at the next start, with everything in `media/tmp/`. An
 //! acknowledged event's files are never deleted before its references are.
 
+pub mod janitor;
 pub mod settings;
 pub mod sniff;
 pub mod upload;

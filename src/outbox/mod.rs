@@ -49,6 +49,7 @@ mod queue;
 pub mod record;
 pub mod ring;
 mod types;
+pub mod upkeep;
 
 pub use error::OutboxError;
 pub use queue::{Queue, Settle};

@@ -2,7 +2,6 @@
 //! under one shutdown signal, and drains them under a grace timeout on SIGINT/SIGTERM or on the
 //! first part that fails.
 
-use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -16,7 +15,7 @@ use crate::config::Config;
 use crate::gps::clock::{Clock, Wall};
 use crate::gps::latest::LatestFix;
 use crate::gps::source;
-use crate::health::{self, Health, Notifier, watched};
+use crate::health::{self, Health, Notifier};
 use crate::media::Media;
 use crate::media::settings::UPLOAD_ENDPOINT;
 use crate::outbox::{EndpointFilter, Outbox};
@@ -24,6 +23,10 @@ use crate::status::Sources;
 use crate::taps::Taps;
 use crate::telemetry;
 use crate::webhook::{self, WebhookStatus};
+
+mod supervise;
+pub use supervise::run;
+use supervise::{Parts, watchdog_loop};
 
 /// How long parts get to finish after shutdown is signalled.
 const GRACE: Duration = Duration::from_secs(5);
@@ -303,7 +306,7 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
     {
         let (latest, shutdown) = (latest.clone(), shutdown.clone());
         parts.spawn_watched("summary", async move {
-            summarise(latest, clock, shutdown).await;
+            crate::gps::summary::run(latest, clock, SUMMARY_EVERY, shutdown).await;
             Ok(())
         });
     }
@@ -369,7 +372,7 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
     if pod.upload.is_some() {
         let (outbox, media, shutdown) = (outbox.clone(), media.clone(), shutdown.clone());
         parts.spawn_watched("media", async move {
-            media_janitor(outbox, media, shutdown).await;
+            crate::media::janitor::run(outbox, media, shutdown).await;
             Ok(())
         });
     }
@@ -377,7 +380,7 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
     {
         let (outbox, due, shutdown) = (outbox.clone(), compaction.clone(), shutdown.clone());
         parts.spawn_watched("upkeep", async move {
-            store_upkeep(outbox, due, UPKEEP_EVERY, shutdown).await;
+            crate::outbox::upkeep::run(outbox, due, UPKEEP_EVERY, shutdown).await;
             Ok(())
         });
     }
@@ -430,351 +433,4 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
     };
     supervision.notifier.send("READY=1\nSTATUS=curbside running");
     Ok(Running { api_addr, shutdown, outbox, latest, supervisor, compaction })
-}
-
-/// Looks at the store every `every` (see [`crate::outbox::compact::Schedule`]) and notifies
-/// `due` once, when reopening it would give disk space back.
-async fn store_upkeep(outbox: Outbox, due: Arc<tokio::sync::Notify>, every: Duration, shutdown: CancellationToken) {
-    let mut schedule = crate::outbox::compact::Schedule::default();
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let (removals, size) = (outbox.removals(), outbox.size_on_disk());
-        if !schedule.scan_now(outbox.appends(), removals, size, outbox.budget()) {
-            continue;
-        }
-        let o = outbox.clone();
-        // The scan and, when it is due, the request's fsync: both off the async workers.
-        let checked = tokio::task::spawn_blocking(move || {
-            let (due, live) = o.compaction_due()?;
-            if due {
-                o.request_compaction()?;
-            }
-            Ok::<_, crate::outbox::OutboxError>((due, live))
-        });
-        match checked.await {
-            Ok(Ok((true, _))) => {
-                tracing::info!(
-                    size_on_disk = size,
-                    "the outbox holds far more disk than records: restarting to compact it"
-                );
-                due.notify_one();
-                return;
-            }
-            Ok(Ok((false, live))) => schedule.not_worth_it(removals, live.records, size),
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not look at the outbox's size"),
-            Err(e) => tracing::warn!(error = %e, "the outbox size check panicked"),
-        }
-    }
-}
-
-/// Removes a file once no stored event references it: woken whenever events leave the store
-/// (delivered everywhere: with an upload target, that includes the upload), it drops their
-/// media references and deletes the files left without one (a file shared by two taps stays
-/// until both are gone). Without an upload target it does not run: files stay on the van.
-async fn media_janitor(outbox: Outbox, media: Media, shutdown: CancellationToken) {
-    let released = outbox.released();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = released.notified() => {}
-        }
-        let (o, m) = (outbox.clone(), media.clone());
-        let done = tokio::task::spawn_blocking(move || {
-            let shas = o.drop_released_media_refs()?;
-            Ok::<_, crate::outbox::OutboxError>(m.release(shas, |s| o.media_referenced(s)))
-        })
-        .await;
-        match done {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::debug!(files = n, "media: removed files of delivered events"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "media: could not drop references of delivered events"),
-            Err(e) => tracing::warn!(error = %e, "media: the janitor panicked"),
-        }
-    }
-}
-
-/// Sends `WATCHDOG=1` every half watchdog interval while every main loop and the commit thread
-/// are alive, and a `STATUS=` line every [`SUMMARY_EVERY`]. A stuck loop is logged once.
-async fn watchdog_loop(
-    health: Health,
-    outbox: Outbox,
-    notifier: Notifier,
-    watchdog: Option<Duration>,
-    line: Sources,
-    shutdown: CancellationToken,
-) {
-    let period = watchdog.map_or(health.every(), |w| w / 2);
-    let budget = watchdog.map_or(health.every() * 3, |w| w / 2);
-    // The first beat comes a period after start, after READY=1.
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    let mut last_status: Option<tokio::time::Instant> = None;
-    let mut was_stuck = false;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.cancelled() => return,
-        }
-        let mut stuck = health.stuck(budget);
-        let silence = outbox.commit_thread_silence();
-        if silence > budget {
-            stuck.push(("outbox commit thread".into(), silence));
-        }
-        if stuck.is_empty() {
-            if watchdog.is_some() {
-                notifier.send("WATCHDOG=1");
-            }
-            if was_stuck {
-                tracing::warn!("every main loop is alive again");
-            }
-            was_stuck = false;
-        } else if !was_stuck {
-            was_stuck = true;
-            let names: Vec<String> = stuck.iter().map(|(n, ago)| format!("{n} ({:.1} s)", ago.as_secs_f64())).collect();
-            tracing::error!(stuck = %names.join(", "), "a main loop is stuck: withholding the systemd watchdog");
-        }
-        if notifier.enabled() && last_status.is_none_or(|t| t.elapsed() >= SUMMARY_EVERY) {
-            last_status = Some(tokio::time::Instant::now());
-            notifier.send(&format!("STATUS={}", line.snapshot().line()));
-        }
-    }
-}
-
-/// The agent's running parts, under one shutdown.
-struct Parts {
-    set: JoinSet<anyhow::Result<()>>,
-    health: Health,
-    every: Duration,
-}
-
-impl Parts {
-    /// Spawns a main loop as a watched part: it beats while its task is being polled (see
-    /// [`health`]), so a stuck loop stops the systemd watchdog.
-    fn spawn_watched(&mut self, name: &str, fut: impl Future<Output = anyhow::Result<()>> + Send + 'static) {
-        let beat = self.health.register(name);
-        self.set.spawn(watched(beat, self.every, stall_for_tests(name.to_string(), fut)));
-    }
-}
-
-/// Debug builds only: `CURBSIDE_DEBUG_STALL=PART` blocks that part's thread 2 s after start,
-/// inside its loop, so that the notify test can see the watchdog stop. Release builds (and debug
-/// builds without the variable) run `fut` as it is.
-async fn stall_for_tests<T>(part: String, fut: impl std::future::Future<Output = T>) -> T {
-    #[cfg(debug_assertions)]
-    if std::env::var("CURBSIDE_DEBUG_STALL").is_ok_and(|p| p == part) {
-        tokio::select! {
-            r = fut => return r,
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {
-                tracing::warn!(part, "CURBSIDE_DEBUG_STALL: blocking this part's thread");
-                std::thread::sleep(Duration::from_secs(3600));
-            }
-        }
-        unreachable!("the stalled part never resumes");
-    }
-    let _ = part;
-    fut.await
-}
-
-/// Runs the agent until SIGINT/SIGTERM or until a part fails.
-///
-/// On SIGHUP the config is read again from `config_file` (when there is one) and, if it is
-/// valid, every part is stopped (each finishes within the grace period; the outbox is flushed)
-/// and started again on the new config: webhook endpoints, telemetry rules, everything. Queued
-/// events and positions are on disk and carry on; taps in the fraction of a second between
-/// stop and start are refused (connection refused) and are retried by their client. An invalid
-/// config is logged and changes nothing.
-///
-/// A store that holds far more disk than records (see [`crate::outbox::compact`]) is compacted
-/// by executing the agent again (same PID, same arguments) once the outbox has been quiet for a
-/// minute: the store is rewritten as it opens.
-pub async fn run(config: Config, config_file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let supervision = Supervision::from_env();
-    // Every signal is watched before anything starts: a SIGTERM during start-up (systemd stopping
-    // a unit that is still starting) is then a graceful stop once the parts run, not the
-    // default action's abrupt exit.
-    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    let mut config = config;
-    loop {
-        std::fs::create_dir_all(&config.state_dir)
-            .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
-        let mut running = start_again(&config, &supervision).await?;
-        let compaction = running.compaction.clone();
-        let next = loop {
-            tokio::select! {
-                s = async {
-                    tokio::select! {
-                        _ = terminate.recv() => "SIGTERM",
-                        _ = interrupt.recv() => "SIGINT",
-                    }
-                } => {
-                    tracing::info!(signal = s, "shutting down");
-                    supervision.notifier.send("STOPPING=1");
-                    return running.stop().await;
-                }
-                r = running.finished() => return r,
-                _ = compaction.notified() => break None,
-                _ = hangup.recv() => {
-                    let Some(file) = &config_file else {
-                        tracing::warn!("SIGHUP: running on embedded defaults, no config file to reload");
-                        continue;
-                    };
-                    match Config::load(file) {
-                        Ok(c) => break Some(c),
-                        Err(e) => {
-                            tracing::error!(error = %e, "SIGHUP: the new config is invalid; still running on the old one");
-                            supervision.notifier.send(&format!("STATUS=reload refused: {e}"));
-                        }
-                    }
-                }
-            }
-        };
-        let Some(next) = next else {
-            // A fresh process, not a restart in this one: sled 0.34 does not give back all the
-            // memory of a closed store (sled#1466; measured here: RSS rose by about 3 MB with
-            // each in-process reopen), so the agent executes itself again, keeping its PID,
-            // and the store is compacted as it opens. systemd sees a reload: RELOADING=1 now,
-            // READY=1 from the new process.
-            tracing::info!("restarting as a fresh process to compact the outbox");
-            supervision.notifier.send(&health::reloading_message());
-            running.stop().await?;
-            return Err(reexecute());
-        };
-        tracing::info!(config = %next.origin, "SIGHUP: reloading: restarting every part on the new config");
-        // systemd (253+) matches the reload to this message by its timestamp; the new parts
-        // send READY=1 once they run. STOPPING=1 here would make systemd take it for a stop.
-        supervision.notifier.send(&health::reloading_message());
-        running.stop().await?;
-        config = next;
-    }
-}
-
-/// Replaces this process with a fresh run of the same binary and arguments (same PID, same
-/// environment). Returns only if that failed.
-fn reexecute() -> anyhow::Error {
-    use std::os::unix::process::CommandExt;
-    let exe = match std::env::current_exe() {
-        // Replaced since it started (a package upgrade): Linux names the old file
-        // "PATH (deleted)"; the new one at PATH is what should run. (Found by the fill/drain
-        // run, whose binary a rebuild replaced: the re-execution failed and the agent exited.)
-        Ok(exe) => match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
-            Some(path) => std::path::PathBuf::from(path),
-            None => exe,
-        },
-        Err(e) => return anyhow::anyhow!("cannot find this binary to execute it again: {e}"),
-    };
-    let err = std::process::Command::new(&exe).args(std::env::args_os().skip(1)).exec();
-    anyhow::anyhow!("cannot execute {} again: {err}", exe.display())
-}
-
-/// Starts the agent; after a reload, waits (up to 5 s) for the previous store handle to let go
-/// of its lock (sled's flusher thread ends within its flush interval after the last handle).
-async fn start_again(config: &Config, supervision: &Supervision) -> anyhow::Result<Running> {
-    let locked = |e: &anyhow::Error| {
-        e.chain().any(|c| {
-            matches!(c.downcast_ref::<crate::outbox::OutboxError>(), Some(crate::outbox::OutboxError::Locked(_)))
-        })
-    };
-    let mut tries = 0;
-    loop {
-        match start_supervised(config.clone(), supervision.clone()).await {
-            Err(e) if locked(&e) && tries < 50 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Logs fix acquired/lost as it happens, and a summary line every [`SUMMARY_EVERY`].
-async fn summarise(latest: LatestFix, clock: Clock, shutdown: CancellationToken) {
-    let mut had_fix = false;
-    let mut tick = tokio::time::interval(SUMMARY_EVERY);
-    let mut changes = latest.subscribe();
-    loop {
-        let periodic = tokio::select! {
-            _ = tick.tick() => true,
-            r = changes.changed() => { if r.is_err() { return; } false }
-            _ = shutdown.cancelled() => return,
-        };
-        let live = latest.live();
-        if live.is_some() != had_fix {
-            had_fix = live.is_some();
-            match &live {
-                Some(r) => tracing::info!(mode = %r.fix.mode, sats = r.fix.sats, "gps fix acquired"),
-                None => tracing::warn!("gps fix lost"),
-            }
-        }
-        if periodic {
-            let s = latest.snapshot();
-            let c = clock.status();
-            match live.and_then(|r| r.fix.position().map(|p| (p, r))) {
-                Some(((lat, lon), r)) => tracing::info!(
-                    lat = format_args!("{lat:.6}"),
-                    lon = format_args!("{lon:.6}"),
-                    speed_mps = format_args!("{:.1}", r.fix.speed_mps.unwrap_or(0.0)),
-                    mode = %r.fix.mode,
-                    sats = r.fix.sats,
-                    bad_sentences = s.stats.bad_sentences,
-                    clock_trusted = c.trusted,
-                    "gps"
-                ),
-                None => tracing::info!(
-                    connected = s.connected,
-                    last_known_age_s = s.last_valid.map(|r| r.age().as_secs()),
-                    bad_sentences = s.stats.bad_sentences,
-                    clock_trusted = c.trusted,
-                    "gps: no fix"
-                ),
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn the_upkeep_asks_for_a_compaction_once_a_drained_store_is_quiet() {
-        let dir = tempfile::tempdir().unwrap();
-        let endpoints = vec![EndpointFilter { name: "bo".into(), events: None, files_only: false }];
-        let outbox = Outbox::open_with(dir.path(), endpoints, 16 << 20).unwrap();
-        let mut seqs = Vec::new();
-        while outbox.size_on_disk() < 14 << 20 {
-            let mut batch = JoinSet::new();
-            for k in 0..32 {
-                let o = outbox.clone();
-                batch.spawn(async move {
-                    let job = format!("J{k}");
-                    o.append(&job, None, |seq| crate::event::StatusEvent {
-                        sequence: seq,
-                        job_id: job.clone(),
-                        received_by: Some("r".repeat(20_000)),
-                        ..crate::webhook::format::sample("van-17")
-                    })
-                    .await
-                });
-            }
-            seqs.extend(batch.join_all().await.into_iter().map(|a| a.unwrap().event.sequence));
-        }
-        let (due, shutdown) = (Arc::new(tokio::sync::Notify::new()), CancellationToken::new());
-        let upkeep = tokio::spawn(store_upkeep(outbox.clone(), due.clone(), UPKEEP_EVERY, shutdown.clone()));
-        let quiet = tokio::time::timeout(Duration::from_secs(600), due.notified()).await;
-        assert!(quiet.is_err(), "full of undelivered events: never worth compacting, however quiet");
-        for seq in seqs {
-            outbox.delivered("bo", seq).unwrap();
-        }
-        tokio::time::timeout(3 * UPKEEP_EVERY, due.notified())
-            .await
-            .expect("drained and quiet: compaction is asked for");
-        tokio::time::timeout(Duration::from_secs(1), upkeep).await.expect("it asks once, then ends").unwrap();
-    }
 }
