@@ -1,9 +1,10 @@
-//! The command line: the arguments ([`args`]), the client of the running agent's API
-//! ([`client`]), and the commands that work without an agent ([`gps`]) or print for a human
-//! ([`text`]). `main.rs` dispatches; nothing here runs the agent.
+//! The command line: the arguments ([`args`]), each subcommand as one function ([`commands`]),
+//! the client of the running agent's API ([`client`]), the commands that work without an agent
+//! ([`gps`]) and what is printed for a human ([`text`]). `main.rs` dispatches.
 
 pub mod args;
 pub mod client;
+pub mod commands;
 pub mod gps;
 pub mod text;
 
