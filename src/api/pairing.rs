@@ -115,13 +115,35 @@ pub fn digest(token: &str) -> [u8; 32] {
 
 /// Stores a new session, on disk before the cookie is given out.
 pub async fn remember(outbox: &Outbox, digest: [u8; 32]) -> Result<(), OutboxError> {
-    let expires = chrono::Utc::now().timestamp() + SESSION_TTL.as_secs() as i64;
-    outbox.add_session(digest, expires).await
+    let now = chrono::Utc::now().timestamp();
+    let sessions = outbox.part_tree(SESSIONS)?;
+    // Expired sessions are dropped on the way.
+    for kv in sessions.iter() {
+        let (k, v) = kv?;
+        if expiry(&v).is_some_and(|e| e <= now) {
+            sessions.remove(k)?;
+        }
+    }
+    sessions.insert(digest, (now + SESSION_TTL.as_secs() as i64).to_be_bytes())?;
+    sessions.commit().await
+}
+
+/// The store's tree of sessions: a token's digest (32 bytes) to its expiry (unix seconds, i64 BE).
+const SESSIONS: &str = "sessions";
+
+fn expiry(v: &[u8]) -> Option<i64> {
+    <[u8; 8]>::try_from(v).ok().map(i64::from_be_bytes)
 }
 
 /// Whether `token` is a live session.
 pub fn is_session(outbox: &Outbox, token: &str) -> bool {
-    outbox.session_expires(&digest(token)).is_some_and(|e| e > chrono::Utc::now().timestamp())
+    let Ok(sessions) = outbox.part_tree(SESSIONS) else { return false };
+    sessions
+        .get(digest(token))
+        .ok()
+        .flatten()
+        .and_then(|v| expiry(&v))
+        .is_some_and(|e| e > chrono::Utc::now().timestamp())
 }
 
 /// The session token of a `Cookie` header, if it has one.

@@ -1,5 +1,5 @@
 //! What other parts keep in the store beside the queue, in trees of their own: the day's stop
-//! list (versioned), paired phones' sessions, media references, and each job's history (with
+//! list (versioned), media references, and each job's history (with
 //! the week-old idempotency keys). They share the store so that what must be atomic with an
 //! event is written in the event's transaction.
 
@@ -89,26 +89,6 @@ impl Outbox {
         }
         self.commit_or_break().await?;
         Ok(next.version)
-    }
-
-    /// Keeps a paired phone's session (its token's digest) until `expires` (unix seconds); on
-    /// disk when this returns. Expired sessions are dropped on the way.
-    pub async fn add_session(&self, digest: [u8; 32], expires: i64) -> Result<(), OutboxError> {
-        let now = chrono::Utc::now().timestamp();
-        for kv in self.inner.sessions.iter() {
-            let (k, v) = kv?;
-            if <[u8; 8]>::try_from(v.as_ref()).map(i64::from_be_bytes).is_ok_and(|e| e <= now) {
-                self.inner.sessions.remove(k)?;
-            }
-        }
-        self.inner.sessions.insert(digest, &expires.to_be_bytes())?;
-        self.commit_or_break().await
-    }
-
-    /// When the session with token digest `digest` expires (unix seconds), if it is known.
-    pub fn session_expires(&self, digest: &[u8; 32]) -> Option<i64> {
-        let v = self.inner.sessions.get(digest).ok()??;
-        <[u8; 8]>::try_from(v.as_ref()).ok().map(i64::from_be_bytes)
     }
 
     /// Replaces the stop list with one that came as the MQTT message whose payload has SHA-256

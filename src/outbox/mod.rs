@@ -21,7 +21,7 @@
 //! | `media`   | file SHA-256 (32 bytes), sequence (BE) | empty: the event refers to the file in `state_dir/media/` (see [`crate::media`]) |
 //! | `stops`   | `list`                                | JSON [`crate::stops::StopList`]: the day's stops and their version |
 //! | `stops`   | `mqtt`                                | SHA-256 of the last `{prefix}/stops` message applied (a retained message comes again on every connect) |
-//! | `sessions` | SHA-256 of a session token (32 bytes) | expiry, unix seconds (i64 BE): a paired phone (see [`crate::api::pairing`]) |
+//! | `sessions` | SHA-256 of a session token (32 bytes) | expiry, unix seconds (i64 BE): a paired phone; a [`PartTree`] that [`crate::api::pairing`] owns |
 //! | `history` | job id, NUL, sequence (BE)            | JSON [`Milestone`]: what the job went through, for formats that send it (kept 7 days, like `idem`) |
 //!
 //! Big-endian sequences make sled's key order the outbox order, so a range scan over an
@@ -47,6 +47,7 @@ mod deliveries;
 mod durable;
 mod error;
 mod kept;
+mod part;
 mod queue;
 pub mod record;
 pub mod ring;
@@ -54,6 +55,7 @@ mod types;
 pub mod upkeep;
 
 pub use error::OutboxError;
+pub use part::PartTree;
 pub use queue::{Queue, Settle};
 pub use ring::{Ring, RingLimits, RingPoint, RingStats};
 pub use types::{Appended, Attempt, DeliveryState, Depth, EndpointFilter, ListState, Listed, StoreLoss};
@@ -100,7 +102,6 @@ struct Inner {
     media: sled::Tree,
     history: sled::Tree,
     stops: sled::Tree,
-    sessions: sled::Tree,
     /// The stop list as last read or written (taps and the geofence read it often).
     stops_cache: std::sync::Mutex<Option<Arc<StopList>>>,
     /// Notified when events leave the store (their files may be released).
@@ -280,7 +281,6 @@ impl Outbox {
             media: tree("media")?,
             history: tree("history")?,
             stops: tree("stops")?,
-            sessions: tree("sessions")?,
             stops_cache: std::sync::Mutex::new(None),
             released: Arc::new(Notify::new()),
             pending: tree("pending")?,
