@@ -263,7 +263,7 @@ impl Sources {
     }
 
     fn next_stop(&self) -> Option<NextStop> {
-        let list = self.outbox.stops();
+        let list = crate::stops::store::current(&self.outbox);
         if list.stops.is_empty() {
             return None;
         }

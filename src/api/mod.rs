@@ -140,6 +140,21 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::stops::store::ReplaceError> for ApiError {
+    fn from(e: crate::stops::store::ReplaceError) -> Self {
+        match e {
+            crate::stops::store::ReplaceError::VersionMismatch { expected, current } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                Some("If-Match"),
+                format!(
+                    "the stop list is at version {current}, not {expected}: GET it again, then replace it; nothing changed"
+                ),
+            ),
+            crate::stops::store::ReplaceError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<taps::Invalid> for ApiError {
     fn from(e: taps::Invalid) -> Self {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, Some(&e.field), e.message)
@@ -169,13 +184,6 @@ impl From<OutboxError> for ApiError {
                 format!("{e}; tell dispatch by other means (the budget is outbox_max_mb in the config)"),
             ),
             OutboxError::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, None, format!("not found: {what}")),
-            OutboxError::VersionMismatch { expected, current } => ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                Some("If-Match"),
-                format!(
-                    "the stop list is at version {current}, not {expected}: GET it again, then replace it; nothing changed"
-                ),
-            ),
             other => {
                 tracing::error!(error = %other, "storage failed; tap refused");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, None, format!("the event was NOT recorded: {other}"))
@@ -438,7 +446,7 @@ fn require_proof(pod: &crate::media::settings::Pod, tap: &taps::Tap) -> Result<(
 async fn stops_get(State(api): State<Api>) -> Response {
     let outbox = api.parts.outbox.clone();
     let list = tokio::task::spawn_blocking(move || {
-        let list = outbox.stops();
+        let list = crate::stops::store::current(&outbox);
         let stops: Vec<Value> = list
             .stops
             .iter()
@@ -486,7 +494,7 @@ async fn stops_put(State(api): State<Api>, headers: HeaderMap, body: Body) -> Re
         taps::parse_json(&bytes).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Some(&e.field), e.message))?;
     let stops = crate::stops::parse_list(&value)?;
     let count = stops.len();
-    let version = api.parts.outbox.replace_stops(stops, if_match).await?;
+    let version = crate::stops::store::replace(&api.parts.outbox, stops, if_match).await?;
     let mut resp = Json(json!({"version": version, "stops": count})).into_response();
     if let Ok(v) = header::HeaderValue::from_str(&format!("\"{version}\"")) {
         resp.headers_mut().insert(header::ETAG, v);

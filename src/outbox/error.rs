@@ -27,14 +27,6 @@ pub enum OutboxError {
     /// No such event or delivery.
     #[error("not found: {0}")]
     NotFound(String),
-    /// A replacement named a version that is no longer the stored one (HTTP 412).
-    #[error("the stored version is {current}, not {expected}")]
-    VersionMismatch {
-        /// What the request said it replaces.
-        expected: u64,
-        /// What is stored.
-        current: u64,
-    },
     /// The state directory cannot be used at all.
     #[error("cannot use {path}: {source}")]
     Dir {

@@ -19,7 +19,7 @@
 //! | `meta`    | `disabled/ENDPOINT`, `loss`, `telemetry_dropped` | JSON (the drop count: u64 BE)  |
 //! | `telemetry` | ring sequence, u64 BE               | positions waiting for the MQTT broker, see [`ring`] |
 //! | `media`   | file SHA-256 (32 bytes), sequence (BE) | empty: the event refers to the file in `state_dir/media/` (see [`crate::media`]) |
-//! | `stops`   | `list`                                | JSON [`crate::stops::StopList`]: the day's stops and their version |
+//! | `stops`   | `list`, `mqtt`                        | JSON [`crate::stops::StopList`], the last MQTT list's digest: a [`PartTree`] that `stops::store` owns |
 //! | `stops`   | `mqtt`                                | SHA-256 of the last `{prefix}/stops` message applied (a retained message comes again on every connect) |
 //! | `sessions` | SHA-256 of a session token (32 bytes) | expiry, unix seconds (i64 BE): a paired phone; a [`PartTree`] that [`crate::api::pairing`] owns |
 //! | `history` | job id, NUL, sequence (BE)            | JSON [`Milestone`]: what the job went through, for formats that send it (kept 7 days, like `idem`) |
@@ -71,7 +71,6 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::Notify;
 
 use crate::event::{Milestone, StatusEvent};
-use crate::stops::StopList;
 use record::{decode, encode, endpoint_key, endpoint_prefix, seq_key, split_endpoint_key};
 
 /// Days an Idempotency-Key keeps answering with its first event.
@@ -101,9 +100,9 @@ struct Inner {
     telemetry: sled::Tree,
     media: sled::Tree,
     history: sled::Tree,
-    stops: sled::Tree,
     /// The stop list as last read or written (taps and the geofence read it often).
-    stops_cache: std::sync::Mutex<Option<Arc<StopList>>>,
+    /// What parts decoded from their trees ([`PartTree::memo`]), by tree name.
+    part_memos: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<dyn std::any::Any + Send + Sync>>>,
     /// Notified when events leave the store (their files may be released).
     released: Arc<Notify>,
     /// The telemetry ring's ends and counters (see [`ring`]).
@@ -280,8 +279,7 @@ impl Outbox {
             idem: tree("idem")?,
             media: tree("media")?,
             history: tree("history")?,
-            stops: tree("stops")?,
-            stops_cache: std::sync::Mutex::new(None),
+            part_memos: std::sync::Mutex::default(),
             released: Arc::new(Notify::new()),
             pending: tree("pending")?,
             failed: tree("failed")?,

@@ -4,6 +4,8 @@
 //! What must be atomic with an event (its media references, the job's history) is written in
 //! the event's transaction instead, by the outbox.
 
+use std::sync::Arc;
+
 use sled::IVec;
 
 use super::{Outbox, OutboxError};
@@ -22,7 +24,8 @@ impl std::fmt::Debug for PartTree {
 }
 
 impl Outbox {
-    /// The tree `name`, kept for a part: `sessions` (paired phones, `api::pairing`).
+    /// The tree `name`, kept for a part: `sessions` (paired phones, `api::pairing`), `stops`
+    /// (the day's stop list, `stops::store`).
     pub fn part_tree(&self, name: &str) -> Result<PartTree, OutboxError> {
         Ok(PartTree { tree: self.inner.db.open_tree(name)?, outbox: self.clone() })
     }
@@ -49,6 +52,34 @@ impl PartTree {
     /// Every key and value, in key order.
     pub fn iter(&self) -> impl Iterator<Item = Result<(IVec, IVec), OutboxError>> + '_ {
         self.tree.iter().map(|kv| kv.map_err(OutboxError::from))
+    }
+
+    /// Replaces `key`'s value only if it is still `old` (`Ok(false)`: it was not).
+    pub fn compare_and_swap(
+        &self,
+        key: impl AsRef<[u8]>,
+        old: Option<IVec>,
+        new: Option<Vec<u8>>,
+    ) -> Result<bool, OutboxError> {
+        Ok(self.tree.compare_and_swap(key, old, new)?.is_ok())
+    }
+
+    /// What the part decoded from this tree, kept in memory for every handle of the store until
+    /// [`PartTree::forget`]: `load` runs when nothing is kept.
+    pub fn memo<T: std::any::Any + Send + Sync>(&self, load: impl FnOnce() -> T) -> Arc<T> {
+        let mut memos = self.outbox.inner.part_memos.lock().unwrap_or_else(|e| e.into_inner());
+        let name = self.tree.name().to_vec();
+        if let Some(kept) = memos.get(&name).and_then(|m| m.clone().downcast::<T>().ok()) {
+            return kept;
+        }
+        let fresh = Arc::new(load());
+        memos.insert(name, fresh.clone());
+        fresh
+    }
+
+    /// Drops what [`PartTree::memo`] keeps (after a write).
+    pub fn forget(&self) {
+        self.outbox.inner.part_memos.lock().unwrap_or_else(|e| e.into_inner()).remove(self.tree.name().as_ref());
     }
 
     /// Waits until every write so far is on disk (a failure marks the store broken, as any

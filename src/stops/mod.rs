@@ -1,10 +1,11 @@
 //! The day's stops (the manifest) on the van: what a list must be ([`parse_list`], pure), and
 //! each stop's state as its job's events make it ([`state`], pure). The list itself is kept in
-//! the outbox's `stops` tree (see [`crate::outbox::Outbox::replace_stops`]), versioned so that a
+//! the outbox's `stops` tree (see [`store`]), versioned so that a
 //! replacement can say which list it replaces (`If-Match`).
 
 pub mod eta;
 pub mod geofence;
+pub mod store;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -298,7 +298,7 @@ impl Taps {
     /// coordinates.
     pub fn proximity(&self, job_id: &str, location: Option<&Location>) -> Option<crate::event::StopProximity> {
         let l = location?;
-        let list = self.outbox.stops();
+        let list = crate::stops::store::current(&self.outbox);
         let stop = list.stops.iter().find(|s| s.job_id == job_id)?;
         let (lat, lng) = (stop.lat?, stop.lng?);
         let d = crate::stops::geofence::distance_m((lat, lng), (l.lat, l.lng));

@@ -35,7 +35,7 @@ pub async fn run(
             r = changes.changed() => if r.is_err() { return },
             _ = shutdown.cancelled() => return,
         }
-        let list = outbox.stops();
+        let list = crate::stops::store::current(&outbox);
         if version != Some(list.version) {
             version = Some(list.version);
             fences = list

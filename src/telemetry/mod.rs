@@ -165,7 +165,7 @@ pub(crate) async fn sample(deps: Deps, tx: mpsc::Sender<Point>, shutdown: Cancel
 pub(crate) fn owntracks_body(deps: &Deps, p: &Point, tid: &str) -> Option<serde_json::Value> {
     let mut v = payload::owntracks(p, deps.clock.now().0.timestamp(), tid)?;
     let (lat, lon) = p.fix.position()?;
-    let (names, rids) = owntracks::inside(&deps.outbox.stops(), deps.default_radius_m, lat, lon);
+    let (names, rids) = owntracks::inside(&crate::stops::store::current(&deps.outbox), deps.default_radius_m, lat, lon);
     if !rids.is_empty() {
         v["inregions"] = serde_json::json!(names);
         v["inrids"] = serde_json::json!(rids);

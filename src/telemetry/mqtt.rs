@@ -351,7 +351,7 @@ impl Publisher {
     fn fill(&self, conn: &mut Conn) -> Result<(), String> {
         let o = &self.deps.outbox;
         if let Some(topic) = &self.topics.waypoints {
-            let list = o.stops();
+            let list = crate::stops::store::current(o);
             if list.version > 0 && conn.waypoints_version != Some(list.version) {
                 let w = owntracks::waypoints(&list, self.deps.default_radius_m);
                 conn.publish(topic, QoS::AtLeastOnce, false, w.to_string().into_bytes(), Item::Other)?;
@@ -380,7 +380,9 @@ impl Publisher {
                 if let (Some(topic), MqttMode::OwnTracks { .. }) = (&self.topics.transition, &self.mode) {
                     // The geofence's arrivals and departures, as OwnTracks region events (at least
                     // once with the event they go before).
-                    if let Some(t) = owntracks::transition(&event, &self.deps.outbox.stops(), &self.tid) {
+                    if let Some(t) =
+                        owntracks::transition(&event, &crate::stops::store::current(&self.deps.outbox), &self.tid)
+                    {
                         conn.publish(topic, QoS::AtLeastOnce, false, t.to_string().into_bytes(), Item::Other)?;
                     }
                 }

@@ -2,7 +2,7 @@
 //! broker, so a van that connects later still gets it) with the same JSON as `PUT /api/v1/stops`.
 //! A message is applied once: the broker sends a retained message again on every connect, and a
 //! list changed through the API since then must stay (see
-//! [`Outbox::replace_stops_from_message`]). A bad list replaces nothing and is counted and
+//! [`crate::stops::store::replace_from_message`]). A bad list replaces nothing and is counted and
 //! logged with the field at fault; an empty payload (the retained message cleared) is ignored.
 //! Counters are updated once a message is dealt with, so `stops_received` says it is done.
 //! An OwnTracks `setWaypoints` (over MQTT's `…/cmd`, or in an OwnTracks HTTP answer) comes this
@@ -36,7 +36,7 @@ pub async fn apply(mut messages: mpsc::Receiver<Vec<u8>>, outbox: Outbox, status
         };
         let count = stops.len();
         let digest: [u8; 32] = Sha256::digest(&payload).into();
-        match outbox.replace_stops_from_message(stops, digest).await {
+        match crate::stops::store::replace_from_message(&outbox, stops, digest).await {
             Ok(Some(version)) => {
                 tracing::info!(version, stops = count, "mqtt stops: the day's stops replaced");
                 status.update(|c| {
