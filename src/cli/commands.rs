@@ -21,6 +21,11 @@ pub fn out(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Prints `value` as pretty JSON with `--json`, else `text()` for a human.
+fn out_json_or(json: bool, value: &impl serde::Serialize, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+    if json { out(&format!("{}\n", serde_json::to_string_pretty(value)?)) } else { out(&text()) }
+}
+
 /// The config `--config` names, or the embedded defaults.
 pub fn load(arg: &ConfigArg) -> Result<Config, ConfigError> {
     match &arg.config {
@@ -116,12 +121,7 @@ pub fn tap(t: TapArgs) -> anyhow::Result<()> {
 pub fn status(config: ConfigArg, json: bool) -> anyhow::Result<()> {
     let client = client(&config)?;
     let status = runtime()?.block_on(client.status())?;
-    if json {
-        out(&format!("{}\n", serde_json::to_string_pretty(&status)?))?;
-    } else {
-        out(&status.text())?;
-    }
-    Ok(())
+    out_json_or(json, &status, || status.text())
 }
 
 /// `curbside outbox list`.
@@ -193,12 +193,7 @@ pub fn stops_load(file: PathBuf, if_version: Option<u64>, config: ConfigArg) -> 
 pub fn stops_list(json: bool, config: ConfigArg) -> anyhow::Result<()> {
     let client = client(&config)?;
     let list = runtime()?.block_on(client.stops())?;
-    if json {
-        out(&format!("{}\n", serde_json::to_string_pretty(&list)?))?;
-    } else {
-        out(&crate::cli::text::stops_text(&list))?;
-    }
-    Ok(())
+    out_json_or(json, &list, || crate::cli::text::stops_text(&list))
 }
 
 /// `curbside pair`.
