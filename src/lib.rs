@@ -17,7 +17,8 @@
 //! - [`event`]: the `StatusEvent` domain.
 //! - [`media`]: proof-of-delivery files: stored content-addressed before their event, uploaded,
 //!   released; `[pod]` settings.
-//! - [`outbox`]: the durable queue (design doc in its module).
+//! - [`outbox`]: the durable queue (design doc in its module), and the trees parts keep in it.
+//! - [`history`]: what each job went through, written with each tap, kept a week.
 //! - [`stops`]: the day's stops on the van: what a list must be, each stop's state.
 //! - [`webhook`]: delivery loops, payload formats, signing, retry rules.
 //! - [`telemetry`]: positions (acquisition rules, the offline backlog) and their transports: the
@@ -47,6 +48,7 @@ pub mod digest;
 pub mod event;
 pub mod gps;
 pub mod health;
+pub mod history;
 pub mod input;
 pub mod media;
 pub mod memory;

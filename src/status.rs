@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::gps::clock::{Clock, ClockSource, ClockStatus};
 use crate::gps::fix::Fix;
 use crate::gps::latest::LatestFix;
+use crate::history::History;
 use crate::media::Media;
+use crate::media::refs::Refs;
 use crate::media::settings::{Pod, UPLOAD_ENDPOINT};
 use crate::outbox::{Attempt, Outbox, RingStats, StoreLoss};
 use crate::server::{ConnCounters, ConnReport};
@@ -198,6 +200,10 @@ pub struct Sources {
     pub clock: Clock,
     /// The store.
     pub outbox: Outbox,
+    /// What each job went through (for the next stop).
+    pub history: History,
+    /// Which events refer to which proof-of-delivery file.
+    pub media_refs: Refs,
     /// The configured endpoints.
     pub endpoints: Arc<Vec<Arc<Endpoint>>>,
     /// Their loops' status.
@@ -270,7 +276,7 @@ impl Sources {
         let progress: Vec<_> = list
             .stops
             .iter()
-            .map(|s| crate::stops::eta::Progress::of(&self.outbox.job_history(&s.job_id, u64::MAX)))
+            .map(|s| crate::stops::eta::Progress::of(&self.history.job(&s.job_id, u64::MAX)))
             .collect();
         let (stop, state) = crate::stops::eta::next(&list.stops, &progress)?;
         let here = self.latest.live().or_else(|| self.latest.last_known()).and_then(|r| r.fix.position());

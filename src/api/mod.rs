@@ -355,8 +355,8 @@ async fn tap(
         // with them) go now; those the event refers to stay until it is delivered.
         let shas = pinned.shas().to_vec();
         drop(pinned);
-        let (media, outbox) = (api.parts.media.clone(), api.parts.outbox.clone());
-        tokio::task::spawn_blocking(move || media.release(shas, |s| outbox.media_referenced(s)));
+        let (media, refs) = (api.parts.media.clone(), api.parts.media_refs.clone());
+        tokio::task::spawn_blocking(move || media.release(shas, |s| refs.referenced(s)));
     }
     let appended = recorded?;
     let public = api.parts.pod.upload.as_ref().map(|u| &u.public);
@@ -444,14 +444,14 @@ fn require_proof(pod: &crate::media::settings::Pod, tap: &taps::Tap) -> Result<(
 
 /// `GET /api/v1/stops`: the list, each stop with its state, and the version as `ETag`.
 async fn stops_get(State(api): State<Api>) -> Response {
-    let outbox = api.parts.outbox.clone();
+    let (outbox, history) = (api.parts.outbox.clone(), api.parts.history.clone());
     let list = tokio::task::spawn_blocking(move || {
         let list = crate::stops::store::current(&outbox);
         let stops: Vec<Value> = list
             .stops
             .iter()
             .map(|s| {
-                let (state, status) = crate::stops::state(&outbox.job_history(&s.job_id, u64::MAX));
+                let (state, status) = crate::stops::state(&history.job(&s.job_id, u64::MAX));
                 let mut v = serde_json::to_value(s).unwrap_or_default();
                 v["state"] = json!(state);
                 v["status"] = json!(status);

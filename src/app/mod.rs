@@ -16,7 +16,9 @@ use crate::gps::clock::{Clock, Wall};
 use crate::gps::latest::LatestFix;
 use crate::gps::source;
 use crate::health::{self, Health, Notifier};
+use crate::history::History;
 use crate::media::Media;
+use crate::media::refs::Refs;
 use crate::media::settings::UPLOAD_ENDPOINT;
 use crate::outbox::{EndpointFilter, Outbox};
 use crate::status::Sources;
@@ -123,17 +125,19 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
     let media = Media::open(&config.state_dir, config.pod.media_budget)
         .with_context(|| format!("cannot open the media directory in {}", config.state_dir.display()))?;
     let pod = Arc::new(config.pod.clone());
+    let history = History::open(&outbox)?;
+    let media_refs = Refs::open(&outbox)?;
     {
         // Files of events that left the store while the agent was down, and files that no
         // acknowledged event references (a tap killed between its files and its event).
-        let (o, m, uploads) = (outbox.clone(), media.clone(), pod.upload.is_some());
+        let (r, m, uploads) = (media_refs.clone(), media.clone(), pod.upload.is_some());
         let swept = tokio::task::spawn_blocking(move || {
             if uploads {
                 // Without an upload target files stay on the van (status says so).
-                let released = o.drop_released_media_refs()?;
-                m.release(released, |s| o.media_referenced(s));
+                let released = r.drop_released()?;
+                m.release(released, |s| r.referenced(s));
             }
-            Ok::<_, anyhow::Error>(m.sweep(|s| o.media_referenced(s))?)
+            Ok::<_, anyhow::Error>(m.sweep(|s| r.referenced(s))?)
         })
         .await??;
         if swept.unreferenced + swept.partial > 0 {
@@ -164,7 +168,7 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
     };
     let endpoints = Arc::new(config.webhooks.clone());
     let taps =
-        Taps::new(outbox.clone(), latest.clone(), clock.clone(), config.vehicle_id.clone(), config.driver_id.clone())
+        Taps::new(outbox.clone(), latest.clone(), clock.clone(), config.vehicle_id.clone(), config.driver_id.clone())?
             .with_default_radius(config.stops.radius_m);
     let sources = Sources {
         vehicle_id: config.vehicle_id.clone(),
@@ -172,6 +176,8 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
         latest: latest.clone(),
         clock: clock.clone(),
         outbox: outbox.clone(),
+        history: history.clone(),
+        media_refs: media_refs.clone(),
         endpoints: endpoints.clone(),
         webhooks: webhooks.clone(),
         telemetry: mqtt.as_ref().map(|(m, _, status)| (status.clone(), format!("{}:{}", m.host, m.port))),
@@ -240,6 +246,7 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
     for (ep, target) in loops {
         let deps = webhook::Deps {
             outbox: outbox.clone(),
+            history: history.clone(),
             client: client.clone(),
             clock: clock.clone(),
             status: webhooks.clone(),
@@ -283,7 +290,7 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
     {
         // Idempotency keys and job history are kept a week as GPS time counts it: the prune
         // waits for the receiver's first time (see `Clock::confirmed_now`).
-        let (outbox, clock, shutdown) = (outbox.clone(), clock.clone(), shutdown.clone());
+        let (outbox, history, clock, shutdown) = (outbox.clone(), history.clone(), clock.clone(), shutdown.clone());
         parts.set.spawn(async move {
             let now = loop {
                 if let Some(t) = clock.confirmed_now() {
@@ -297,6 +304,9 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = outbox.prune_idempotency(now) {
                     tracing::warn!(error = %e, "could not prune old idempotency keys");
+                }
+                if let Err(e) = history.prune(now) {
+                    tracing::warn!(error = %e, "could not prune old job history");
                 }
             })
             .await?;
@@ -370,9 +380,9 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
         });
     }
     if pod.upload.is_some() {
-        let (outbox, media, shutdown) = (outbox.clone(), media.clone(), shutdown.clone());
+        let (outbox, refs, media, shutdown) = (outbox.clone(), media_refs.clone(), media.clone(), shutdown.clone());
         parts.spawn_watched("media", async move {
-            crate::media::janitor::run(outbox, media, shutdown).await;
+            crate::media::janitor::run(outbox, refs, media, shutdown).await;
             Ok(())
         });
     }

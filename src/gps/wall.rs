@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use chrono::{DateTime, Utc};
 
 /// The system clock (`CLOCK_REALTIME`) as the agent reads it. Every reading the GPS side and
-/// [`Clock`] take goes through one of these, so that a test can make it jump days ahead or
+/// [`Clock`](super::clock::Clock) take goes through one of these, so that a test can make it jump days ahead or
 /// behind, as a Pi's clock does after a `fake-hwclock` restore or a bad NTP answer. Clones share
 /// one offset; the default is the system clock as it is.
 #[derive(Debug, Clone, Default)]

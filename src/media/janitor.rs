@@ -3,23 +3,24 @@
 use tokio_util::sync::CancellationToken;
 
 use super::Media;
+use super::refs::Refs;
 use crate::outbox::Outbox;
 
 /// Removes a file once no stored event references it: woken whenever events leave the store
 /// (delivered everywhere: with an upload target, that includes the upload), it drops their
 /// media references and deletes the files left without one (a file shared by two taps stays
 /// until both are gone). Without an upload target it does not run: files stay on the van.
-pub async fn run(outbox: Outbox, media: Media, shutdown: CancellationToken) {
+pub async fn run(outbox: Outbox, refs: Refs, media: Media, shutdown: CancellationToken) {
     let released = outbox.released();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = released.notified() => {}
         }
-        let (o, m) = (outbox.clone(), media.clone());
+        let (r, m) = (refs.clone(), media.clone());
         let done = tokio::task::spawn_blocking(move || {
-            let shas = o.drop_released_media_refs()?;
-            Ok::<_, crate::outbox::OutboxError>(m.release(shas, |s| o.media_referenced(s)))
+            let shas = r.drop_released()?;
+            Ok::<_, crate::outbox::OutboxError>(m.release(shas, |s| r.referenced(s)))
         })
         .await;
         match done {

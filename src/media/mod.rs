@@ -8,8 +8,8 @@
 //!    renamed to `media/SHA256` (or dropped, if that content is already there) and the
 //!    directory fsynced. The files are *pinned* until the event is appended: nothing deletes a
 //!    pinned file.
-//! 3. The event is appended; its `media` references (`sha256, sequence`) go into the outbox in
-//!    the same transaction (see [`crate::outbox`]). Only then is the driver told "saved".
+//! 3. The event is appended; its `media` references (`sha256, sequence`, see [`refs`]) go into
+//!    the store in the same transaction. Only then is the driver told "saved".
 //! 4. Once the event has left the van (uploaded and every webhook delivered), its references are
 //!    removed and [`Media::release`] deletes each file nothing else refers to.
 //!
@@ -18,6 +18,7 @@
 //! acknowledged event's files are never deleted before its references are.
 
 pub mod janitor;
+pub mod refs;
 pub mod settings;
 pub mod sniff;
 pub mod upload;

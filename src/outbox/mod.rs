@@ -18,11 +18,11 @@
 //! | `log`     | log id, u64 BE (monotonic)            | version byte + JSON [`Attempt`] of failed attempts; the newest 10,000 kept |
 //! | `meta`    | `disabled/ENDPOINT`, `loss`, `telemetry_dropped` | JSON (the drop count: u64 BE)  |
 //! | `telemetry` | ring sequence, u64 BE               | positions waiting for the MQTT broker, see [`ring`] |
-//! | `media`   | file SHA-256 (32 bytes), sequence (BE) | empty: the event refers to the file in `state_dir/media/` (see [`crate::media`]) |
+//! | `media`   | file SHA-256 (32 bytes), sequence (BE) | empty: the event refers to the file in `state_dir/media/`; a [`PartTree`] that [`crate::media::refs`] owns, written with the event |
 //! | `stops`   | `list`, `mqtt`                        | JSON [`crate::stops::StopList`], the last MQTT list's digest: a [`PartTree`] that `stops::store` owns |
 //! | `stops`   | `mqtt`                                | SHA-256 of the last `{prefix}/stops` message applied (a retained message comes again on every connect) |
 //! | `sessions` | SHA-256 of a session token (32 bytes) | expiry, unix seconds (i64 BE): a paired phone; a [`PartTree`] that [`crate::api::pairing`] owns |
-//! | `history` | job id, NUL, sequence (BE)            | JSON [`Milestone`]: what the job went through, for formats that send it (kept 7 days, like `idem`) |
+//! | `history` | job id, NUL, sequence (BE)            | JSON [`crate::event::Milestone`]: what the job went through (kept 7 days, like `idem`); a [`PartTree`] that [`crate::history`] owns, written with the event |
 //!
 //! Big-endian sequences make sled's key order the outbox order, so a range scan over an
 //! endpoint's prefix yields its deliveries oldest first, which is what per-job ordering needs.
@@ -30,7 +30,7 @@
 //!
 //! # Durability
 //! [`Outbox::append`] writes the event, its idempotency key and one `pending` record per matching
-//! endpoint in one sled transaction, then waits for an fsync that covers it before returning:
+//! endpoint in one sled transaction (with what parts keep with it: [`Outbox::append_with`]), then waits for an fsync that covers it before returning:
 //! only then does the API answer 201. Concurrent appends share fsyncs (group commit in `commit`;
 //! sled's own `flush_async` deadlocks when awaited concurrently, sled #1308). Delivery bookkeeping (attempt counts, removals) is not flushed
 //! per write; sled flushes it within 500 ms, and losing it only means a retry.
@@ -46,7 +46,7 @@ pub mod compact;
 mod deliveries;
 mod durable;
 mod error;
-mod kept;
+mod idem;
 mod part;
 mod queue;
 pub mod record;
@@ -55,7 +55,7 @@ mod types;
 pub mod upkeep;
 
 pub use error::OutboxError;
-pub use part::PartTree;
+pub use part::{Alongside, PartTree};
 pub use queue::{Queue, Settle};
 pub use ring::{Ring, RingLimits, RingPoint, RingStats};
 pub use types::{Appended, Attempt, DeliveryState, Depth, EndpointFilter, ListState, Listed, StoreLoss};
@@ -70,11 +70,12 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::Notify;
 
-use crate::event::{Milestone, StatusEvent};
+use crate::event::StatusEvent;
 use record::{decode, encode, endpoint_key, endpoint_prefix, seq_key, split_endpoint_key};
 
-/// Days an Idempotency-Key keeps answering with its first event.
-const IDEM_KEEP_DAYS: i64 = 7;
+/// Days an Idempotency-Key keeps answering with its first event (and a job's history is kept,
+/// see [`crate::history`]).
+pub const IDEM_KEEP_DAYS: i64 = 7;
 /// Newest delivery-log entries kept.
 const LOG_KEEP: u64 = 10_000;
 /// sled page cache: small on a gateway (sled's default is 1 GB).
@@ -98,9 +99,6 @@ struct Inner {
     log: sled::Tree,
     meta: sled::Tree,
     telemetry: sled::Tree,
-    media: sled::Tree,
-    history: sled::Tree,
-    /// The stop list as last read or written (taps and the geofence read it often).
     /// What parts decoded from their trees ([`PartTree::memo`]), by tree name.
     part_memos: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<dyn std::any::Any + Send + Sync>>>,
     /// Notified when events leave the store (their files may be released).
@@ -137,22 +135,6 @@ impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outbox").field("path", &self.inner.path).finish_non_exhaustive()
     }
-}
-
-/// The `history` key of job `job`'s event `seq`.
-fn history_key(job: &str, seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(job.len() + 9);
-    k.extend_from_slice(job.as_bytes());
-    k.push(0);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
-}
-
-/// The `media` key of event `seq`'s reference to file `sha`.
-fn media_ref(sha: &crate::digest::Sha, seq: u64) -> Vec<u8> {
-    let mut k = sha.to_vec();
-    k.extend_from_slice(&seq_key(seq));
-    k
 }
 
 fn open_db(path: &Path) -> sled::Result<sled::Db> {
@@ -277,8 +259,6 @@ impl Outbox {
             path,
             events: tree("events")?,
             idem: tree("idem")?,
-            media: tree("media")?,
-            history: tree("history")?,
             part_memos: std::sync::Mutex::default(),
             released: Arc::new(Notify::new()),
             pending: tree("pending")?,
@@ -357,13 +337,27 @@ impl Outbox {
     }
 
     /// Stores a new event durably. `make` receives the sequence and builds the event; calls to it
-    /// are serialised in sequence order (it must be quick: no I/O). With an idempotency key already used for this job, nothing is stored and the first event is
-    /// returned. Returns only after the event is flushed to disk.
+    /// are serialised in sequence order (it must be quick: no I/O). With an idempotency key
+    /// already used for this job, nothing is stored and the first event is returned. Returns
+    /// only after the event is flushed to disk.
     pub async fn append(
         &self,
         job_id: &str,
         idempotency_key: Option<&str>,
         make: impl FnOnce(u64) -> StatusEvent,
+    ) -> Result<Appended, OutboxError> {
+        self.append_with(job_id, idempotency_key, make, |_, _| Vec::new()).await
+    }
+
+    /// As [`Outbox::append`], with what parts write in their own trees for the new event
+    /// (`alongside` gets the event and its sequence): in the event's transaction, so on disk
+    /// together with it or not at all. Nothing is written for a repeated idempotency key.
+    pub async fn append_with(
+        &self,
+        job_id: &str,
+        idempotency_key: Option<&str>,
+        make: impl FnOnce(u64) -> StatusEvent,
+        alongside: impl FnOnce(&StatusEvent, u64) -> Vec<Alongside>,
     ) -> Result<Appended, OutboxError> {
         let i = &self.inner;
         let idem_key = idempotency_key.map(|k| {
@@ -397,35 +391,39 @@ impl Outbox {
         let bytes = encode(&event);
         let targets: Vec<&EndpointFilter> = i.endpoints.iter().filter(|e| e.wants(&event)).collect();
         let state = encode(&DeliveryState::new(&event.job_id));
-        let refs: Vec<Vec<u8>> = event
-            .attachments
-            .iter()
-            .filter_map(|a| crate::digest::parse_hex(&a.sha256))
-            .map(|sha| media_ref(&sha, seq))
-            .collect();
-        let step = serde_json::to_vec(&Milestone::of(&event)).unwrap_or_default();
-        let step_key = history_key(&event.job_id, seq);
-        let outcome = (&i.events, &i.idem, &i.pending, &i.media, &i.history).transaction(
-            |(events, idem, pending, media, history)| {
-                if let Some(k) = &idem_key {
-                    if let Some(first) = idem.get(k)? {
-                        return Ok(Some(first));
-                    }
-                    // The event itself, not its sequence: a retry must get it back even after it
-                    // was delivered and removed from `events`.
-                    idem.insert(k.as_slice(), bytes.as_slice())?;
+        let also = alongside(&event, seq);
+        // The event's own trees first, then each part's tree once.
+        let mut trees: Vec<&sled::Tree> = vec![&i.events, &i.idem, &i.pending];
+        let mut at = Vec::with_capacity(also.len());
+        for a in &also {
+            let n = match trees.iter().position(|t| t.name() == a.tree.name()) {
+                Some(n) => n,
+                None => {
+                    trees.push(&a.tree);
+                    trees.len() - 1
                 }
-                events.insert(&seq_key(seq), bytes.as_slice())?;
-                for r in &refs {
-                    media.insert(r.as_slice(), &[])?;
+            };
+            at.push(n);
+        }
+        let outcome = trees[..].transaction(|views| {
+            let (events, idem, pending) = (&views[0], &views[1], &views[2]);
+            if let Some(k) = &idem_key {
+                if let Some(first) = idem.get(k)? {
+                    return Ok(Some(first));
                 }
-                history.insert(step_key.as_slice(), step.as_slice())?;
-                for t in &targets {
-                    pending.insert(endpoint_key(&t.name, seq), state.as_slice())?;
-                }
-                Ok::<_, ConflictableTransactionError<OutboxError>>(None)
-            },
-        );
+                // The event itself, not its sequence: a retry must get it back even after it
+                // was delivered and removed from `events`.
+                idem.insert(k.as_slice(), bytes.as_slice())?;
+            }
+            events.insert(&seq_key(seq), bytes.as_slice())?;
+            for (a, &n) in also.iter().zip(&at) {
+                views[n].insert(a.key.as_slice(), a.value.as_slice())?;
+            }
+            for t in &targets {
+                pending.insert(endpoint_key(&t.name, seq), state.as_slice())?;
+            }
+            Ok::<_, ConflictableTransactionError<OutboxError>>(None)
+        });
         if let Err(TransactionError::Storage(e)) = &outcome {
             self.mark_broken(e);
         }
@@ -458,11 +456,15 @@ impl Outbox {
         }
     }
 
-    fn by_idem(&self, key: &[u8]) -> Result<Option<StatusEvent>, OutboxError> {
-        match self.inner.idem.get(key)? {
-            Some(v) => Ok(Some(decode(&v).map_err(|e| OutboxError::Storage(format!("idempotency record: {e}")))?)),
-            None => Ok(None),
-        }
+    /// Whether event `seq` is still stored (some endpoint has yet to take it).
+    pub fn holds(&self, seq: u64) -> Result<bool, OutboxError> {
+        Ok(self.inner.events.contains_key(seq_key(seq))?)
+    }
+
+    /// Notified when events leave the store (what parts keep for them may go: see
+    /// [`crate::media::refs`]).
+    pub fn released(&self) -> Arc<Notify> {
+        self.inner.released.clone()
     }
 
     /// The event with this sequence, if stored and readable. An unreadable record is logged

@@ -1,8 +1,8 @@
 //! A tree of its own that a part keeps in the store: the part decides the keys, the values and
 //! what they mean; the outbox gives it the same database (compaction, budget and recovery
 //! included) and the same durability (a write is on disk once [`PartTree::commit`] returns).
-//! What must be atomic with an event (its media references, the job's history) is written in
-//! the event's transaction instead, by the outbox.
+//! What must be atomic with an event (its media references, the job's history) goes in the
+//! event's own transaction: the part hands [`Alongside`] writes to [`Outbox::append_with`].
 
 use std::sync::Arc;
 
@@ -25,13 +25,41 @@ impl std::fmt::Debug for PartTree {
 
 impl Outbox {
     /// The tree `name`, kept for a part: `sessions` (paired phones, `api::pairing`), `stops`
-    /// (the day's stop list, `stops::store`).
+    /// (the day's stop list, `stops::store`), `media` (which events refer to which file,
+    /// `media::refs`), `history` (what each job went through, `history`).
     pub fn part_tree(&self, name: &str) -> Result<PartTree, OutboxError> {
         Ok(PartTree { tree: self.inner.db.open_tree(name)?, outbox: self.clone() })
     }
 }
 
+/// A write in a part's tree that goes in with an event, in the event's transaction: both are
+/// on disk, or neither (see [`Outbox::append_with`]).
+#[derive(Debug)]
+pub struct Alongside {
+    pub(super) tree: sled::Tree,
+    pub(super) key: Vec<u8>,
+    pub(super) value: Vec<u8>,
+}
+
 impl PartTree {
+    /// A write of `key` that goes in with an event (see [`Alongside`]).
+    pub fn alongside(&self, key: Vec<u8>, value: Vec<u8>) -> Alongside {
+        Alongside { tree: self.tree.clone(), key, value }
+    }
+
+    /// The values whose keys start with `prefix`, in key order.
+    pub fn scan_prefix(
+        &self,
+        prefix: impl AsRef<[u8]>,
+    ) -> impl Iterator<Item = Result<(IVec, IVec), OutboxError>> + '_ {
+        self.tree.scan_prefix(prefix).map(|kv| kv.map_err(OutboxError::from))
+    }
+
+    /// The values whose keys are in `from..=to`, in key order.
+    pub fn range_inclusive(&self, from: &[u8], to: &[u8]) -> impl Iterator<Item = Result<IVec, OutboxError>> + '_ {
+        self.tree.range(from..=to).values().map(|v| v.map_err(OutboxError::from))
+    }
+
     /// The value at `key`.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<IVec>, OutboxError> {
         Ok(self.tree.get(key)?)

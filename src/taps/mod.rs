@@ -14,8 +14,10 @@ use uuid::Uuid;
 use crate::event::{Attachment, AttachmentKind, Item, Location, ReasonCode, Status, StatusEvent};
 use crate::gps::LatestFix;
 use crate::gps::clock::Clock;
+use crate::history::History;
 use crate::input::invalid;
 pub use crate::input::{Invalid, parse_json};
+use crate::media::refs::Refs;
 use crate::outbox::{Appended, Outbox, OutboxError};
 
 /// Longest free-text fields, in characters.
@@ -263,6 +265,9 @@ pub enum RecordError {
 #[derive(Debug, Clone)]
 pub struct Taps {
     outbox: Outbox,
+    /// Each job's steps, and each event's files: written with the event.
+    history: History,
+    media_refs: Refs,
     latest: LatestFix,
     clock: Clock,
     vehicle_id: String,
@@ -276,8 +281,16 @@ pub struct Taps {
 
 impl Taps {
     /// A recorder stamping events with `latest` and `clock`, storing them in `outbox`.
-    pub fn new(outbox: Outbox, latest: LatestFix, clock: Clock, vehicle_id: String, driver_id: Option<String>) -> Self {
-        Self {
+    pub fn new(
+        outbox: Outbox,
+        latest: LatestFix,
+        clock: Clock,
+        vehicle_id: String,
+        driver_id: Option<String>,
+    ) -> Result<Self, OutboxError> {
+        Ok(Self {
+            history: History::open(&outbox)?,
+            media_refs: Refs::open(&outbox)?,
             outbox,
             latest,
             clock,
@@ -285,7 +298,12 @@ impl Taps {
             driver_id,
             last_stamp: Arc::default(),
             default_radius_m: crate::stops::DEFAULT_RADIUS_M,
-        }
+        })
+    }
+
+    /// What each job went through (written with every tap).
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// With another default stop radius (`[stops] radius_m`).
@@ -345,37 +363,47 @@ impl Taps {
         let sent = tap.clone();
         let appended = self
             .outbox
-            .append(job_id, idempotency_key, |sequence| {
-                // Stamped here, in sequence order (see `Outbox::append`): within a job,
-                // `occurred_at` never goes backwards as `sequence` goes forwards.
-                let (now, clock_source) = self.clock.now();
-                let occurred_at = {
-                    let mut last = self.last_stamp.lock().unwrap_or_else(|e| e.into_inner());
-                    let stamp = last.map_or(now, |l| l.max(now));
-                    *last = Some(stamp);
-                    stamp
-                };
-                StatusEvent {
-                    id: Uuid::now_v7(),
-                    sequence,
-                    job_id: job_id.to_string(),
-                    status: tap.status,
-                    reason_code: tap.reason_code,
-                    reason: tap.reason,
-                    received_by: tap.received_by,
-                    note: tap.note,
-                    items: tap.items,
-                    occurred_at,
-                    clock_source,
-                    location,
-                    vehicle_id: self.vehicle_id.clone(),
-                    driver_id: self.driver_id.clone(),
-                    attachments: attachments(&tap.proof, occurred_at),
-                    source,
-                    stop,
-                    eta: stop.and_then(|p| crate::stops::eta::estimate(p.distance_m, speed, occurred_at)),
-                }
-            })
+            .append_with(
+                job_id,
+                idempotency_key,
+                |sequence| {
+                    // Stamped here, in sequence order (see `Outbox::append`): within a job,
+                    // `occurred_at` never goes backwards as `sequence` goes forwards.
+                    let (now, clock_source) = self.clock.now();
+                    let occurred_at = {
+                        let mut last = self.last_stamp.lock().unwrap_or_else(|e| e.into_inner());
+                        let stamp = last.map_or(now, |l| l.max(now));
+                        *last = Some(stamp);
+                        stamp
+                    };
+                    StatusEvent {
+                        id: Uuid::now_v7(),
+                        sequence,
+                        job_id: job_id.to_string(),
+                        status: tap.status,
+                        reason_code: tap.reason_code,
+                        reason: tap.reason,
+                        received_by: tap.received_by,
+                        note: tap.note,
+                        items: tap.items,
+                        occurred_at,
+                        clock_source,
+                        location,
+                        vehicle_id: self.vehicle_id.clone(),
+                        driver_id: self.driver_id.clone(),
+                        attachments: attachments(&tap.proof, occurred_at),
+                        source,
+                        stop,
+                        eta: stop.and_then(|p| crate::stops::eta::estimate(p.distance_m, speed, occurred_at)),
+                    }
+                },
+                |event, sequence| {
+                    // In the event's transaction: the job's step, and which files it refers to.
+                    let mut also = self.media_refs.of(event, sequence);
+                    also.push(self.history.of(event, sequence));
+                    also
+                },
+            )
             .await?;
         let e = &appended.event;
         if appended.created {

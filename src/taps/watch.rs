@@ -59,9 +59,9 @@ pub async fn run(
         };
         for (job, fence) in fences.iter_mut() {
             let Some(decision) = fence.feed(sample, &rules) else { continue };
-            let o = outbox.clone();
+            let h = taps.history().clone();
             let j = job.clone();
-            let history = tokio::task::spawn_blocking(move || o.job_history(&j, u64::MAX)).await.unwrap_or_default();
+            let history = tokio::task::spawn_blocking(move || h.job(&j, u64::MAX)).await.unwrap_or_default();
             let (now, _) = state(&history);
             let status = match decision {
                 // The driver tapped it already, or finished the job: nothing to add.

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::StatusEvent;
 use crate::gps::clock::Clock;
+use crate::history::History;
 use crate::outbox::{Attempt, DeliveryState, Outbox, OutboxError, Queue, Settle};
 use crate::reconnect::{Failure, Reconnect};
 use schedule::Outcome;
@@ -44,6 +45,8 @@ const WINDOW: usize = 1024;
 pub struct Deps {
     /// The store.
     pub outbox: Outbox,
+    /// What each job went through, for formats that send it.
+    pub history: History,
     /// The HTTP client.
     pub client: reqwest::Client,
     /// For `webhook-timestamp` (GPS time when the system clock is wrong).
@@ -229,7 +232,7 @@ async fn deliver(
     seq: u64,
     mut state: DeliveryState,
 ) -> Result<Settled, OutboxError> {
-    let Deps { outbox, client, clock, status, tz } = deps;
+    let Deps { outbox, history, client, clock, status, tz } = deps;
     let job = state.job_id.clone();
     let Some(event) = outbox.event(seq)? else {
         // Unreadable or gone: nothing to deliver; drop the delivery.
@@ -241,7 +244,7 @@ async fn deliver(
     let outcome = match &target {
         Target::Other(t) => t.attempt(&client, &ep, &event, &mut state, at).await,
         Target::Post { files } => {
-            let history = if ep.format.needs_history() { outbox.job_history(&state.job_id, seq) } else { Vec::new() };
+            let history = if ep.format.needs_history() { history.job(&state.job_id, seq) } else { Vec::new() };
             let ctx = format::Context { tz, history: &history };
             match files {
                 Some(f) => {

@@ -1,0 +1,31 @@
+//! Idempotency keys: a tap retried with its key gets its first event back for a week.
+
+use chrono::{DateTime, Utc};
+
+use super::record::decode;
+use super::{IDEM_KEEP_DAYS, Outbox, OutboxError};
+use crate::event::StatusEvent;
+
+impl Outbox {
+    pub(super) fn by_idem(&self, key: &[u8]) -> Result<Option<StatusEvent>, OutboxError> {
+        match self.inner.idem.get(key)? {
+            Some(v) => Ok(Some(decode(&v).map_err(|e| OutboxError::Storage(format!("idempotency record: {e}")))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Forgets idempotency keys older than a week before `now` (a tap retried later is a new
+    /// tap). Reads the whole `idem` tree, so the agent runs it in the background, once GPS time
+    /// has confirmed `now`.
+    pub fn prune_idempotency(&self, now: DateTime<Utc>) -> Result<(), OutboxError> {
+        let cutoff = now - chrono::Duration::days(IDEM_KEEP_DAYS);
+        for kv in self.inner.idem.iter() {
+            let (k, v) = kv?;
+            let old = decode::<StatusEvent>(&v).map(|e| e.occurred_at < cutoff).unwrap_or(true);
+            if old {
+                self.inner.idem.remove(k)?;
+            }
+        }
+        Ok(())
+    }
+}
