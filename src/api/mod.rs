@@ -582,7 +582,7 @@ async fn webhook_test(State(api): State<Api>, Path(name): Path<String>) -> Resul
             let body = body.map(|b| String::from_utf8_lossy(&b[..b.len().min(4096)]).into_owned());
             (webhook::schedule::classify(status, retry_after.as_deref(), now), Some(status), body)
         }
-        Err(e) => (webhook::classify_error(&e.without_url(), ep.timeout), None, None),
+        Err(e) => (webhook::classify_error(&e.without_url(), ep.delivery.timeout), None, None),
     };
     let delivered = matches!(outcome, webhook::schedule::Outcome::Delivered(_));
     Ok(Json(json!({

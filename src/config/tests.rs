@@ -37,7 +37,7 @@ fn the_example_pod_section_parses_and_documents_the_defaults() {
     let d = Config::parse(&format!("vehicle_id = \"van-17\"\n{uncommented}"), "example")
         .unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
     let upload = d.pod.upload.as_ref().expect("the example shows an upload target");
-    assert_eq!((upload.endpoint.timeout, upload.endpoint.concurrency), (Duration::from_secs(120), 2));
+    assert_eq!((upload.endpoint.delivery.timeout, upload.endpoint.delivery.concurrency), (Duration::from_secs(120), 2));
     let minimal = Config::parse("vehicle_id = \"van-17\"", "minimal").unwrap();
     assert_eq!(
         (&d.pod.require_photo, &d.pod.require_signature, d.pod.media_budget),

@@ -8,12 +8,15 @@ use serde::Deserialize;
 
 use crate::event::Status;
 use crate::webhook::Endpoint;
-use crate::webhook::settings::{RawBasic, RawWebhook, validate_with};
+use crate::webhook::format::Format;
+use crate::webhook::settings::{Defaults, RawBasic, RawDelivery, delivery};
 
 use super::upload::UrlTemplate;
 
 /// The outbox endpoint of uploads (not a valid webhook name, so it cannot collide with one).
 pub const UPLOAD_ENDPOINT: &str = "pod:upload";
+/// An upload's defaults: files are larger than events, and the link is shared with them.
+const UPLOADS: Defaults = Defaults { timeout: "120s", concurrency: 2 };
 /// The media budget when none is configured, MiB.
 pub const DEFAULT_MEDIA_MB: u64 = 512;
 
@@ -117,21 +120,25 @@ pub fn validate(p: RawPod) -> Result<Pod, (String, String)> {
                 None => template.clone(),
                 Some(t) => UrlTemplate::parse(&t).map_err(|m| ("pod.public_url".to_string(), m))?,
             };
-            let raw = RawWebhook {
-                name: Some("pod-upload".into()),
-                url: Some(template.sample().to_string()),
+            let raw = RawDelivery {
                 basic: p.basic,
                 bearer: p.bearer,
                 headers: p.headers,
-                timeout: p.timeout.or(Some("120s".into())),
-                concurrency: p.concurrency.or(Some(2)),
+                timeout: p.timeout,
+                concurrency: p.concurrency,
                 retry_budget: p.retry_budget,
                 retry_schedule: p.retry_schedule,
-                ..RawWebhook::default()
             };
-            let key = |k: &str| if k == "url" { "pod.upload_url".to_string() } else { format!("pod.{k}") };
-            let mut endpoint = validate_with(raw, &key)?;
-            endpoint.name = UPLOAD_ENDPOINT.into();
+            let delivery = delivery(raw, UPLOADS, false, &|k| format!("pod.{k}"))?;
+            let endpoint = Endpoint {
+                name: UPLOAD_ENDPOINT.into(),
+                url: template.sample(),
+                events: None,
+                format: Format::Standard,
+                secret: None,
+                shared_token: None,
+                delivery,
+            };
             Some(Arc::new(Upload { endpoint: Arc::new(endpoint), template, public }))
         }
     };
@@ -177,7 +184,7 @@ mod tests {
         .unwrap();
         let u = p.upload.unwrap();
         assert_eq!(u.endpoint.name, UPLOAD_ENDPOINT);
-        assert_eq!(u.endpoint.bearer.as_deref(), Some("t0k"));
+        assert_eq!(u.endpoint.delivery.bearer.as_deref(), Some("t0k"));
         assert!(p.require_photo.contains(&Status::Delivered));
     }
 }

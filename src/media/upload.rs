@@ -151,7 +151,7 @@ pub async fn attempt(
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024));
         let req = client
             .put(template.render(event, a))
-            .timeout(ep.timeout)
+            .timeout(ep.delivery.timeout)
             .header(reqwest::header::CONTENT_TYPE, &a.content_type)
             .header(reqwest::header::CONTENT_LENGTH, a.bytes)
             .header("content-digest", content_digest(&sha));
@@ -160,7 +160,7 @@ pub async fn attempt(
                 let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok());
                 schedule::classify(resp.status().as_u16(), retry_after, now)
             }
-            Err(e) => classify_error(&e.without_url(), ep.timeout),
+            Err(e) => classify_error(&e.without_url(), ep.delivery.timeout),
         };
         match outcome {
             Outcome::Delivered(_) => {

@@ -1,5 +1,6 @@
-//! One configured `[[webhook]]`: where, how it authenticates, what it wants and its delivery
-//! rules, validated once by `config`.
+//! One configured `[[webhook]]`: where, what it wants and in which format, and its [`Delivery`]
+//! (what every delivery target shares with `[pod]`'s uploads: auth, headers, timeout,
+//! concurrency and retries), validated once by `config`.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -28,6 +29,14 @@ pub struct Endpoint {
     pub secret: Option<Secret>,
     /// Sent as `x-webhook-shared-token`.
     pub shared_token: Option<String>,
+    /// Auth, headers, timeout, concurrency and retries.
+    pub delivery: Delivery,
+}
+
+/// What every delivery target shares (`[[webhook]]` and `[pod]`'s uploads, validated by one
+/// function: `settings::delivery`).
+#[derive(Clone)]
+pub struct Delivery {
     /// HTTP basic auth (username, password).
     pub basic: Option<(String, String)>,
     /// Bearer token.
@@ -52,10 +61,36 @@ impl std::fmt::Debug for Endpoint {
             .field("url", &redacted_url(&self.url))
             .field("format", &self.format)
             .field("signed", &self.secret.is_some())
-            .field("auth", &(self.basic.is_some() || self.bearer.is_some() || self.shared_token.is_some()))
+            .field("shared_token", &self.shared_token.is_some())
+            .field("delivery", &self.delivery)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Delivery {
+    // Credentials never reach logs: only their presence is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("auth", &(self.basic.is_some() || self.bearer.is_some()))
             .field("headers", &self.headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
             .field("timeout", &self.timeout)
+            .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
+    }
+}
+
+impl Default for Delivery {
+    /// A webhook's defaults.
+    fn default() -> Self {
+        Delivery {
+            basic: None,
+            bearer: None,
+            headers: Vec::new(),
+            timeout: Duration::from_secs(15),
+            concurrency: 4,
+            retry_budget: Duration::from_secs(24 * 3600),
+            retry_schedule: schedule::SCHEDULE.to_vec(),
+        }
     }
 }
 
@@ -69,13 +104,7 @@ impl Endpoint {
             format: Format::Standard,
             secret: None,
             shared_token: None,
-            basic: None,
-            bearer: None,
-            headers: Vec::new(),
-            timeout: Duration::from_secs(15),
-            concurrency: 4,
-            retry_budget: Duration::from_secs(24 * 3600),
-            retry_schedule: schedule::SCHEDULE.to_vec(),
+            delivery: Delivery::default(),
         }
     }
 }

@@ -149,7 +149,7 @@ pub async fn run(
         let limit = if offline_until.is_some() {
             0
         } else if reachable {
-            ep.concurrency
+            ep.delivery.concurrency
         } else {
             1
         };
@@ -330,7 +330,8 @@ fn settle(
             state.last_error = Some(error.clone());
             state.last_attempt_at = Some(at);
             let jitter = rand::random::<f64>() * 2.0 - 1.0;
-            let delay = retry_after.unwrap_or_else(|| schedule::backoff(&ep.retry_schedule, state.attempts, jitter));
+            let delay =
+                retry_after.unwrap_or_else(|| schedule::backoff(&ep.delivery.retry_schedule, state.attempts, jitter));
             state.waited_ms = state.waited_ms.saturating_add(delay.as_millis() as u64);
             log.status = code;
             log.error = Some(error.clone());
@@ -340,7 +341,7 @@ fn settle(
                 s.last_error_at = Some(at);
                 s.failed_attempts += 1;
             });
-            if Duration::from_millis(state.waited_ms) > ep.retry_budget {
+            if Duration::from_millis(state.waited_ms) > ep.delivery.retry_budget {
                 tracing::error!(endpoint = %name, sequence = seq, job_id = %job, attempts = state.attempts, %error,
                     "retry budget spent: event parked as failed (later events of this job wait); `curbside outbox retry` releases it");
                 queue.settle(seq, &Settle::Park(state), Some(&log))?;

@@ -31,7 +31,7 @@ pub fn request(
     let id = event.id.to_string();
     let mut req = client
         .post(ep.url.clone())
-        .timeout(ep.timeout)
+        .timeout(ep.delivery.timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("webhook-id", &id)
         .header("webhook-timestamp", timestamp.to_string());
@@ -47,13 +47,13 @@ pub fn authorize(mut req: reqwest::RequestBuilder, ep: &Endpoint) -> reqwest::Re
     if let Some(t) = &ep.shared_token {
         req = req.header("x-webhook-shared-token", t);
     }
-    if let Some((u, p)) = &ep.basic {
+    if let Some((u, p)) = &ep.delivery.basic {
         req = req.basic_auth(u, Some(p));
     }
-    if let Some(b) = &ep.bearer {
+    if let Some(b) = &ep.delivery.bearer {
         req = req.bearer_auth(b);
     }
-    for (k, v) in &ep.headers {
+    for (k, v) in &ep.delivery.headers {
         req = req.header(k, v);
     }
     req
@@ -73,7 +73,7 @@ pub async fn attempt(
             let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok());
             schedule::classify(resp.status().as_u16(), retry_after, now)
         }
-        Err(e) => classify_error(&e.without_url(), ep.timeout),
+        Err(e) => classify_error(&e.without_url(), ep.delivery.timeout),
     }
 }
 

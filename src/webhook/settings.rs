@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Endpoint;
+use super::endpoint::Delivery;
 use super::format::Format;
 use super::sign::Secret;
 use crate::event::{Status, identifier};
@@ -73,14 +74,49 @@ fn reserved(name: &str, auth_set: bool, shared_token_set: bool) -> Option<&'stat
     }
 }
 
-/// Validates the `i`-th `[[webhook]]`; an error is the key (`webhook[i].…`) and what is wrong.
-pub fn validate(w: RawWebhook, i: usize) -> Result<Endpoint, (String, String)> {
-    validate_with(w, &|k: &str| format!("webhook[{i}].{k}"))
+/// What every delivery target shares, as written (`[[webhook]]` and `[pod]` each take these
+/// keys; [`delivery`] validates them once for both).
+#[derive(Debug, Default)]
+pub struct RawDelivery {
+    /// Basic auth.
+    pub basic: Option<RawBasic>,
+    /// Bearer token.
+    pub bearer: Option<String>,
+    /// Extra headers.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Request timeout.
+    pub timeout: Option<String>,
+    /// Deliveries in flight at once.
+    pub concurrency: Option<u32>,
+    /// How long to keep retrying one event before parking it.
+    pub retry_budget: Option<String>,
+    /// Delays between failed attempts, the last repeating.
+    pub retry_schedule: Option<Vec<String>>,
 }
 
-/// As [`validate`], naming keys with `key` (the `[pod]` upload target shares the delivery
-/// rules and auth options of a webhook).
-pub fn validate_with(w: RawWebhook, key: &dyn Fn(&str) -> String) -> Result<Endpoint, (String, String)> {
+/// A target's defaults where [`RawDelivery`] leaves a key out.
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    /// `timeout`, as written.
+    pub timeout: &'static str,
+    /// `concurrency`.
+    pub concurrency: u32,
+}
+
+/// A webhook's defaults.
+pub const WEBHOOK: Defaults = Defaults { timeout: "15s", concurrency: 4 };
+
+/// A credential that is set must not be empty.
+fn non_empty(v: Option<String>, k: &str, key: &dyn Fn(&str) -> String) -> Result<Option<String>, (String, String)> {
+    match v {
+        Some(s) if s.is_empty() => Err((key(k), "must not be empty (leave it out instead)".to_string())),
+        other => Ok(other),
+    }
+}
+
+/// Validates the `i`-th `[[webhook]]`; an error is the key (`webhook[i].…`) and what is wrong.
+pub fn validate(w: RawWebhook, i: usize) -> Result<Endpoint, (String, String)> {
+    let key = |k: &str| format!("webhook[{i}].{k}");
     let name = w.name.ok_or_else(|| (key("name"), "is required".to_string()))?;
     identifier(&name).map_err(|m| (key("name"), m))?;
     let url_text = w.url.ok_or_else(|| (key("url"), "is required".to_string()))?;
@@ -115,6 +151,28 @@ pub fn validate_with(w: RawWebhook, key: &dyn Fn(&str) -> String) -> Result<Endp
         }
     };
     let secret = w.secret.map(|s| Secret::parse(&s).map_err(|m| (key("secret"), m))).transpose()?;
+    let shared_token = non_empty(w.shared_token, "shared_token", &key)?;
+    let raw = RawDelivery {
+        basic: w.basic,
+        bearer: w.bearer,
+        headers: w.headers,
+        timeout: w.timeout,
+        concurrency: w.concurrency,
+        retry_budget: w.retry_budget,
+        retry_schedule: w.retry_schedule,
+    };
+    let delivery = delivery(raw, WEBHOOK, shared_token.is_some(), &key)?;
+    Ok(Endpoint { name, url, events, format, secret, shared_token, delivery })
+}
+
+/// Validates what a target shares with every other ([`RawDelivery`]), naming keys with `key`;
+/// `shared_token_set`: the target sends `x-webhook-shared-token` itself.
+pub fn delivery(
+    w: RawDelivery,
+    defaults: Defaults,
+    shared_token_set: bool,
+    key: &dyn Fn(&str) -> String,
+) -> Result<Delivery, (String, String)> {
     if w.basic.is_some() && w.bearer.is_some() {
         return Err((key("bearer"), "cannot be used with basic: one request carries one Authorization".into()));
     }
@@ -123,18 +181,18 @@ pub fn validate_with(w: RawWebhook, key: &dyn Fn(&str) -> String) -> Result<Endp
         let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| (key("headers"), format!("{k:?} is not a valid header name")))?;
         let auth_set = w.basic.is_some() || w.bearer.is_some();
-        if let Some(why) = reserved(name.as_str(), auth_set, w.shared_token.is_some()) {
+        if let Some(why) = reserved(name.as_str(), auth_set, shared_token_set) {
             return Err((key(&format!("headers.{k}")), why.to_string()));
         }
         let value = reqwest::header::HeaderValue::from_str(&v)
             .map_err(|_| (key("headers"), format!("the value of {k:?} is not a valid header value")))?;
         headers.push((name, value));
     }
-    let timeout = duration(w.timeout.as_deref(), "15s").map_err(|m| (key("timeout"), m))?;
+    let timeout = duration(w.timeout.as_deref(), defaults.timeout).map_err(|m| (key("timeout"), m))?;
     if timeout.is_zero() || timeout > Duration::from_secs(300) {
         return Err((key("timeout"), "must be more than 0 and at most 5m".into()));
     }
-    let concurrency = w.concurrency.unwrap_or(4);
+    let concurrency = w.concurrency.unwrap_or(defaults.concurrency);
     if !(1..=64).contains(&concurrency) {
         return Err((key("concurrency"), format!("must be 1 to 64, got {concurrency}")));
     }
@@ -147,19 +205,9 @@ pub fn validate_with(w: RawWebhook, key: &dyn Fn(&str) -> String) -> Result<Endp
             .map(|d| duration(Some(d), "5s").map_err(|m| (key("retry_schedule"), m)))
             .collect::<Result<_, _>>()?,
     };
-    let non_empty = |v: Option<String>, k: &str| match v {
-        Some(s) if s.is_empty() => Err((key(k), "must not be empty (leave it out instead)".to_string())),
-        other => Ok(other),
-    };
-    Ok(Endpoint {
-        name,
-        url,
-        events,
-        format,
-        secret,
-        shared_token: non_empty(w.shared_token, "shared_token")?,
+    Ok(Delivery {
         basic: w.basic.map(|b| (b.username, b.password)),
-        bearer: non_empty(w.bearer, "bearer")?,
+        bearer: non_empty(w.bearer, "bearer", key)?,
         headers,
         timeout,
         concurrency: concurrency as usize,
