@@ -248,17 +248,30 @@ pub struct StopProximity {
     pub inside: bool,
 }
 
+/// Why an id was refused (the caller names the field).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadIdentifier {
+    /// Empty, or longer than 64 bytes (the length).
+    #[error("must be 1 to 64 characters, got {0}")]
+    Length(usize),
+    /// A character outside `[A-Za-z0-9._-]`.
+    #[error("may contain only letters, digits, '.', '_' and '-', got {0:?}")]
+    Characters(String),
+    /// `.` or `..`: path segments (`/jobs/../status` is not a job).
+    #[error("must not be only dots, got {0:?}")]
+    Dots(String),
+}
+
 /// Job, vehicle, driver and endpoint ids: 1–64 characters of `[A-Za-z0-9._-]`.
-pub fn identifier(s: &str) -> Result<(), String> {
+pub fn identifier(s: &str) -> Result<(), BadIdentifier> {
     if s.is_empty() || s.len() > 64 {
-        return Err(format!("must be 1 to 64 characters, got {}", s.len()));
+        return Err(BadIdentifier::Length(s.len()));
     }
     if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-        return Err(format!("may contain only letters, digits, '.', '_' and '-', got {s:?}"));
+        return Err(BadIdentifier::Characters(s.into()));
     }
     if s.bytes().all(|b| b == b'.') {
-        // `.` and `..` are path segments: `/jobs/../status` is not a job.
-        return Err(format!("must not be only dots, got {s:?}"));
+        return Err(BadIdentifier::Dots(s.into()));
     }
     Ok(())
 }

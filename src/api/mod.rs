@@ -95,7 +95,7 @@ pub struct Api {
     pub taps: Taps,
     /// The parts' handles: the store, the fix, the clock, the endpoints and their loops (and
     /// what status is read from).
-    pub parts: Sources,
+    pub sources: Sources,
     /// HTTP client for `webhook test`.
     pub client: reqwest::Client,
     /// Required bearer token, if any.
@@ -229,7 +229,7 @@ async fn authorize(State(api): State<Api>, req: Request, next: Next) -> Response
             && h.get(header::COOKIE)
                 .and_then(|v| v.to_str().ok())
                 .and_then(pairing::cookie)
-                .is_some_and(|t| pairing::is_session(&api.parts.outbox, t));
+                .is_some_and(|t| pairing::is_session(&api.sources.outbox, t));
         if !by_token && !by_session {
             let mut resp = ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -307,7 +307,7 @@ async fn pair(State(api): State<Api>, headers: HeaderMap, body: Body) -> Result<
         }
     }
     let (token, digest) = pairing::new_session();
-    pairing::remember(&api.parts.outbox, digest).await?;
+    pairing::remember(&api.sources.outbox, digest).await?;
     tracing::info!("pairing: a phone paired");
     let cookie = format!(
         "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
@@ -341,7 +341,7 @@ async fn tap(
         None => {
             let bytes = read_body(&headers, body, api.body_timeout).await?;
             let (tap, key) = parse_tap_request(&job_id, &headers, &bytes)?;
-            require_proof(&api.parts.pod, &tap)?;
+            require_proof(&api.sources.pod, &tap)?;
             (tap, key, None)
         }
         Some(boundary) => {
@@ -355,11 +355,11 @@ async fn tap(
         // with them) go now; those the event refers to stay until it is delivered.
         let shas = pinned.shas().to_vec();
         drop(pinned);
-        let (media, refs) = (api.parts.media.clone(), api.parts.media_refs.clone());
+        let (media, refs) = (api.sources.media.clone(), api.sources.media_refs.clone());
         tokio::task::spawn_blocking(move || media.release(shas, |s| refs.referenced(s)));
     }
     let appended = recorded?;
-    let public = api.parts.pod.upload.as_ref().map(|u| &u.public);
+    let public = api.sources.pod.upload.as_ref().map(|u| &u.public);
     let event = crate::media::upload::with_urls(&appended.event, public);
     let mut resp = (StatusCode::CREATED, Json(&event)).into_response();
     if !appended.created {
@@ -389,7 +389,7 @@ async fn proof_tap<'h>(
             ),
         ));
     }
-    let media = api.parts.media.clone();
+    let media = api.sources.media.clone();
     let parts = multipart::read(&media, body, boundary, api.body_timeout).await?;
     let (mut tap, key) = parse_tap_request(job_id, headers, &parts.event)?;
     let mut files = parts.files;
@@ -405,7 +405,7 @@ async fn proof_tap<'h>(
             captured_at: *at,
         })
         .collect();
-    require_proof(&api.parts.pod, &tap)?;
+    require_proof(&api.sources.pod, &tap)?;
     let staged = files.into_iter().map(|(s, _, _)| s).collect();
     let pinned = tokio::task::spawn_blocking(move || media.commit(staged))
         .await
@@ -444,7 +444,7 @@ fn require_proof(pod: &crate::media::settings::Pod, tap: &taps::Tap) -> Result<(
 
 /// `GET /api/v1/stops`: the list, each stop with its state, and the version as `ETag`.
 async fn stops_get(State(api): State<Api>) -> Response {
-    let (outbox, history) = (api.parts.outbox.clone(), api.parts.history.clone());
+    let (outbox, history) = (api.sources.outbox.clone(), api.sources.history.clone());
     let list = tokio::task::spawn_blocking(move || {
         let list = crate::stops::store::current(&outbox);
         let stops: Vec<Value> = list
@@ -494,7 +494,7 @@ async fn stops_put(State(api): State<Api>, headers: HeaderMap, body: Body) -> Re
         taps::parse_json(&bytes).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Some(&e.field), e.message))?;
     let stops = crate::stops::parse_list(&value)?;
     let count = stops.len();
-    let version = crate::stops::store::replace(&api.parts.outbox, stops, if_match).await?;
+    let version = crate::stops::store::replace(&api.sources.outbox, stops, if_match).await?;
     let mut resp = Json(json!({"version": version, "stops": count})).into_response();
     if let Ok(v) = header::HeaderValue::from_str(&format!("\"{version}\"")) {
         resp.headers_mut().insert(header::ETAG, v);
@@ -503,11 +503,11 @@ async fn stops_put(State(api): State<Api>, headers: HeaderMap, body: Body) -> Re
 }
 
 async fn status(State(api): State<Api>) -> Json<Status> {
-    Json(api.parts.snapshot())
+    Json(api.sources.snapshot())
 }
 
 async fn metrics(State(api): State<Api>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render(&api.parts.snapshot()))
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render(&api.sources.snapshot()))
         .into_response()
 }
 
@@ -530,7 +530,7 @@ async fn events(State(api): State<Api>, Query(q): Query<EventsQuery>) -> Result<
             ));
         }
     };
-    let list = api.parts.outbox.list(state, q.limit.unwrap_or(1000).min(10_000))?;
+    let list = api.sources.outbox.list(state, q.limit.unwrap_or(1000).min(10_000))?;
     Ok(Json(json!({ "deliveries": list })))
 }
 
@@ -541,23 +541,23 @@ async fn delivery(State(api): State<Api>, Path(seq): Path<String>) -> Result<Jso
     let seq: u64 = seq.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, Some("sequence"), "must be a positive whole number")
     })?;
-    let waiting = api.parts.outbox.waiting_for(seq)?;
+    let waiting = api.sources.outbox.waiting_for(seq)?;
     Ok(Json(json!({"sequence": seq, "sent": waiting.is_empty(), "waiting": waiting})))
 }
 
 async fn retry(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = uuid::Uuid::parse_str(&id)
         .map_err(|_| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, Some("id"), "is not a UUID"))?;
-    let moved = api.parts.outbox.retry(Some(id))?;
+    let moved = api.sources.outbox.retry(Some(id))?;
     Ok(Json(json!({ "retried": moved })))
 }
 
 async fn retry_all(State(api): State<Api>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "retried": api.parts.outbox.retry(None)? })))
+    Ok(Json(json!({ "retried": api.sources.outbox.retry(None)? })))
 }
 
 fn endpoint(api: &Api, name: &str) -> Result<Arc<Endpoint>, ApiError> {
-    api.parts
+    api.sources
         .endpoints
         .iter()
         .find(|e| e.name == name)
@@ -567,10 +567,10 @@ fn endpoint(api: &Api, name: &str) -> Result<Arc<Endpoint>, ApiError> {
 
 async fn webhook_test(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let ep = endpoint(&api, &name)?;
-    let event = webhook::format::sample(&api.parts.vehicle_id);
-    let (now, _) = api.parts.clock.now();
+    let event = webhook::format::sample(&api.sources.vehicle_id);
+    let (now, _) = api.sources.clock.now();
     let started = std::time::Instant::now();
-    let ctx = webhook::format::Context { tz: api.parts.tz, history: &[] };
+    let ctx = webhook::format::Context { tz: api.sources.tz, history: &[] };
     let result = webhook::request(&api.client, &ep, &event, &ctx, now.timestamp()).send().await;
     let took_ms = started.elapsed().as_millis() as u64;
     // Only reports: a 410 to a test does not disable the endpoint for real events.
@@ -593,6 +593,6 @@ async fn webhook_test(State(api): State<Api>, Path(name): Path<String>) -> Resul
 
 async fn webhook_enable(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     endpoint(&api, &name)?;
-    let was = api.parts.outbox.enable(&name)?;
+    let was = api.sources.outbox.enable(&name)?;
     Ok(Json(json!({ "endpoint": name, "was_disabled": was })))
 }

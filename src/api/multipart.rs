@@ -27,7 +27,7 @@ pub const MAX_REQUEST: u64 = MAX_PHOTOS as u64 * MAX_PHOTO + MAX_SIGNATURE + BOD
 
 /// What a multipart tap carried, with its files on disk (not yet at their content address).
 #[derive(Debug)]
-pub struct Parts {
+pub struct Form {
     /// The `event` part's bytes.
     pub event: Vec<u8>,
     /// The files, in the order they arrived, each with its type and its own `Captured-At`.
@@ -63,7 +63,7 @@ fn multer_error(e: multer::Error, field: &str) -> ApiError {
 }
 
 /// Reads every part within `idle` of each other; files go to `media` as they arrive.
-pub async fn read(media: &Media, body: Body, boundary: String, idle: Duration) -> Result<Parts, ApiError> {
+pub async fn read(media: &Media, body: Body, boundary: String, idle: Duration) -> Result<Form, ApiError> {
     let limits = multer::SizeLimit::new()
         .whole_stream(MAX_REQUEST)
         .for_field("event", BODY_LIMIT as u64)
@@ -184,7 +184,7 @@ pub async fn read(media: &Media, body: Body, boundary: String, idle: Duration) -
         files.push((staging.finish().await.map_err(store_error)?, actual, captured_at));
     }
     let event = event.ok_or_else(|| bad("event", "is required: the tap's JSON, as a part named \"event\""))?;
-    Ok(Parts { event, files })
+    Ok(Form { event, files })
 }
 
 pub(super) fn store_error(e: std::io::Error) -> ApiError {

@@ -190,7 +190,7 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
     let geofence = config.stops.auto_arrived.then(|| taps.clone());
     let api = Api {
         taps,
-        parts: sources.clone(),
+        sources: sources.clone(),
         client: client.clone(),
         token: config.api.token.as_deref().map(Arc::from),
         body_timeout: config.api.limits.request_timeout,
@@ -223,7 +223,7 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
     }
     {
         let shutdown = shutdown.clone();
-        let (counters, limits) = (api.parts.api.clone(), config.api.limits);
+        let (counters, limits) = (api.sources.api.clone(), config.api.limits);
         let router = api::router(api);
         parts.spawn_watched("api", async move {
             crate::server::serve(listener, router, limits, counters, shutdown).await.context("local API failed")

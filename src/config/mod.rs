@@ -273,14 +273,14 @@ impl Config {
     fn validate(raw: RawConfig, origin: &str, from_file: bool) -> Result<Self, ConfigError> {
         let err = |key: &str, message: String| ConfigError { file: origin.into(), key: key.into(), message };
         let vehicle_id = match raw.vehicle_id {
-            Some(v) => identifier(&v).map(|()| v).map_err(|m| err("vehicle_id", m))?,
+            Some(v) => identifier(&v).map(|()| v).map_err(|m| err("vehicle_id", m.to_string()))?,
             None if from_file => {
                 return Err(err("vehicle_id", "is required (it names this vehicle in every event)".into()));
             }
             None => "demo-van".into(),
         };
         let driver_id = match raw.driver_id {
-            Some(d) => Some(identifier(&d).map(|()| d).map_err(|m| err("driver_id", m))?),
+            Some(d) => Some(identifier(&d).map(|()| d).map_err(|m| err("driver_id", m.to_string()))?),
             None => None,
         };
         let state_dir = raw.state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/curbside"));
@@ -329,8 +329,10 @@ impl Config {
                 ));
             }
         };
-        let stale_after = duration(g.stale_after.as_deref(), "10s").map_err(|m| err("gps.stale_after", m))?;
-        let max_clock_skew = duration(g.max_clock_skew.as_deref(), "2s").map_err(|m| err("gps.max_clock_skew", m))?;
+        let stale_after =
+            duration(g.stale_after.as_deref(), "10s").map_err(|m| err("gps.stale_after", m.to_string()))?;
+        let max_clock_skew =
+            duration(g.max_clock_skew.as_deref(), "2s").map_err(|m| err("gps.max_clock_skew", m.to_string()))?;
         if stale_after.is_zero() {
             return Err(err("gps.stale_after", "must be more than 0".into()));
         }
@@ -355,8 +357,8 @@ impl Config {
                 format!("must be 4 to {MAX_API_CONNECTIONS}, got {max_connections}"),
             ));
         }
-        let request_timeout =
-            duration(raw.api.request_timeout.as_deref(), "10s").map_err(|m| err("api.request_timeout", m))?;
+        let request_timeout = duration(raw.api.request_timeout.as_deref(), "10s")
+            .map_err(|m| err("api.request_timeout", m.to_string()))?;
         if request_timeout < Duration::from_secs(1) || request_timeout > Duration::from_secs(300) {
             return Err(err("api.request_timeout", "must be 1s to 5m".into()));
         }

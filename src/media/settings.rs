@@ -115,10 +115,10 @@ pub fn validate(p: RawPod) -> Result<Pod, (String, String)> {
             None
         }
         Some(text) => {
-            let template = UrlTemplate::parse(&text).map_err(|m| ("pod.upload_url".to_string(), m))?;
+            let template = UrlTemplate::parse(&text).map_err(|m| ("pod.upload_url".to_string(), m.to_string()))?;
             let public = match p.public_url {
                 None => template.clone(),
-                Some(t) => UrlTemplate::parse(&t).map_err(|m| ("pod.public_url".to_string(), m))?,
+                Some(t) => UrlTemplate::parse(&t).map_err(|m| ("pod.public_url".to_string(), m.to_string()))?,
             };
             let raw = RawDelivery {
                 basic: p.basic,

@@ -18,6 +18,26 @@ use super::{ContentType, Media, parse_hex};
 /// The placeholders a URL template may use.
 pub const PLACEHOLDERS: [&str; 7] = ["vehicle_id", "event_id", "job_id", "kind", "index", "sha256", "ext"];
 
+/// Why a URL template was refused (the caller names the key).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadTemplate {
+    /// A `}` with no `{` before it.
+    #[error("has a '}}' without its '{{': {0:?}")]
+    Unopened(String),
+    /// A `{` with no `}` after it.
+    #[error("has a '{{' without its '}}': {0:?}")]
+    Unclosed(String),
+    /// A name curbside does not fill in.
+    #[error("unknown placeholder {{{0}}}; expected any of {PLACEHOLDERS:?}")]
+    Placeholder(String),
+    /// Not a URL once filled in (why, the template).
+    #[error("is not a URL once filled in ({0}): {1:?}")]
+    NotUrl(String, String),
+    /// Not `http(s)://` with a host.
+    #[error("must be an http:// or https:// URL with a host, got {0:?}")]
+    NotHttp(String),
+}
+
 /// A URL with `{placeholder}`s, checked once: only known names, and every rendering is an
 /// `http(s)://` URL with a host (the values are all URL-safe: identifiers, hex, digits).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,25 +45,25 @@ pub struct UrlTemplate(String);
 
 impl UrlTemplate {
     /// Parses and checks a template.
-    pub fn parse(text: &str) -> Result<UrlTemplate, String> {
+    pub fn parse(text: &str) -> Result<UrlTemplate, BadTemplate> {
         let mut rest = text;
         while let Some(open) = rest.find(['{', '}']) {
             if rest.as_bytes()[open] == b'}' {
-                return Err(format!("has a '}}' without its '{{': {text:?}"));
+                return Err(BadTemplate::Unopened(text.into()));
             }
             let after = &rest[open + 1..];
-            let close = after.find('}').ok_or_else(|| format!("has a '{{' without its '}}': {text:?}"))?;
+            let close = after.find('}').ok_or_else(|| BadTemplate::Unclosed(text.into()))?;
             let name = &after[..close];
             if !PLACEHOLDERS.contains(&name) {
-                return Err(format!("unknown placeholder {{{name}}}; expected any of {PLACEHOLDERS:?}"));
+                return Err(BadTemplate::Placeholder(name.into()));
             }
             rest = &after[close + 1..];
         }
         let t = UrlTemplate(text.to_string());
         let url = reqwest::Url::parse(&t.fill(|_| "x0".into()))
-            .map_err(|e| format!("is not a URL once filled in ({e}): {text:?}"))?;
+            .map_err(|e| BadTemplate::NotUrl(e.to_string(), text.into()))?;
         if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            return Err(format!("must be an http:// or https:// URL with a host, got {text:?}"));
+            return Err(BadTemplate::NotHttp(text.into()));
         }
         Ok(t)
     }
@@ -183,7 +203,7 @@ mod tests {
     fn templates_name_only_known_placeholders() {
         assert!(UrlTemplate::parse("https://f.example/{vehicle_id}/{event_id}/{kind}-{index}.{ext}").is_ok());
         assert!(UrlTemplate::parse("https://f.example/{sha256}").is_ok());
-        assert!(UrlTemplate::parse("https://f.example/{sha}").unwrap_err().contains("{sha}"));
+        assert!(UrlTemplate::parse("https://f.example/{sha}").unwrap_err().to_string().contains("{sha}"));
         assert!(UrlTemplate::parse("https://f.example/{sha256").is_err());
         assert!(UrlTemplate::parse("https://f.example/sha256}").is_err());
         assert!(UrlTemplate::parse("file:///{sha256}").is_err());

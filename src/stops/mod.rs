@@ -122,7 +122,8 @@ pub fn validate(raw: RawStopsConfig) -> Result<StopsConfig, (String, String)> {
     if !(0.0..=1000.0).contains(&hysteresis_m) {
         return Err(("stops.hysteresis_m".into(), format!("must be 0 to 1000 (metres), got {hysteresis_m}")));
     }
-    let dwell = crate::units::duration(raw.dwell.as_deref(), "20s").map_err(|m| ("stops.dwell".to_string(), m))?;
+    let dwell =
+        crate::units::duration(raw.dwell.as_deref(), "20s").map_err(|m| ("stops.dwell".to_string(), m.to_string()))?;
     if dwell.is_zero() || dwell > std::time::Duration::from_secs(600) {
         return Err(("stops.dwell".into(), "must be more than 0 and at most 10m".into()));
     }
@@ -260,7 +261,7 @@ pub fn parse_list(body: &Value) -> Result<Vec<Stop>, Invalid> {
             ],
         )?;
         let job_id = text(o, &at, "job_id", 64, true)?.unwrap_or_default();
-        crate::event::identifier(&job_id).map_err(|m| invalid(format!("{at}.job_id"), m))?;
+        crate::event::identifier(&job_id).map_err(|m| invalid(format!("{at}.job_id"), m.to_string()))?;
         if !jobs.insert(job_id.clone()) {
             return Err(invalid(format!("{at}.job_id"), format!("{job_id:?} is another stop's job")));
         }

@@ -99,7 +99,7 @@ pub fn attachments(proof: &[Proof], occurred_at: DateTime<Utc>) -> Vec<Attachmen
 
 /// Checks a job id: 1–64 of `[A-Za-z0-9._-]`.
 pub fn validate_job_id(job_id: &str) -> Result<(), Invalid> {
-    crate::event::identifier(job_id).map_err(|m| invalid("job_id", m))
+    crate::event::identifier(job_id).map_err(|m| invalid("job_id", m.to_string()))
 }
 
 /// Validates a tap's JSON body (already known to be JSON).

@@ -182,7 +182,7 @@ pub(crate) fn command(deps: &Deps, stops: &mpsc::Sender<Vec<u8>>, payload: &[u8]
     let done = owntracks::command(payload).and_then(|cmd| match cmd {
         owntracks::Command::ReportLocation => {
             let Some(r) = deps.latest.snapshot().last_valid else {
-                return Err("reportLocation: no position yet".into());
+                return Err(crate::input::invalid("reportLocation", "no position yet").into());
             };
             let tst = r.fix.time.unwrap_or_else(|| deps.clock.now().0).timestamp();
             deps.status.update(|c| c.positions_made += 1);
@@ -201,7 +201,7 @@ pub(crate) fn command(deps: &Deps, stops: &mpsc::Sender<Vec<u8>>, payload: &[u8]
             tracing::info!(error = %e, "an OwnTracks command not carried out");
             deps.status.update(|c| {
                 c.commands_rejected += 1;
-                c.last_command_error = Some(e);
+                c.last_command_error = Some(e.to_string());
             });
             None
         }

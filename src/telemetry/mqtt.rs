@@ -39,8 +39,28 @@ use super::connect::Topics;
 use super::inflight::{Inflight, Item, RingAcks};
 use super::settings::{MqttConfig, MqttMode, Order};
 use super::{Deps, Point, command, owntracks, owntracks_body, payload, sample, stops, store};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, OutboxError};
 use crate::reconnect::{Failure, Reconnect};
+
+/// Why the loop drops its connection (and tries again).
+#[derive(Debug, thiserror::Error)]
+enum Broken {
+    /// rumqttc refused a publish (its request queue is closed).
+    #[error("mqtt client: {0}")]
+    Client(rumqttc::ClientError),
+    /// rumqttc refused a subscription.
+    #[error("mqtt subscribe: {0}")]
+    Subscribe(rumqttc::ClientError),
+    /// The outbox failed to read or settle an event.
+    #[error("outbox: {0}")]
+    Outbox(OutboxError),
+    /// The telemetry ring failed.
+    #[error("telemetry ring: {0}")]
+    Ring(OutboxError),
+    /// rumqttc's outgoing packets no longer match what was handed to it.
+    #[error("{0}")]
+    Inflight(&'static str),
+}
 
 /// The outbox pseudo-endpoint that holds status events until the broker acknowledged them.
 /// Not a valid webhook name (`:`), so it cannot collide with one.
@@ -248,7 +268,7 @@ impl Publisher {
                     Some(Err(e)) => return Ended::Lost(describe(&e), failure(&e)),
                     Some(Ok(ev)) => {
                         if let Err(e) = self.on_event(conn, ev) {
-                            return Ended::Lost(e, Failure::Refused);
+                            return Ended::Lost(e.to_string(), Failure::Refused);
                         }
                     }
                 },
@@ -260,13 +280,13 @@ impl Publisher {
             }
             if conn.connected {
                 if let Err(e) = self.fill(conn) {
-                    return Ended::Lost(e, Failure::Refused);
+                    return Ended::Lost(e.to_string(), Failure::Refused);
                 }
             }
         }
     }
 
-    fn on_event(&self, conn: &mut Conn, ev: Event) -> Result<(), String> {
+    fn on_event(&self, conn: &mut Conn, ev: Event) -> Result<(), Broken> {
         match ev {
             Event::Incoming(Incoming::ConnAck(_)) => {
                 conn.connected = true;
@@ -277,11 +297,9 @@ impl Publisher {
                     c.connects += 1;
                 });
                 conn.publish(&self.topics.state, QoS::AtLeastOnce, true, b"online".to_vec(), Item::Other)?;
-                conn.client
-                    .try_subscribe(&self.topics.stops, QoS::AtLeastOnce)
-                    .map_err(|e| format!("mqtt subscribe: {e}"))?;
+                conn.client.try_subscribe(&self.topics.stops, QoS::AtLeastOnce).map_err(Broken::Subscribe)?;
                 if let Some(cmd) = &self.topics.cmd {
-                    conn.client.try_subscribe(cmd, QoS::AtLeastOnce).map_err(|e| format!("mqtt subscribe: {e}"))?;
+                    conn.client.try_subscribe(cmd, QoS::AtLeastOnce).map_err(Broken::Subscribe)?;
                 }
             }
             Event::Incoming(Incoming::Publish(p)) if p.topic == self.topics.stops => self.on_stops(&p.payload),
@@ -289,11 +307,11 @@ impl Publisher {
                 self.on_command(conn, &p.payload)
             }
             Event::Outgoing(Outgoing::Publish(pkid)) => {
-                if let Some(item) = conn.inflight.written(pkid)? {
+                if let Some(item) = conn.inflight.written(pkid).map_err(Broken::Inflight)? {
                     self.done(conn, item)?; // QoS 0: written is all there is
                 }
             }
-            Event::Outgoing(Outgoing::AwaitAck(pkid)) => conn.inflight.held(pkid)?,
+            Event::Outgoing(Outgoing::AwaitAck(pkid)) => conn.inflight.held(pkid).map_err(Broken::Inflight)?,
             Event::Incoming(Incoming::PubAck(a)) => self.acked(conn, a.pkid)?,
             Event::Incoming(Incoming::PubComp(c)) => self.acked(conn, c.pkid)?,
             _ => {}
@@ -317,28 +335,28 @@ impl Publisher {
         }
     }
 
-    fn acked(&self, conn: &mut Conn, pkid: u16) -> Result<(), String> {
+    fn acked(&self, conn: &mut Conn, pkid: u16) -> Result<(), Broken> {
         match conn.inflight.acked(pkid) {
             Some(item) => self.done(conn, item),
             None => Ok(()), // e.g. a PUBREC's PUBCOMP bookkeeping, or an ack after a reset
         }
     }
 
-    fn done(&self, conn: &mut Conn, item: Item) -> Result<(), String> {
+    fn done(&self, conn: &mut Conn, item: Item) -> Result<(), Broken> {
         let o = &self.deps.outbox;
         match item {
             Item::Live(_) => self.deps.status.update(|c| c.positions_published += 1),
             Item::Backlog(seq) => {
                 conn.window -= 1;
                 if let Some(through) = conn.ring.acked(seq) {
-                    o.ring().remove_through(through).map_err(|e| format!("telemetry ring: {e}"))?;
+                    o.ring().remove_through(through).map_err(Broken::Ring)?;
                     conn.ring.removed(through);
                 }
                 self.deps.status.update(|c| c.positions_published += 1);
             }
             Item::Event(seq) => {
                 conn.window -= 1;
-                o.delivered(EVENT_ENDPOINT, seq).map_err(|e| format!("outbox: {e}"))?;
+                o.delivered(EVENT_ENDPOINT, seq).map_err(Broken::Outbox)?;
                 self.deps.status.update(|c| c.events_published += 1);
             }
             Item::Other => {}
@@ -348,7 +366,7 @@ impl Publisher {
 
     /// Hands events, then backlog points, to rumqttc while the window has room; in OwnTracks
     /// mode first the stops as waypoints when the list is new to this connection.
-    fn fill(&self, conn: &mut Conn) -> Result<(), String> {
+    fn fill(&self, conn: &mut Conn) -> Result<(), Broken> {
         let o = &self.deps.outbox;
         if let Some(topic) = &self.topics.waypoints {
             let list = crate::stops::store::current(o);
@@ -359,9 +377,8 @@ impl Publisher {
             }
         }
         'events: while conn.window < WINDOW {
-            let events = o
-                .pending_after(EVENT_ENDPOINT, conn.events_read, WINDOW - conn.window)
-                .map_err(|e| format!("outbox: {e}"))?;
+            let events =
+                o.pending_after(EVENT_ENDPOINT, conn.events_read, WINDOW - conn.window).map_err(Broken::Outbox)?;
             if events.is_empty() {
                 break;
             }
@@ -372,9 +389,9 @@ impl Publisher {
                     break 'events;
                 }
                 conn.events_read = Some(seq);
-                let Some(event) = o.event(seq).map_err(|e| format!("outbox: {e}"))? else {
+                let Some(event) = o.event(seq).map_err(Broken::Outbox)? else {
                     // Delivered and removed by an earlier run's crash window: nothing to send.
-                    o.delivered(EVENT_ENDPOINT, seq).map_err(|e| format!("outbox: {e}"))?;
+                    o.delivered(EVENT_ENDPOINT, seq).map_err(Broken::Outbox)?;
                     continue;
                 };
                 if let (Some(topic), MqttMode::OwnTracks { .. }) = (&self.topics.transition, &self.mode) {
@@ -394,7 +411,7 @@ impl Publisher {
         let oldest = super::oldest_kept(&self.deps);
         while conn.window < WINDOW {
             if conn.backlog.is_empty() && !conn.backlog_done {
-                let more = o.ring().after(conn.backlog_read, READ_AHEAD).map_err(|e| format!("telemetry ring: {e}"))?;
+                let more = o.ring().after(conn.backlog_read, READ_AHEAD).map_err(Broken::Ring)?;
                 conn.backlog_done = more.len() < READ_AHEAD;
                 conn.backlog.extend(more);
             }
@@ -489,8 +506,8 @@ impl Publisher {
 
 impl Conn {
     /// Hands a message to rumqttc and remembers what it was, to match the packet id it gets.
-    fn publish(&mut self, topic: &str, qos: QoS, retain: bool, body: Vec<u8>, item: Item) -> Result<(), String> {
-        self.client.try_publish(topic, qos, retain, body).map_err(|e| format!("mqtt client: {e}"))?;
+    fn publish(&mut self, topic: &str, qos: QoS, retain: bool, body: Vec<u8>, item: Item) -> Result<(), Broken> {
+        self.client.try_publish(topic, qos, retain, body).map_err(Broken::Client)?;
         self.inflight.requested(item);
         Ok(())
     }

@@ -10,6 +10,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::event::{Source, Status, StatusEvent};
+use crate::input::{Invalid, invalid};
 use crate::stops::StopList;
 use crate::stops::geofence::distance_m;
 
@@ -30,35 +31,50 @@ pub enum Command {
     SetWaypoints(Value),
 }
 
+/// Why a command was not carried out (counted, and shown in status as written here).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The message is not a JSON document.
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    /// A field is missing or wrong, or the command cannot be carried out now.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+}
+
 /// Reads a `cmd` message.
-pub fn command(bytes: &[u8]) -> Result<Command, String> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+pub fn command(bytes: &[u8]) -> Result<Command, CommandError> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| CommandError::NotJson(e.to_string()))?;
     if v.get("_type").and_then(Value::as_str) != Some("cmd") {
-        return Err("_type: must be \"cmd\"".into());
+        return Err(invalid("_type", "must be \"cmd\"").into());
     }
     match v.get("action").and_then(Value::as_str) {
         Some("reportLocation") => Ok(Command::ReportLocation),
-        Some("setWaypoints") => set_waypoints(&v).map(Command::SetWaypoints),
-        Some(other) => Err(format!("action: {other:?} is not one curbside carries out (reportLocation, setWaypoints)")),
-        None => Err("action: missing".into()),
+        Some("setWaypoints") => Ok(Command::SetWaypoints(set_waypoints(&v)?)),
+        Some(other) => {
+            Err(invalid("action", format!("{other:?} is not one curbside carries out (reportLocation, setWaypoints)"))
+                .into())
+        }
+        None => Err(invalid("action", "missing").into()),
     }
 }
 
 /// The stops of a `setWaypoints` command: `waypoints` is `{"_type": "waypoints", "waypoints":
 /// [...]}` (or the array itself); each waypoint's `rid` becomes the stop's job id, `desc` its
 /// name, `lat`/`lon`/`rad` its place and radius, the order its sequence.
-fn set_waypoints(cmd: &Value) -> Result<Value, String> {
-    let w = cmd.get("waypoints").ok_or("waypoints: missing")?;
+fn set_waypoints(cmd: &Value) -> Result<Value, Invalid> {
+    let w = cmd.get("waypoints").ok_or_else(|| invalid("waypoints", "missing"))?;
     let list = match w {
         Value::Array(a) => a,
-        Value::Object(o) => {
-            o.get("waypoints").and_then(Value::as_array).ok_or("waypoints.waypoints: must be an array")?
-        }
-        _ => return Err("waypoints: must be {\"_type\": \"waypoints\", \"waypoints\": [...]}".into()),
+        Value::Object(o) => o
+            .get("waypoints")
+            .and_then(Value::as_array)
+            .ok_or_else(|| invalid("waypoints.waypoints", "must be an array"))?,
+        _ => return Err(invalid("waypoints", "must be {\"_type\": \"waypoints\", \"waypoints\": [...]}")),
     };
     let mut stops = Vec::with_capacity(list.len());
     for (i, wp) in list.iter().enumerate() {
-        let field = |k: &str| wp.get(k).ok_or_else(|| format!("waypoints[{i}].{k}: missing"));
+        let field = |k: &str| wp.get(k).ok_or_else(|| invalid(format!("waypoints[{i}].{k}"), "missing"));
         let mut stop = Map::new();
         stop.insert("job_id".into(), field("rid")?.clone());
         stop.insert("sequence".into(), json!(i + 1));
@@ -217,13 +233,16 @@ mod tests {
         assert_eq!((stops[1].job_id.as_str(), stops[1].sequence, stops[1].name.as_str()), ("J-3", 2, "Depot"));
         assert_eq!((stops[0].lat, stops[0].lng, stops[0].radius_m), (Some(53.55), Some(9.99), Some(40.0)));
         let no_rid = br#"{"_type":"cmd","action":"setWaypoints","waypoints":[{"desc":"x","lat":1,"lon":2}]}"#;
-        assert_eq!(command(no_rid).unwrap_err(), "waypoints[0].rid: missing");
+        assert_eq!(command(no_rid).unwrap_err().to_string(), "waypoints[0].rid: missing");
         let bad_rid =
             br#"{"_type":"cmd","action":"setWaypoints","waypoints":[{"desc":"x","lat":1,"lon":2,"rid":"a b"}]}"#;
         let Ok(Command::SetWaypoints(body)) = command(bad_rid) else { panic!() };
         assert_eq!(crate::stops::parse_list(&body).unwrap_err().field, "stops[0].job_id");
         assert!(
-            command(br#"{"_type":"cmd","action":"setWaypoints","waypoints":7}"#).unwrap_err().starts_with("waypoints")
+            command(br#"{"_type":"cmd","action":"setWaypoints","waypoints":7}"#)
+                .unwrap_err()
+                .to_string()
+                .starts_with("waypoints")
         );
     }
 
@@ -244,7 +263,7 @@ mod tests {
             (br#"{"_type":"cmd","action":7}"#, "action"),
             (b"\xff\xfe", "not JSON"),
         ] {
-            let e = command(bad).unwrap_err();
+            let e = command(bad).unwrap_err().to_string();
             assert!(e.starts_with(field), "{e}");
         }
     }

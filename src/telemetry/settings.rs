@@ -136,7 +136,7 @@ pub fn validate(m: RawMqtt, vehicle_id: &str) -> Result<MqttConfig, (String, Str
     if client_id.is_empty() || client_id.len() > 64 {
         return Err((key("client_id"), "must be 1 to 64 characters".into()));
     }
-    let keepalive = duration(m.keepalive.as_deref(), "30s").map_err(|e| (key("keepalive"), e))?;
+    let keepalive = duration(m.keepalive.as_deref(), "30s").map_err(|e| (key("keepalive"), e.to_string()))?;
     if keepalive < Duration::from_secs(5) || keepalive > Duration::from_secs(65535) {
         return Err((key("keepalive"), "must be between 5s and 65535s".into()));
     }
@@ -228,7 +228,7 @@ pub fn validate_positions(m: RawPositions) -> Result<Positions, (String, String)
     let dur = |k: &str, v: Option<&str>, default: Duration| -> Result<Duration, (String, String)> {
         match v {
             None => Ok(default),
-            Some(t) => duration(Some(t), "0s").map_err(|e| (key(k), e)),
+            Some(t) => duration(Some(t), "0s").map_err(|e| (key(k), e.to_string())),
         }
     };
     let positive = |k: &str, v: Option<f64>, default: f64| -> Result<f64, (String, String)> {
@@ -356,7 +356,7 @@ pub fn validate_owntracks_http(h: RawOwnTracksHttp, vehicle_id: &str) -> Result<
             return Err((key(k), format!("must be a name without '/', '+', '#', got {v:?}")));
         }
     }
-    let timeout = duration(h.timeout.as_deref(), "20s").map_err(|e| (key("timeout"), e))?;
+    let timeout = duration(h.timeout.as_deref(), "20s").map_err(|e| (key("timeout"), e.to_string()))?;
     if timeout < Duration::from_secs(1) || timeout > Duration::from_secs(300) {
         return Err((key("timeout"), "must be 1s to 5m".into()));
     }

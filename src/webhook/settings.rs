@@ -118,7 +118,7 @@ fn non_empty(v: Option<String>, k: &str, key: &dyn Fn(&str) -> String) -> Result
 pub fn validate(w: RawWebhook, i: usize) -> Result<Endpoint, (String, String)> {
     let key = |k: &str| format!("webhook[{i}].{k}");
     let name = w.name.ok_or_else(|| (key("name"), "is required".to_string()))?;
-    identifier(&name).map_err(|m| (key("name"), m))?;
+    identifier(&name).map_err(|m| (key("name"), m.to_string()))?;
     let url_text = w.url.ok_or_else(|| (key("url"), "is required".to_string()))?;
     let url = reqwest::Url::parse(&url_text).map_err(|e| (key("url"), format!("is not a URL ({e}): {url_text:?}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
@@ -150,7 +150,7 @@ pub fn validate(w: RawWebhook, i: usize) -> Result<Endpoint, (String, String)> {
             Some(set)
         }
     };
-    let secret = w.secret.map(|s| Secret::parse(&s).map_err(|m| (key("secret"), m))).transpose()?;
+    let secret = w.secret.map(|s| Secret::parse(&s).map_err(|m| (key("secret"), m.to_string()))).transpose()?;
     let shared_token = non_empty(w.shared_token, "shared_token", &key)?;
     let raw = RawDelivery {
         basic: w.basic,
@@ -188,7 +188,7 @@ pub fn delivery(
             .map_err(|_| (key("headers"), format!("the value of {k:?} is not a valid header value")))?;
         headers.push((name, value));
     }
-    let timeout = duration(w.timeout.as_deref(), defaults.timeout).map_err(|m| (key("timeout"), m))?;
+    let timeout = duration(w.timeout.as_deref(), defaults.timeout).map_err(|m| (key("timeout"), m.to_string()))?;
     if timeout.is_zero() || timeout > Duration::from_secs(300) {
         return Err((key("timeout"), "must be more than 0 and at most 5m".into()));
     }
@@ -196,13 +196,13 @@ pub fn delivery(
     if !(1..=64).contains(&concurrency) {
         return Err((key("concurrency"), format!("must be 1 to 64, got {concurrency}")));
     }
-    let retry_budget = duration(w.retry_budget.as_deref(), "24h").map_err(|m| (key("retry_budget"), m))?;
+    let retry_budget = duration(w.retry_budget.as_deref(), "24h").map_err(|m| (key("retry_budget"), m.to_string()))?;
     let retry_schedule = match w.retry_schedule {
         None => crate::webhook::schedule::SCHEDULE.to_vec(),
         Some(list) if list.is_empty() => return Err((key("retry_schedule"), "must name at least one delay".into())),
         Some(list) => list
             .iter()
-            .map(|d| duration(Some(d), "5s").map_err(|m| (key("retry_schedule"), m)))
+            .map(|d| duration(Some(d), "5s").map_err(|m| (key("retry_schedule"), m.to_string())))
             .collect::<Result<_, _>>()?,
     };
     Ok(Delivery {

@@ -16,13 +16,27 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Why a `secret` was refused (never shows the secret).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadSecret {
+    /// Not `whsec_…`.
+    #[error("must start with \"whsec_\"")]
+    Prefix,
+    /// Not base64 after the prefix.
+    #[error("the part after \"whsec_\" must be base64")]
+    Base64,
+    /// Under 16 bytes.
+    #[error("the key must be at least 16 bytes (24 base64 characters)")]
+    Short,
+}
+
 impl Secret {
     /// Parses `whsec_BASE64`.
-    pub fn parse(text: &str) -> Result<Secret, String> {
-        let b64 = text.strip_prefix("whsec_").ok_or("must start with \"whsec_\"")?;
-        let key = B64.decode(b64).map_err(|_| "the part after \"whsec_\" must be base64".to_string())?;
+    pub fn parse(text: &str) -> Result<Secret, BadSecret> {
+        let b64 = text.strip_prefix("whsec_").ok_or(BadSecret::Prefix)?;
+        let key = B64.decode(b64).map_err(|_| BadSecret::Base64)?;
         if key.len() < 16 {
-            return Err("the key must be at least 16 bytes (24 base64 characters)".into());
+            return Err(BadSecret::Short);
         }
         Ok(Secret(key))
     }
