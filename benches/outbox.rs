@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::StatusCode;
 use curbside::event::StatusEvent;
+use curbside::history::History;
 use curbside::outbox::{EndpointFilter, Outbox};
 
 mod common;
@@ -74,9 +75,11 @@ async fn tap_latency(base: &Path) {
             vec![EndpointFilter { name: "bo".into(), events: None, files_only: false }],
         )
         .unwrap();
+        let h = History::open(&o).unwrap();
         for i in 0..N {
             let t = Instant::now();
-            o.append("JOB-1", None, |s| event(s, i)).await.unwrap();
+            // As a tap writes it: the event with its job's step.
+            o.append_with("JOB-1", None, |s| event(s, i), |e, s| vec![h.of(e, s)]).await.unwrap();
             appends.push(t.elapsed());
         }
     }
@@ -232,8 +235,9 @@ async fn drain(base: &Path, n: usize) {
         .unwrap();
         let mut set = tokio::task::JoinSet::new();
         let next = Arc::new(AtomicU64::new(0));
+        let history = History::open(&outbox).unwrap();
         for _ in 0..64 {
-            let (o, next) = (outbox.clone(), next.clone());
+            let (o, h, next) = (outbox.clone(), history.clone(), next.clone());
             set.spawn(async move {
                 let mut bodies = Vec::new();
                 loop {
@@ -241,7 +245,9 @@ async fn drain(base: &Path, n: usize) {
                     if i >= n {
                         return bodies;
                     }
-                    let e = o.append(&format!("JOB-{}", i % 5000), None, |s| event(s, i)).await.unwrap().event;
+                    // As a tap writes it: the event with its job's step.
+                    let job = format!("JOB-{}", i % 5000);
+                    let e = o.append_with(&job, None, |s| event(s, i), |e, s| vec![h.of(e, s)]).await.unwrap().event;
                     bodies.push(curbside::webhook::format::body(
                         curbside::webhook::format::Format::Standard,
                         &e,
