@@ -248,11 +248,7 @@ async fn drain(base: &Path, n: usize) {
                     // As a tap writes it: the event with its job's step.
                     let job = format!("JOB-{}", i % 5000);
                     let e = o.append_with(&job, None, |s| event(s, i), |e, s| vec![h.of(e, s)]).await.unwrap().event;
-                    bodies.push(curbside::webhook::format::body(
-                        curbside::webhook::format::Format::Standard,
-                        &e,
-                        &curbside::webhook::format::Context::UTC,
-                    ));
+                    bodies.push(standard_body(&e));
                 }
             });
         }
@@ -347,4 +343,9 @@ async fn main() {
     if only != Some("taps") {
         drain(&base, events).await;
     }
+}
+
+/// The standard body of `e`, as the agent sends it.
+fn standard_body(e: &StatusEvent) -> Vec<u8> {
+    curbside::event::envelope(e)
 }

@@ -9,7 +9,7 @@ use crate::gps::clock::ClockSource;
 use crate::gps::fix::Mode;
 
 /// A job status a driver can tap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// On the way to the job's address.

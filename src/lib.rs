@@ -36,6 +36,8 @@
 //! - [`server`]: the local API's sockets: the connection cap and the timeouts (no routes).
 //! - [`memory`]: gives the allocator's free memory back after a burst (the one `unsafe` call).
 #![deny(unsafe_code)]
+// serde_json::json! of a whole receiver object (trackingmore) nests deeper than the default.
+#![recursion_limit = "256"]
 #![warn(missing_docs)]
 
 pub mod api;

@@ -86,6 +86,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Webhook(WebhookCommand::Test { name, config }) => commands::webhook_test(name, config),
         Command::Webhook(WebhookCommand::Enable { name, config }) => commands::webhook_enable(name, config),
+        Command::Webhook(WebhookCommand::Transform { program, file }) => commands::webhook_transform(program, file),
         Command::Stops(StopsCommand::Load { file, if_version, config }) => {
             commands::stops_load(file, if_version, config)
         }

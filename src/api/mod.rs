@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod multipart;
 pub mod page;
 pub mod pairing;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,6 @@ use crate::outbox::{ListState, OutboxError};
 use crate::status::{Sources, Status};
 use crate::taps::{self, Taps};
 use crate::webhook::sign::constant_time_eq;
-use crate::webhook::{self, Endpoint};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -203,8 +203,8 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/events/{id}/retry", post(retry))
         .route("/api/v1/deliveries/{sequence}", get(delivery))
         .route("/api/v1/events/retry-failed", post(retry_all))
-        .route("/api/v1/webhooks/{name}/test", post(webhook_test))
-        .route("/api/v1/webhooks/{name}/enable", post(webhook_enable))
+        .route("/api/v1/webhooks/{name}/test", post(webhooks::test))
+        .route("/api/v1/webhooks/{name}/enable", post(webhooks::enable))
         .route("/api/v1/pair/codes", post(pair_code))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, None, "no such endpoint") })
         .method_not_allowed_fallback(|req: Request| async move {
@@ -554,45 +554,4 @@ async fn retry(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Va
 
 async fn retry_all(State(api): State<Api>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "retried": api.sources.outbox.retry(None)? })))
-}
-
-fn endpoint(api: &Api, name: &str) -> Result<Arc<Endpoint>, ApiError> {
-    api.sources
-        .endpoints
-        .iter()
-        .find(|e| e.name == name)
-        .cloned()
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, Some("name"), format!("no webhook named {name:?}")))
-}
-
-async fn webhook_test(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let ep = endpoint(&api, &name)?;
-    let event = webhook::format::sample(&api.sources.vehicle_id);
-    let (now, _) = api.sources.clock.now();
-    let started = std::time::Instant::now();
-    let ctx = webhook::format::Context { tz: api.sources.tz, history: &[] };
-    let result = webhook::request(&api.client, &ep, &event, &ctx, now.timestamp()).send().await;
-    let took_ms = started.elapsed().as_millis() as u64;
-    // Only reports: a 410 to a test does not disable the endpoint for real events.
-    let (outcome, status, body) = match result {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            let retry_after = resp.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(String::from);
-            let body = tokio::time::timeout(Duration::from_secs(5), resp.bytes()).await.ok().and_then(|r| r.ok());
-            let body = body.map(|b| String::from_utf8_lossy(&b[..b.len().min(4096)]).into_owned());
-            (webhook::schedule::classify(status, retry_after.as_deref(), now), Some(status), body)
-        }
-        Err(e) => (webhook::classify_error(&e.without_url(), ep.delivery.timeout), None, None),
-    };
-    let delivered = matches!(outcome, webhook::schedule::Outcome::Delivered(_));
-    Ok(Json(json!({
-        "endpoint": name, "event_id": event.id, "status": status, "body": body, "duration_ms": took_ms,
-        "delivered": delivered, "outcome": outcome.to_string(),
-    })))
-}
-
-async fn webhook_enable(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    endpoint(&api, &name)?;
-    let was = api.sources.outbox.enable(&name)?;
-    Ok(Json(json!({ "endpoint": name, "was_disabled": was })))
 }

@@ -251,6 +251,7 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
             clock: clock.clone(),
             status: webhooks.clone(),
             tz: config.timezone,
+            runner: webhook::format::jq::Runner::current(),
         };
         let shutdown = shutdown.clone();
         parts.spawn_watched(&format!("webhook {}", ep.name), async move {

@@ -169,6 +169,16 @@ pub enum WebhookCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Run a jq transform on a body read from stdin, under the agent's bounds: each output on
+    /// a line (what `format = "jq"` would send, one request each).
+    Transform {
+        /// The program.
+        #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+        program: Option<String>,
+        /// The program, from a file.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
 }
 
 /// `--config FILE`.

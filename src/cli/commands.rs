@@ -163,8 +163,36 @@ pub fn webhook_test(name: String, config: ConfigArg) -> anyhow::Result<()> {
         r["duration_ms"],
         r["event_id"].as_str().unwrap_or("?")
     ))?;
+    if let Some(made) = r["sent"].as_array().filter(|m| m.len() != 1 || !matches!(r["status"], Value::Number(_))) {
+        // A transform's outputs (or none): what it made, one request each.
+        out(&format!("the format made {} request(s):\n", made.len()))?;
+        for m in made {
+            out(&format!("{m}\n"))?;
+        }
+    }
     if r["delivered"].as_bool() != Some(true) {
         anyhow::bail!("webhook {name}: the test event was not delivered");
+    }
+    Ok(())
+}
+
+/// `curbside webhook transform`: the child the agent runs for a jq format, and a way to try a
+/// program by hand. Sets its own CPU and memory limits first.
+pub fn webhook_transform(program: Option<String>, file: Option<PathBuf>) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    let code = match (program, file) {
+        (Some(p), _) => p,
+        (None, Some(f)) => {
+            std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?
+        }
+        (None, None) => anyhow::bail!("give --program or --file"),
+    };
+    let program = crate::webhook::format::jq::Program::compile(&code)?;
+    crate::webhook::format::jq::limit_this_process()?;
+    let mut input = Vec::new();
+    std::io::stdin().take(crate::webhook::format::jq::MAX_STDOUT as u64).read_to_end(&mut input)?;
+    for line in program.run_here(&input)? {
+        out(&format!("{line}\n"))?;
     }
     Ok(())
 }

@@ -27,6 +27,10 @@ pub struct DeliveryState {
     /// Uploads only: the event's files already uploaded (a retry resumes after them).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub uploaded: u32,
+    /// A format that makes several requests of one event: those already delivered (a retry
+    /// resumes after them).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sent: u32,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -44,6 +48,7 @@ impl DeliveryState {
             last_error: None,
             last_attempt_at: None,
             uploaded: 0,
+            sent: 0,
         }
     }
 }

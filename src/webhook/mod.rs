@@ -55,6 +55,8 @@ pub struct Deps {
     pub status: WebhookStatus,
     /// The van's time zone, for formats with local times.
     pub tz: chrono_tz::Tz,
+    /// Runs jq programs (`antsroute`, `jq`), bounded.
+    pub runner: format::jq::Runner,
 }
 
 /// What a delivery loop does with each event: the loop (window, order per job, concurrency,
@@ -232,7 +234,7 @@ async fn deliver(
     seq: u64,
     mut state: DeliveryState,
 ) -> Result<Settled, OutboxError> {
-    let Deps { outbox, history, client, clock, status, tz } = deps;
+    let Deps { outbox, history, client, clock, status, tz, runner } = deps;
     let job = state.job_id.clone();
     let Some(event) = outbox.event(seq)? else {
         // Unreadable or gone: nothing to deliver; drop the delivery.
@@ -245,16 +247,22 @@ async fn deliver(
         Target::Other(t) => t.attempt(&client, &ep, &event, &mut state, at).await,
         Target::Post { files } => {
             let history = if ep.format.needs_history() { history.job(&state.job_id, seq) } else { Vec::new() };
-            let ctx = format::Context { tz, history: &history };
-            match files {
+            let list = ep.format.needs_stop().then(|| crate::stops::store::current(&outbox));
+            let stop = list.as_ref().and_then(|l| l.stops.iter().find(|s| s.job_id == job));
+            let ctx = format::Context { tz, history: &history, stop };
+            let sent = match files {
                 Some(f) => {
                     if !event.attachments.is_empty() && outbox.awaits(&f.uploaded_by, seq) {
                         // Every URL in a webhook must resolve: its files go first.
                         return Ok(Settled { job, effect: Effect::Hold { state } });
                     }
-                    attempt(&client, &ep, &(f.public)(&event), &ctx, at).await
+                    (f.public)(&event)
                 }
-                None => attempt(&client, &ep, &event, &ctx, at).await,
+                None => event.clone(),
+            };
+            match format::render(&ep.format, &sent, &ctx, &runner).await {
+                Ok(outs) => attempt(&client, &ep, &outs, &mut state.sent, at).await,
+                Err(e) => Outcome::Park(e.to_string()),
             }
         }
     };
@@ -289,8 +297,15 @@ fn settle(
         tracing::info!(endpoint = %name, "endpoint reachable again");
     }
     let effect = match outcome {
-        Outcome::Delivered(code) => {
+        Outcome::Delivered(_) | Outcome::Filtered => {
             queue.settle(seq, &Settle::Delivered, None)?;
+            let code = match outcome {
+                Outcome::Delivered(code) => code,
+                _ => {
+                    tracing::info!(endpoint = %name, sequence = seq, job_id = %job, "the transform made no request: nothing sent");
+                    return Ok(Effect::Done);
+                }
+            };
             log.status = Some(code);
             tracing::info!(endpoint = %name, sequence = seq, job_id = %job, status = code, "delivered");
             status.update(name, |s| {
@@ -311,6 +326,19 @@ fn settle(
                 s.last_error_at = Some(at);
             });
             return Ok(Effect::Offline { state, failure });
+        }
+        Outcome::Park(error) => {
+            tracing::error!(endpoint = %name, sequence = seq, job_id = %job, %error,
+                "the body cannot be made: event parked (later events of this job wait); fix the format, then `curbside outbox retry`");
+            state.last_error = Some(error.clone());
+            state.last_attempt_at = Some(at);
+            log.error = Some(error.clone());
+            status.update(name, |s| {
+                s.last_error = Some(error.clone());
+                s.last_error_at = Some(at);
+            });
+            queue.settle(seq, &Settle::Park(state), Some(&log))?;
+            Effect::Parked
         }
         Outcome::Gone => {
             let reason = format!("answered 410 Gone at {at}; re-enable with `curbside webhook enable {name}`");

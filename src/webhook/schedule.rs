@@ -61,6 +61,12 @@ pub enum Outcome {
     /// TLS handshake that failed): offline, which spends no attempt. How soon it is tried
     /// again is [`crate::reconnect`]'s decision, from the kind of failure.
     Offline(String, crate::reconnect::Failure),
+    /// The format made no request of this event (a jq program that selects nothing): done,
+    /// with nothing sent.
+    Filtered,
+    /// The body cannot be made (a program failed or passed a bound): parked at once, since a
+    /// retry would make the same.
+    Park(String),
 }
 
 impl std::fmt::Display for Outcome {
@@ -76,6 +82,8 @@ impl std::fmt::Display for Outcome {
             }
             Outcome::Failed { error, .. } => write!(f, "failed ({error}); real deliveries would retry on schedule"),
             Outcome::Offline(why, _) => write!(f, "cannot reach the endpoint ({why}); real deliveries wait for it"),
+            Outcome::Filtered => f.write_str("the transform made no request: nothing sent"),
+            Outcome::Park(why) => write!(f, "the body cannot be made ({why}); real deliveries would park the event"),
         }
     }
 }

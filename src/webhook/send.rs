@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::event::StatusEvent;
 use crate::reconnect::Failure;
 
 use super::Endpoint;
@@ -19,26 +18,26 @@ pub fn client<'a>(endpoints: impl IntoIterator<Item = &'a Endpoint>) -> anyhow::
     crate::tls::http_client(https)
 }
 
-/// Builds the request for one attempt: body, Standard Webhooks headers, auth.
-pub fn request(
-    client: &reqwest::Client,
-    ep: &Endpoint,
-    event: &StatusEvent,
-    ctx: &format::Context<'_>,
-    timestamp: i64,
-) -> reqwest::RequestBuilder {
-    let body = format::body(ep.format, event, ctx);
-    let id = event.id.to_string();
+/// Builds one request: body, Standard Webhooks headers (and TrackingMore's signature for that
+/// format), auth.
+pub fn request(client: &reqwest::Client, ep: &Endpoint, out: &format::Out, timestamp: i64) -> reqwest::RequestBuilder {
     let mut req = client
         .post(ep.url.clone())
         .timeout(ep.delivery.timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header("webhook-id", &id)
+        .header("webhook-id", &out.id)
         .header("webhook-timestamp", timestamp.to_string());
     if let Some(secret) = &ep.secret {
-        req = req.header("webhook-signature", secret.sign(&id, timestamp, &body));
+        req = req.header("webhook-signature", secret.sign(&out.id, timestamp, &out.body));
     }
-    authorize(req, ep).body(body)
+    if let format::Format::TrackingMore(s) = &ep.format {
+        if let Some(key) = &s.secret {
+            req = req
+                .header(s.signature_header.as_str(), format::trackingmore::sign(key, timestamp))
+                .header(s.timestamp_header.as_str(), timestamp.to_string());
+        }
+    }
+    authorize(req, ep).body(out.body.clone())
 }
 
 /// Adds the endpoint's credentials and custom headers (`shared_token`, basic, bearer,
@@ -59,16 +58,31 @@ pub fn authorize(mut req: reqwest::RequestBuilder, ep: &Endpoint) -> reqwest::Re
     req
 }
 
-/// Sends one attempt and classifies what happened. The response body is not read: a 2xx status
-/// line is delivery, however slowly the body follows.
+/// Sends an event's requests in order, from the first not yet delivered (`sent`, which counts
+/// up as they are), and classifies what happened: delivered once the last is. The response
+/// body is not read: a 2xx status line is delivery, however slowly the body follows.
 pub async fn attempt(
     client: &reqwest::Client,
     ep: &Endpoint,
-    event: &StatusEvent,
-    ctx: &format::Context<'_>,
+    outs: &[format::Out],
+    sent: &mut u32,
     now: DateTime<Utc>,
 ) -> Outcome {
-    match request(client, ep, event, ctx, now.timestamp()).send().await {
+    let mut last = Outcome::Filtered;
+    for out in outs.iter().skip(*sent as usize) {
+        last = attempt_one(client, ep, out, now).await;
+        if !matches!(last, Outcome::Delivered(_)) {
+            return last;
+        }
+        *sent += 1;
+    }
+    *sent = 0;
+    last
+}
+
+/// Sends one request and classifies what happened.
+pub async fn attempt_one(client: &reqwest::Client, ep: &Endpoint, out: &format::Out, now: DateTime<Utc>) -> Outcome {
+    match request(client, ep, out, now.timestamp()).send().await {
         Ok(resp) => {
             let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok());
             schedule::classify(resp.status().as_u16(), retry_after, now)

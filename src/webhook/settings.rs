@@ -23,10 +23,22 @@ pub struct RawWebhook {
     pub url: Option<String>,
     /// Statuses to deliver; default all.
     pub events: Option<Vec<String>>,
-    /// `standard`, `detrack-v1` or `carrier`.
+    /// One of [`Format::NAMES`].
     pub format: Option<String>,
-    /// `whsec_...` Standard Webhooks secret.
+    /// `whsec_...` Standard Webhooks secret (with `trackingmore`: TrackingMore's key, as written).
     pub secret: Option<String>,
+    /// `track-pod`: `Metadata.Event` per status (default `OrderUpdated`).
+    pub event_names: Option<BTreeMap<String, String>>,
+    /// `trackingmore`: `courier_code` (default `curbside`).
+    pub courier_code: Option<String>,
+    /// `trackingmore`: the signature's header (default `signature`).
+    pub signature_header: Option<String>,
+    /// `trackingmore`: the timestamp's header (default `timestamp`).
+    pub timestamp_header: Option<String>,
+    /// `jq` (or `antsroute`, replacing the shipped program): the program.
+    pub transform: Option<String>,
+    /// As `transform`, from a file.
+    pub transform_file: Option<String>,
     /// Sent as `x-webhook-shared-token`.
     pub shared_token: Option<String>,
     /// Basic auth.
@@ -106,6 +118,92 @@ pub struct Defaults {
 /// A webhook's defaults.
 pub const WEBHOOK: Defaults = Defaults { timeout: "15s", concurrency: 4 };
 
+/// The format, with the keys only it takes (each refused with another format, naming it).
+fn format(w: &mut RawWebhook, key: &dyn Fn(&str) -> String) -> Result<Format, (String, String)> {
+    let name = w.format.clone().unwrap_or_else(|| "standard".into());
+    let only = |set: bool, k: &str, with: &str| {
+        if set && !with.split(' ').any(|f| f == name) {
+            Err((key(k), format!("only applies with format = {}", with.replace(' ', " or "))))
+        } else {
+            Ok(())
+        }
+    };
+    only(w.event_names.is_some(), "event_names", "track-pod")?;
+    only(w.courier_code.is_some(), "courier_code", "trackingmore")?;
+    only(w.signature_header.is_some(), "signature_header", "trackingmore")?;
+    only(w.timestamp_header.is_some(), "timestamp_header", "trackingmore")?;
+    only(w.transform.is_some(), "transform", "jq antsroute")?;
+    only(w.transform_file.is_some(), "transform_file", "jq antsroute")?;
+    let program = || -> Result<Option<super::format::jq::Program>, (String, String)> {
+        let (k, code) = match (&w.transform, &w.transform_file) {
+            (Some(_), Some(_)) => {
+                return Err((key("transform_file"), "cannot be used with transform: give the program once".into()));
+            }
+            (Some(t), None) => ("transform", t.clone()),
+            (None, Some(path)) => {
+                let code = std::fs::read_to_string(path)
+                    .map_err(|e| (key("transform_file"), format!("cannot read {path}: {e}")))?;
+                ("transform_file", code)
+            }
+            (None, None) => return Ok(None),
+        };
+        let program = super::format::jq::Program::compile(&code).map_err(|e| {
+            let file = w.transform_file.as_deref().map(|p| format!("{p}: ")).unwrap_or_default();
+            (key(k), format!("{file}{e}"))
+        })?;
+        Ok(Some(program))
+    };
+    let header = |v: &Option<String>, k: &str, default: &str| -> Result<String, (String, String)> {
+        let h = v.clone().unwrap_or_else(|| default.into());
+        let name = reqwest::header::HeaderName::from_bytes(h.as_bytes())
+            .map_err(|_| (key(k), format!("{h:?} is not a valid header name")))?;
+        if let Some(why) = reserved(name.as_str(), false, false) {
+            return Err((key(k), why.to_string()));
+        }
+        Ok(h)
+    };
+    Ok(match name.as_str() {
+        "track-pod" => {
+            let mut event_names = BTreeMap::new();
+            for (status, event) in w.event_names.take().unwrap_or_default() {
+                let st = Status::parse(&status).ok_or_else(|| {
+                    (
+                        key(&format!("event_names.{status}")),
+                        format!("is not a status; expected any of {:?}", Status::ALL.map(Status::as_str)),
+                    )
+                })?;
+                if event.is_empty() {
+                    return Err((key(&format!("event_names.{status}")), "must not be empty".into()));
+                }
+                event_names.insert(st, event);
+            }
+            Format::TrackPod(std::sync::Arc::new(super::format::track_pod::Settings { event_names }))
+        }
+        "trackingmore" => {
+            let courier_code = w.courier_code.take().unwrap_or_else(|| "curbside".into());
+            if courier_code.is_empty() {
+                return Err((key("courier_code"), "must not be empty".into()));
+            }
+            let secret = non_empty(w.secret.take(), "secret", key)?;
+            Format::TrackingMore(std::sync::Arc::new(super::format::trackingmore::Settings {
+                courier_code,
+                secret,
+                signature_header: header(&w.signature_header, "signature_header", "signature")?,
+                timestamp_header: header(&w.timestamp_header, "timestamp_header", "timestamp")?,
+            }))
+        }
+        "antsroute" => {
+            Format::AntsRoute(std::sync::Arc::new(program()?.unwrap_or_else(super::format::antsroute::program)))
+        }
+        "jq" => match program()? {
+            Some(p) => Format::Jq(std::sync::Arc::new(p)),
+            None => return Err((key("transform"), "is required with format = \"jq\" (or transform_file)".into())),
+        },
+        other => Format::parse(other)
+            .ok_or_else(|| (key("format"), format!("must be one of {:?}, got {other:?}", Format::NAMES)))?,
+    })
+}
+
 /// A credential that is set must not be empty.
 fn non_empty(v: Option<String>, k: &str, key: &dyn Fn(&str) -> String) -> Result<Option<String>, (String, String)> {
     match v {
@@ -115,21 +213,16 @@ fn non_empty(v: Option<String>, k: &str, key: &dyn Fn(&str) -> String) -> Result
 }
 
 /// Validates the `i`-th `[[webhook]]`; an error is the key (`webhook[i].…`) and what is wrong.
-pub fn validate(w: RawWebhook, i: usize) -> Result<Endpoint, (String, String)> {
+pub fn validate(mut w: RawWebhook, i: usize) -> Result<Endpoint, (String, String)> {
     let key = |k: &str| format!("webhook[{i}].{k}");
-    let name = w.name.ok_or_else(|| (key("name"), "is required".to_string()))?;
+    let name = w.name.take().ok_or_else(|| (key("name"), "is required".to_string()))?;
     identifier(&name).map_err(|m| (key("name"), m.to_string()))?;
-    let url_text = w.url.ok_or_else(|| (key("url"), "is required".to_string()))?;
+    let url_text = w.url.take().ok_or_else(|| (key("url"), "is required".to_string()))?;
     let url = reqwest::Url::parse(&url_text).map_err(|e| (key("url"), format!("is not a URL ({e}): {url_text:?}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err((key("url"), format!("must be an http:// or https:// URL with a host, got {url_text:?}")));
     }
-    let format = match w.format.as_deref() {
-        None => Format::Standard,
-        Some(f) => {
-            Format::parse(f).ok_or_else(|| (key("format"), format!("must be one of {:?}, got {f:?}", Format::NAMES)))?
-        }
-    };
+    let format = format(&mut w, &key)?;
     let events = match w.events {
         // A format named after a document sends the statuses that document names.
         None => format.documented().map(|d| d.iter().copied().collect()),
@@ -150,7 +243,11 @@ pub fn validate(w: RawWebhook, i: usize) -> Result<Endpoint, (String, String)> {
             Some(set)
         }
     };
-    let secret = w.secret.map(|s| Secret::parse(&s).map_err(|m| (key("secret"), m.to_string()))).transpose()?;
+    let secret = match format {
+        // TrackingMore's key is a plain string, used by its own signature (see `format`).
+        Format::TrackingMore(_) => None,
+        _ => w.secret.map(|s| Secret::parse(&s).map_err(|m| (key("secret"), m.to_string()))).transpose()?,
+    };
     let shared_token = non_empty(w.shared_token, "shared_token", &key)?;
     let raw = RawDelivery {
         basic: w.basic,

@@ -9,6 +9,7 @@ mod clock_jump;
 mod common;
 mod crash;
 mod demo;
+mod formats;
 mod geofence;
 mod gps_corpus;
 mod gps_fuzz;

@@ -69,8 +69,8 @@ mod tests {
     fn detrack_v1_is_the_documents_example_field_by_field() {
         let mut e = with_proof(Status::Delivered);
         e.items = vec![crate::event::Item { sku: "T0201".into(), qty: 1, rejected: 0 }];
-        let ctx = Context { tz: "Asia/Singapore".parse().unwrap(), history: &[] };
-        let v: Value = serde_json::from_slice(&body(Format::DetrackV1, &e, &ctx)).unwrap();
+        let ctx = Context { tz: "Asia/Singapore".parse().unwrap(), history: &[], stop: None };
+        let v: Value = serde_json::from_slice(&body(&Format::DetrackV1, &e, &ctx).unwrap()).unwrap();
         same_shape(&doc("detrack-v1.json"), &v, "", &[]);
         // 23:30 UTC is the next morning in Singapore: the local date and offset.
         assert_eq!(v["date"], "2026-03-02");

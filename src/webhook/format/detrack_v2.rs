@@ -162,8 +162,10 @@ mod tests {
         e.received_by = Some("John".into());
         e.items = vec![crate::event::Item { sku: "T1".into(), qty: 5, rejected: 1 }];
         let history = [Milestone::of(&heading), Milestone::of(&e)];
-        let v: Value =
-            serde_json::from_slice(&body(Format::DetrackV2, &e, &Context { tz, history: &history })).unwrap();
+        let v: Value = serde_json::from_slice(
+            &body(&Format::DetrackV2, &e, &Context { tz, history: &history, stop: None }).unwrap(),
+        )
+        .unwrap();
         let example = doc("detrack-v2.json");
         same_shape_or_null(&example, &v, "");
         assert_eq!(example.as_object().unwrap().len(), v.as_object().unwrap().len(), "exactly the example's fields");
@@ -228,7 +230,7 @@ mod tests {
         assert_eq!((v["tracking_number"].clone(), v["carrier"].as_str()), (Value::Null, Some("")));
         let mut out = with_proof(Status::HeadingTo);
         out.attachments.clear();
-        let v = detrack_v2(&out, &Context { tz, history: &[] });
+        let v = detrack_v2(&out, &Context { tz, history: &[], stop: None });
         assert_eq!(
             (v["status"].as_str(), v["tracking_status"].as_str()),
             (Some("dispatched"), Some("Out for delivery"))
@@ -244,7 +246,7 @@ mod tests {
         heading.attachments.clear();
         heading.sequence = 3;
         heading.eta = crate::stops::eta::estimate(18_000.0, Some(10.0), heading.occurred_at);
-        let v = detrack_v2(&heading, &Context { tz, history: &[] });
+        let v = detrack_v2(&heading, &Context { tz, history: &[], stop: None });
         assert_eq!(v["eta_time"], "2026-03-02T08:00:45.123+08:00", "30 minutes on, local time as every _at");
         assert_eq!(v["live_eta"], v["eta_time"]);
         assert_eq!(v["geofence_ack_at"], Value::Null, "not arrived yet");
@@ -254,7 +256,7 @@ mod tests {
         arrived.sequence = 4;
         arrived.source = Source::Geofence;
         arrived.occurred_at = "2026-03-01T23:28:00Z".parse().unwrap();
-        let fence = detrack_v2(&arrived, &Context { tz, history: &[Milestone::of(&heading)] });
+        let fence = detrack_v2(&arrived, &Context { tz, history: &[Milestone::of(&heading)], stop: None });
         assert_eq!(fence["geofence_ack_at"], "2026-03-02T07:28:00.000+08:00");
         assert_eq!(
             (fence["geofence_ack_lat"].as_f64(), fence["geofence_ack_lng"].as_f64()),
@@ -264,13 +266,13 @@ mod tests {
         let mut delivered = with_proof(Status::Delivered);
         delivered.sequence = 9;
         let history = [Milestone::of(&heading), Milestone::of(&arrived)];
-        let v = detrack_v2(&delivered, &Context { tz, history: &history });
+        let v = detrack_v2(&delivered, &Context { tz, history: &history, stop: None });
         assert_eq!(v["geofence_ack_at"], fence["geofence_ack_at"]);
         assert_eq!(v["arrived_at"], fence["geofence_ack_at"]);
         // Tapped by the driver: an arrival, but no geofence acknowledgement.
         arrived.source = Source::Driver;
         let history = [Milestone::of(&heading), Milestone::of(&arrived)];
-        let v = detrack_v2(&delivered, &Context { tz, history: &history });
+        let v = detrack_v2(&delivered, &Context { tz, history: &history, stop: None });
         assert_eq!((v["geofence_ack_at"].clone(), v["geofence_ack_lat"].clone()), (Value::Null, Value::Null));
         assert!(!v["arrived_at"].is_null());
     }

@@ -22,14 +22,14 @@ mod tests {
     #[test]
     fn the_fast_standard_body_equals_the_json_tree() {
         let e = with_proof(Status::Arrived);
-        let fast: Value = serde_json::from_slice(&body(Format::Standard, &e, &Context::UTC)).unwrap();
+        let fast: Value = serde_json::from_slice(&body(&Format::Standard, &e, &Context::UTC).unwrap()).unwrap();
         assert_eq!(fast, standard(&e));
     }
 
     #[test]
     fn standard_wraps_the_whole_event_and_its_attachments() {
         let e = with_proof(Status::Delivered);
-        let v: Value = serde_json::from_slice(&body(Format::Standard, &e, &Context::UTC)).unwrap();
+        let v: Value = serde_json::from_slice(&body(&Format::Standard, &e, &Context::UTC).unwrap()).unwrap();
         assert_eq!(v["type"], "job.status.delivered");
         assert_eq!(v["data"]["job_id"], "TEST-0001");
         assert_eq!(v["data"]["id"], e.id.to_string());

@@ -81,6 +81,7 @@ async fn start_text(dir: tempfile::TempDir, text: &str) -> TestAgent {
 }
 
 async fn start_text_with(dir: tempfile::TempDir, text: &str, wall: &Wall) -> TestAgent {
+    use_the_binary_for_transforms();
     let config = || Config::parse(text, "test.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
     // Restarted in this process on the same store: sled's threads let go of the lock shortly
     // after the last handle is dropped (a restarted process never waits).
@@ -149,4 +150,21 @@ pub fn free_addr() -> SocketAddr {
             return addr;
         }
     }
+}
+
+/// jq transforms run in a child (`curbside webhook transform`): in this suite, the binary under
+/// test (behind the emulator CI names, if any), not the test binary.
+pub fn use_the_binary_for_transforms() {
+    let bin = env!("CARGO_BIN_EXE_curbside");
+    let runner = match std::env::var("CURBSIDE_TEST_RUNNER").ok().filter(|r| !r.trim().is_empty()) {
+        Some(r) => {
+            let mut words = r.split_whitespace().map(std::ffi::OsString::from);
+            let program = words.next().expect("a runner");
+            let mut args: Vec<_> = words.collect();
+            args.push(bin.into());
+            curbside::webhook::format::jq::Runner::new(program, args)
+        }
+        None => curbside::webhook::format::jq::Runner::new(bin, Vec::new()),
+    };
+    runner.use_for_this_process();
 }
