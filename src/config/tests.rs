@@ -207,6 +207,34 @@ fn errors_name_the_file_and_the_key() {
 }
 
 #[test]
+fn a_format_key_with_another_format_or_a_bad_value_names_the_key() {
+    let hook = |extra: &str| format!("vehicle_id = \"v\"\n[[webhook]]\nname = \"h\"\nurl = \"http://x/\"\n{extra}\n");
+    for (extra, key, says) in [
+        ("courier_code = \"acme\"", "webhook[0].courier_code", "only applies with format = trackingmore"),
+        (
+            "format = \"carrier\"\ntransform = \".\"",
+            "webhook[0].transform",
+            "only applies with format = jq or antsroute",
+        ),
+        (
+            "format = \"track-pod\"\nevent_names = { teleported = \"X\" }",
+            "webhook[0].event_names.teleported",
+            "is not a status",
+        ),
+        ("format = \"jq\"", "webhook[0].transform", "is required"),
+        ("format = \"jq\"\ntransform = \".data |\"", "webhook[0].transform", "does not compile"),
+        ("format = \"trackingmore\"\nsignature_header = \"content-type\"", "webhook[0].signature_header", "reserved"),
+        ("format = \"teletype\"", "webhook[0].format", "must be one of"),
+    ] {
+        let e = error_of(&hook(extra));
+        assert_eq!(e.key, key, "{extra}: {e}");
+        assert!(e.message.contains(says), "{extra}: {e}");
+    }
+    // TrackingMore's secret is its own (a plain string), not a Standard Webhooks one.
+    Config::parse(&hook("format = \"trackingmore\"\nsecret = \"2e55b9a3-4dd1\""), "test.toml").unwrap();
+}
+
+#[test]
 fn mqtt_defaults_follow_the_vehicle_and_errors_name_the_key() {
     let c = Config::parse("vehicle_id = \"van-17\"\n[mqtt]\nurl = \"mqtts://broker.example.com\"\nusername = \"u\"\npassword = \"secret-pw\"", "t").unwrap();
     let m = c.mqtt.unwrap();

@@ -159,14 +159,20 @@ async fn a_jq_webhook_gets_exactly_what_its_program_makes_and_a_filter_sends_onl
     assert_eq!(t["delivered"], true, "{t}");
 }
 
-/// A program that runs away (a loop, unbounded memory, a stack overflow) parks its event on its
-/// endpoint within the bounds, says why in status, and stalls nothing: the agent answers and
-/// another endpoint delivers meanwhile.
+/// A program that runs away (a loop, unbounded memory, a stack overflow), or makes something
+/// that is not a body, parks its event on its endpoint within the bounds, says why in status,
+/// and stalls nothing: the agent answers and another endpoint delivers meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runaway_program_parks_its_event_and_stalls_nothing() {
     let rx = Receiver::start(None, vec![]).await;
     let mut config = String::new();
-    for (name, program) in [("loop", "def f: f; f"), ("memory", "[range(1e12)]"), ("stack", "def f: 1 + f; f")] {
+    let runaway = [
+        ("loop", "def f: f; f"),
+        ("memory", "[range(1e12)]"),
+        ("stack", "def f: 1 + f; f"),
+        ("scalar", ".data.job_id"),
+    ];
+    for (name, program) in runaway {
         config +=
             &hook(name, &format!("http://{}/{name}", rx.addr), &format!("format = \"jq\"\ntransform = '{program}'"));
     }
@@ -177,13 +183,16 @@ async fn a_runaway_program_parks_its_event_and_stalls_nothing() {
     assert_eq!(code, 201);
     posts(&rx, "/plain", 1).await;
     assert!(started.elapsed() < Duration::from_secs(4), "the plain endpoint was held up: {:?}", started.elapsed());
-    for name in ["loop", "memory", "stack"] {
+    for (name, _) in runaway {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let s = status_of(&agent, name).await;
             if s["failed"] == 1 {
                 let why = s["state"]["last_error"].as_str().unwrap_or_default();
-                assert!(why.starts_with("jq: "), "{name}: {s}");
+                assert!(why.starts_with("jq"), "{name}: {s}");
+                if name == "scalar" {
+                    assert!(why.contains("is a string, not an object or an array"), "{s}");
+                }
                 break;
             }
             assert!(tokio::time::Instant::now() < deadline, "{name} not parked within 20 s: {s}");
