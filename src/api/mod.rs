@@ -538,9 +538,12 @@ async fn events(State(api): State<Api>, Query(q): Query<EventsQuery>) -> Result<
 /// (`sent`), and which it has not reached yet (`waiting`; MQTT is `mqtt:event`, the files'
 /// upload `pod:upload`). The driver page's "Sent to the office".
 async fn delivery(State(api): State<Api>, Path(seq): Path<String>) -> Result<Json<Value>, ApiError> {
-    let seq: u64 = seq.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, Some("sequence"), "must be a positive whole number")
+    let seq: u64 = seq.parse().map_err(|_| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, Some("sequence"), "must be a whole number (0 or more)")
     })?;
+    if !api.sources.outbox.issued(seq) {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, Some("sequence"), "no event has had this sequence"));
+    }
     let waiting = api.sources.outbox.waiting_for(seq)?;
     Ok(Json(json!({"sequence": seq, "sent": waiting.is_empty(), "waiting": waiting})))
 }

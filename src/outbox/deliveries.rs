@@ -60,6 +60,7 @@ impl Outbox {
         i.removals.fetch_add(1, Ordering::Relaxed);
         let others: Vec<Vec<u8>> =
             i.endpoints.iter().filter(|e| e.name != endpoint).map(|e| endpoint_key(&e.name, seq)).collect();
+        self.before_removing(seq)?;
         if others.is_empty() {
             // One endpoint: nobody else can need the event. The event goes first: a crash in
             // between leaves a delivery without its event, which the delivery loop drops as

@@ -114,6 +114,10 @@ struct Inner {
     durable: Arc<durable::Durable>,
     /// Added to every id sled generates (see [`compact`]).
     id_base: u64,
+    /// No sequence at or above this was ever handed out (see [`Outbox::issued`]).
+    issued_below: AtomicU64,
+    /// What `meta`'s `issued` says: every removed event's sequence is below it.
+    issued_noted: AtomicU64,
     /// Bytes the store may take on disk before taps are refused.
     budget: u64,
     /// Bytes it took once opened (and compacted, if it was worth it).
@@ -242,6 +246,12 @@ impl Outbox {
             None => meta.get("loss")?.and_then(|v| serde_json::from_slice(&v).ok()),
         };
         let id_base = compact::id_base(&meta)?;
+        // Every sequence handed out before is still an event, or was removed after `meta`'s
+        // `issued` covered it (see `Outbox::issued`).
+        let stored_below = tree("events")?.last()?.and_then(|(k, _)| <[u8; 8]>::try_from(&k[..]).ok());
+        let noted = meta.get("issued")?.and_then(|v| <[u8; 8]>::try_from(&v[..]).ok()).map_or(0, u64::from_be_bytes);
+        let issued_below = noted.max(stored_below.map_or(0, |k| u64::from_be_bytes(k) + 1));
+        let (issued_below, noted) = (AtomicU64::new(issued_below), AtomicU64::new(noted));
         let log = tree("log")?;
         let mut disabled = std::collections::HashMap::new();
         for kv in meta.scan_prefix("disabled/") {
@@ -272,6 +282,8 @@ impl Outbox {
             broken: tokio::sync::watch::Sender::new(None),
             durable: durable.clone(),
             id_base,
+            issued_below,
+            issued_noted: noted,
             budget,
             opened_size: db.size_on_disk().unwrap_or(0),
             appends: AtomicU64::new(0),
@@ -445,6 +457,7 @@ impl Outbox {
                 if targets.is_empty() {
                     // Acknowledged, and no endpoint wants it: nothing to keep but its
                     // idempotency record.
+                    self.before_removing(seq)?;
                     i.events.remove(seq_key(seq))?;
                     i.released.notify_one();
                 }
@@ -565,7 +578,29 @@ impl Outbox {
     }
 
     fn next_id(&self) -> Result<u64, OutboxError> {
-        Ok(self.inner.id_base + self.inner.db.generate_id()?)
+        let seq = self.inner.id_base + self.inner.db.generate_id()?;
+        self.inner.issued_below.fetch_max(seq + 1, Ordering::Relaxed);
+        Ok(seq)
+    }
+
+    /// Whether sequence `seq` was ever handed out to an event (stored now or delivered since);
+    /// `false`: no event ever had it. Exact across restarts and crashes: an event is removed
+    /// only after `meta`'s `issued` covers its sequence ([`Outbox::before_removing`]), so at
+    /// open the last stored event and that mark bound every sequence handed out before.
+    pub fn issued(&self, seq: u64) -> bool {
+        seq < self.inner.issued_below.load(Ordering::Relaxed)
+    }
+
+    /// Called before event `seq` is removed from `events`: `meta`'s `issued` mark covers it
+    /// first (written before the removal, so a crash that keeps the removal keeps the mark).
+    fn before_removing(&self, seq: u64) -> Result<(), OutboxError> {
+        let i = &self.inner;
+        if seq >= i.issued_noted.load(Ordering::Relaxed) {
+            let mark = i.issued_below.load(Ordering::Relaxed).max(seq + 1);
+            i.meta.insert("issued", &mark.to_be_bytes())?;
+            i.issued_noted.fetch_max(mark, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// How long the commit thread has not been seen alive (for the watchdog): at most about a

@@ -377,3 +377,43 @@ async fn deliveries_resume_within_3_s_of_a_receiver_back_after_40_s() {
     assert_eq!(got[0].header("webhook-id"), event["id"].as_str().unwrap());
     agent.stop().await;
 }
+
+/// The driver page's "Sent to the office" asks `GET /api/v1/deliveries/{sequence}`: the first
+/// event of a fresh store is answered like any other (it once got a 422 for sequence 0 and the
+/// page polled forever), a sequence no event ever had is a 404 (it once said `"sent": true`), and
+/// an event delivered before a restart is still known after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_delivery_state_of_the_first_event_and_of_a_sequence_never_stored() {
+    let addr = free_addr();
+    let agent = start(&hook("office", &format!("http://{addr}/hook"), "")).await;
+    let status = |agent: &TestAgent, path: String| {
+        let req = agent.http.get(agent.url(&path));
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (code, first) = agent.tap("JOB-1", json!({"status": "delivered"})).await;
+    assert_eq!(code, 201);
+    let seq = first["sequence"].as_u64().unwrap();
+    let (code, v) = status(&agent, format!("/api/v1/deliveries/{seq}")).await;
+    assert_eq!((code, v["sent"].clone(), v["waiting"].clone()), (200, json!(false), json!(["office"])), "{v}");
+    let (code, v) = status(&agent, format!("/api/v1/deliveries/{}", seq + 1)).await;
+    assert_eq!((code, v["field"].as_str()), (404, Some("sequence")), "{v}");
+    let (code, v) = status(&agent, "/api/v1/deliveries/first".into()).await;
+    assert_eq!((code, v["field"].as_str()), (422, Some("sequence")), "{v}");
+
+    let receiver = Receiver::start(Some(addr), vec![]).await;
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while status(&agent, format!("/api/v1/deliveries/{seq}")).await.1["sent"] != true {
+        assert!(tokio::time::Instant::now() < deadline, "not sent within 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dir = agent.stop().await;
+    let agent = crate::common::agent::start_in(dir, &hook("office", &format!("http://{addr}/hook"), "")).await;
+    let (code, v) = status(&agent, format!("/api/v1/deliveries/{seq}")).await;
+    assert_eq!((code, v["sent"].clone()), (200, json!(true)), "delivered before the restart: {v}");
+    let (code, _) = status(&agent, format!("/api/v1/deliveries/{}", seq + 1000)).await;
+    assert_eq!(code, 404);
+}
