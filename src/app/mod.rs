@@ -323,7 +323,9 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
     }
     if let Some(taps) = geofence {
         let (outbox, latest, shutdown) = (outbox.clone(), latest.clone(), shutdown.clone());
-        let (rules, radius) = (config.stops.rules, config.stops.radius_m);
+        // A sped-up source (the demo, a replay) keeps the rules in its own seconds.
+        let rules = config.stops.rules.at_time_scale(config.gps.source.time_scale());
+        let radius = config.stops.radius_m;
         parts.spawn_watched("geofence", async move {
             crate::taps::watch::run(taps, outbox, latest, rules, radius, shutdown).await;
             Ok(())

@@ -10,8 +10,9 @@
 //! - *Arrived*: inside and stopped (speed below [`Rules::stopped_mps`]) for
 //!   [`Rules::stopped_for`], or inside for [`Rules::dwell`] whatever the speed. A drive past
 //!   at 40 km/h is inside a 75 m radius for about 13 s, moving: no arrival.
-//! - *Departed*: after an arrival, outside for [`Rules::dwell`]. One arrival and one departure
-//!   per visit.
+//! - *Departed*: after an arrival, outside for [`Rules::dwell`]; the decision carries the first
+//!   sample outside (when and where the van left the fence), not the one that decided. One
+//!   arrival and one departure per visit.
 
 use std::time::Duration;
 
@@ -41,6 +42,17 @@ impl Default for Rules {
     }
 }
 
+impl Rules {
+    /// The rules for a source that plays `scale` route seconds per real second (`curbside demo
+    /// --speed 5`, a replay): the dwell and the stop are in the route's seconds.
+    pub fn at_time_scale(self, scale: f64) -> Rules {
+        if !(scale.is_finite() && scale > 0.0) {
+            return self;
+        }
+        Rules { dwell: self.dwell.div_f64(scale), stopped_for: self.stopped_for.div_f64(scale), ..self }
+    }
+}
+
 /// One fix as the geofence sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
@@ -63,7 +75,7 @@ pub struct Sample {
 pub enum Decision {
     /// The van arrived; the sample that decided it.
     Arrived(Sample),
-    /// The van left after arriving.
+    /// The van left after arriving; the first sample outside (the time and place it left).
     Departed(Sample),
 }
 
@@ -71,8 +83,8 @@ pub enum Decision {
 enum Phase {
     /// Not arrived; `inside` since when, and stopped inside since when.
     Away { inside: Option<Instant>, stopped: Option<Instant> },
-    /// Arrived; outside since when.
-    There { outside: Option<Instant> },
+    /// Arrived; outside since which sample.
+    There { outside: Option<Sample> },
 }
 
 /// One stop's geofence.
@@ -145,10 +157,10 @@ impl Fence {
                     *since = None;
                     return None;
                 }
-                let since = *since.get_or_insert(s.at);
-                if s.at.duration_since(since) >= rules.dwell {
+                let first = *since.get_or_insert(s);
+                if s.at.duration_since(first.at) >= rules.dwell {
                     self.phase = Phase::Away { inside: None, stopped: None };
-                    return Some(Decision::Departed(s));
+                    return Some(Decision::Departed(first));
                 }
                 None
             }
@@ -204,7 +216,12 @@ mod tests {
         assert_eq!(got.len(), 2, "one arrival, one departure: {got:?}");
         let (arrived_at, Decision::Arrived(_)) = got[0] else { panic!("{got:?}") };
         assert!((25..25 + 25).contains(&arrived_at), "arrived {arrived_at} s in, within 25 s of stopping at 25 s");
-        assert!(matches!(got[1].1, Decision::Departed(_)));
+        let (_, Decision::Departed(left)) = got[1] else { panic!("{got:?}") };
+        // Away from 85 s at 11 m/s from 20 m: beyond 75 + 30 m (with 5 m accuracy) at about
+        // 93 s, decided 20 s later; the departure is where and when the fence was left.
+        let left_m = distance_m(STOP, (left.lat, left.lng));
+        assert!((110.0..125.0).contains(&left_m), "left the fence at {left_m:.0} m");
+        assert!(got[1].0 >= 110, "decided after the dwell: {got:?}");
         assert!(!f.arrived());
     }
 

@@ -301,6 +301,11 @@ impl Taps {
         })
     }
 
+    /// The clock events are stamped with.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// What each job went through (written with every tap).
     pub fn history(&self) -> &History {
         &self.history
@@ -356,7 +361,24 @@ impl Taps {
         idempotency_key: Option<&str>,
         source: crate::event::Source,
     ) -> Result<Appended, RecordError> {
-        let location = self.location();
+        self.record_with(job_id, tap, idempotency_key, source, None).await
+    }
+
+    /// As [`Taps::record_from`], for something that happened earlier, at `when` (time and
+    /// place): the geofence's departure happened when the van left the fence, not when the
+    /// dwell outside confirmed it. The stamp still never goes back past an earlier event's.
+    pub async fn record_with(
+        &self,
+        job_id: &str,
+        tap: Tap,
+        idempotency_key: Option<&str>,
+        source: crate::event::Source,
+        when: Option<(DateTime<Utc>, Location)>,
+    ) -> Result<Appended, RecordError> {
+        let (then, location) = match when {
+            Some((at, l)) => (Some(at), Some(l)),
+            None => (None, self.location()),
+        };
         let stop = self.proximity(job_id, location.as_ref());
         // Only the way there has an arrival to estimate.
         let speed = (tap.status == Status::HeadingTo).then(|| self.latest.moving_speed()).flatten();
@@ -370,6 +392,7 @@ impl Taps {
                     // Stamped here, in sequence order (see `Outbox::append`): within a job,
                     // `occurred_at` never goes backwards as `sequence` goes forwards.
                     let (now, clock_source) = self.clock.now();
+                    let now = then.map_or(now, |t| t.min(now));
                     let occurred_at = {
                         let mut last = self.last_stamp.lock().unwrap_or_else(|e| e.into_inner());
                         let stamp = last.map_or(now, |l| l.max(now));

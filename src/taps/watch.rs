@@ -4,10 +4,11 @@
 
 use std::collections::HashMap;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Tap, Taps};
-use crate::event::{Source, Status};
+use crate::event::{Location, Source, Status};
 use crate::gps::LatestFix;
 use crate::outbox::Outbox;
 
@@ -69,7 +70,27 @@ pub async fn run(
                 Decision::Departed(_) if matches!(now, StopState::Arrived | StopState::Done) => Status::Departed,
                 _ => continue,
             };
-            match taps.record_from(job, tap(status), None, Source::Geofence).await {
+            // A departure happened where and when the van left the fence (the dwell outside only
+            // confirmed it): stamped with that time and place.
+            let when = match decision {
+                Decision::Departed(left) => Some((
+                    {
+                        let age = Instant::now().saturating_duration_since(left.at);
+                        taps.clock().now().0 - chrono::Duration::from_std(age).unwrap_or_default()
+                    },
+                    Location {
+                        lat: left.lat,
+                        lng: left.lng,
+                        accuracy_m: (left.accuracy_m > 0.0).then_some(left.accuracy_m),
+                        fix_age_s: 0.0,
+                        speed_mps: left.speed_mps,
+                        course_deg: None,
+                        mode: r.fix.mode,
+                    },
+                )),
+                Decision::Arrived(_) => None,
+            };
+            match taps.record_with(job, tap(status), None, Source::Geofence, when).await {
                 Ok(a) => {
                     tracing::info!(job_id = %job, status = status.as_str(), id = %a.event.id, "geofence: recorded")
                 }

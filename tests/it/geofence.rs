@@ -1,5 +1,5 @@
-//! The geofence on the simulated route (ten times real time, so the dwell is 2 s: 20 route
-//! seconds): an arrival and a departure recorded by the geofence at every stop the van stops at,
+//! The geofence on the simulated route (ten times real time; the rules count the route's own
+//! seconds, so the default 20 s dwell is 2 s of real time): an arrival and a departure recorded by the geofence at every stop the van stops at,
 //! none at a stop it only drives past or a stop without coordinates, and every tap for a known
 //! stop says how far from it the van was.
 
@@ -33,7 +33,7 @@ async fn the_van_arrives_and_departs_at_each_stop_it_stops_at_and_nowhere_else()
     let a = agent::start_with_gps(
         dir,
         "source = \"sim\"\nspeed = 10.0",
-        &format!("[stops]\ndwell = \"2s\"\n[[webhook]]\nname = \"bo\"\nurl = \"{}\"\n", rx.url()),
+        &format!("[[webhook]]\nname = \"bo\"\nurl = \"{}\"\n", rx.url()),
     )
     .await;
     let mut stops = route_stops();
@@ -146,12 +146,7 @@ async fn a_noisy_replay_arrives_once_per_stop_and_a_stale_fix_decides_nothing() 
     let rx = Receiver::start(None, vec![]).await;
     let gps =
         format!("source = \"replay\"\nfile = {:?}\nspeed = 10.0\nstale_after = \"2s\"", log.display().to_string());
-    let a = agent::start_with_gps(
-        dir,
-        &gps,
-        &format!("[stops]\ndwell = \"2s\"\n[[webhook]]\nname = \"bo\"\nurl = \"{}\"\n", rx.url()),
-    )
-    .await;
+    let a = agent::start_with_gps(dir, &gps, &format!("[[webhook]]\nname = \"bo\"\nurl = \"{}\"\n", rx.url())).await;
     let mut stops = route_stops();
     stops.push(json!({"job_id": "END", "sequence": 8, "lat": end.0, "lng": end.1}));
     let resp = a.http.put(a.url("/api/v1/stops")).json(&json!({"stops": stops})).send().await.unwrap();
@@ -184,4 +179,38 @@ async fn a_noisy_replay_arrives_once_per_stop_and_a_stale_fix_decides_nothing() 
     assert!(!per_job.contains_key("PAST"), "a drive past is no arrival: {per_job:?}");
     assert!(!per_job.contains_key("END"), "a stale fix decides nothing: {per_job:?}");
     a.stop().await;
+}
+
+/// `curbside demo --speed 5`, as the README suggests, with the default rules: the geofence counts
+/// its dwell in the route's own seconds, so the van still arrives (it once recorded no arrival in
+/// 75 s at 5x), and a departure carries where and when the van left the fence (it was once
+/// stamped ~340 m past the stop, the dwell later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_five_times_real_time_the_default_rules_arrive_and_depart_at_the_fence() {
+    let rx = Receiver::start(None, vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = agent::start_with_gps(
+        dir,
+        "source = \"sim\"\nspeed = 5.0",
+        &format!("[[webhook]]\nname = \"bo\"\nurl = \"{}\"\n", rx.url()),
+    )
+    .await;
+    let resp = a.http.put(a.url("/api/v1/stops")).json(&json!({"stops": route_stops()})).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(100);
+    let (arrived, departed) = loop {
+        let events: Vec<Value> = rx.got().iter().map(|g| g.json()["data"].clone()).collect();
+        let first = |s: &str| events.iter().find(|e| e["status"] == s).cloned();
+        if let (Some(a), Some(d)) = (first("arrived"), first("departed")) {
+            break (a, d);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no arrival and departure within 100 s: {events:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(arrived["job_id"], departed["job_id"]);
+    let left_m = departed["stop"]["distance_m"].as_f64().unwrap();
+    // Radius 75 m + hysteresis 30 m (+ the fix's accuracy): where the fence was left, not the
+    // dwell's length of road further on.
+    assert!((100.0..160.0).contains(&left_m), "departure stamped {left_m} m from the stop: {departed}");
+    assert_eq!(departed["location"]["fix_age_s"], 0.0);
 }

@@ -47,6 +47,15 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
+    /// How many seconds of the source's route pass per second of real time: a replay's or
+    /// simulation's `speed` (an as-fast-as-possible replay counts as 1), 1 for a receiver.
+    pub fn time_scale(&self) -> f64 {
+        match self {
+            SourceConfig::Replay { speed, .. } | SourceConfig::Sim { speed } if *speed > 0.0 => *speed,
+            _ => 1.0,
+        }
+    }
+
     /// Short name for logs and status.
     pub fn kind(&self) -> &'static str {
         match self {
