@@ -226,6 +226,10 @@ pub struct StatusEvent {
     /// speed: when it should be there (straight line, see [`crate::stops::eta`]); else `null`.
     #[serde(default)]
     pub eta: Option<Eta>,
+    /// The van's odometer when it was recorded, metres (0.1 m; see [`crate::odometer`]);
+    /// `null` in events stored before it existed.
+    #[serde(default)]
+    pub odometer_m: Option<f64>,
 }
 
 /// Who recorded an event.

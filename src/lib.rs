@@ -19,6 +19,7 @@
 //!   released; `[pod]` settings.
 //! - [`outbox`]: the durable queue (design doc in its module), and the trees parts keep in it.
 //! - [`history`]: what each job went through, written with each tap, kept a week.
+//! - [`odometer`]: distance driven and trips, from the live fix, kept across power cuts.
 //! - [`stops`]: the day's stops on the van: what a list must be, each stop's state.
 //! - [`webhook`]: delivery loops, payload formats, signing, retry rules.
 //! - [`telemetry`]: positions (acquisition rules, the offline backlog) and their transports: the
@@ -54,6 +55,7 @@ pub mod history;
 pub mod input;
 pub mod media;
 pub mod memory;
+pub mod odometer;
 pub mod outbox;
 pub mod reconnect;
 pub mod server;

@@ -51,6 +51,20 @@ pub struct Status {
     /// The stop the van is going to (see [`crate::stops::eta::next`]), when stops are loaded.
     #[serde(default)]
     pub next_stop: Option<NextStop>,
+    /// Distance driven and trips (see [`crate::odometer`]).
+    #[serde(default)]
+    pub odometer: OdometerReport,
+}
+
+/// The odometer in [`Status`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OdometerReport {
+    /// Metres driven (kept across restarts and power cuts).
+    pub total_m: f64,
+    /// Trips started since the agent started (moving ≥ 5 km/h for 60 s; stopped 60 s ends one).
+    pub trips: u64,
+    /// Whether a trip is under way.
+    pub driving: bool,
 }
 
 /// The next stop in [`Status`]: where, how far, and when (straight line, recent moving speed).
@@ -202,6 +216,8 @@ pub struct Sources {
     pub outbox: Outbox,
     /// What each job went through (for the next stop).
     pub history: History,
+    /// Distance driven and trips.
+    pub odometer: crate::odometer::OdometerHandle,
     /// Which events refer to which proof-of-delivery file.
     pub media_refs: Refs,
     /// The configured endpoints.
@@ -265,6 +281,11 @@ impl Sources {
             api: self.api.report(),
             pod: self.pod_report(),
             next_stop: self.next_stop(),
+            odometer: OdometerReport {
+                total_m: self.odometer.total_m(),
+                trips: self.odometer.trips(),
+                driving: self.odometer.driving(),
+            },
         }
     }
 

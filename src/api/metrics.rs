@@ -76,6 +76,8 @@ pub fn render(s: &Status) -> String {
         p.one("curbside_clock_offset_seconds", "gauge", "System clock minus GPS time.", off);
     }
 
+    p.one("curbside_odometer_meters_total", "counter", "Distance driven, kept across restarts.", s.odometer.total_m);
+    p.one("curbside_trips_total", "counter", "Trips started since the agent started.", s.odometer.trips as f64);
     p.one(
         "curbside_outbox_events",
         "gauge",

@@ -126,6 +126,7 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
         .with_context(|| format!("cannot open the media directory in {}", config.state_dir.display()))?;
     let pod = Arc::new(config.pod.clone());
     let history = History::open(&outbox)?;
+    let odometer = crate::odometer::OdometerHandle::open(&outbox)?;
     let media_refs = Refs::open(&outbox)?;
     {
         // Files of events that left the store while the agent was down, and files that no
@@ -169,7 +170,8 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
     let endpoints = Arc::new(config.webhooks.clone());
     let taps =
         Taps::new(outbox.clone(), latest.clone(), clock.clone(), config.vehicle_id.clone(), config.driver_id.clone())?
-            .with_default_radius(config.stops.radius_m);
+            .with_default_radius(config.stops.radius_m)
+            .with_odometer(odometer.clone());
     let sources = Sources {
         vehicle_id: config.vehicle_id.clone(),
         gps_source: config.gps.source.kind(),
@@ -177,6 +179,7 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
         clock: clock.clone(),
         outbox: outbox.clone(),
         history: history.clone(),
+        odometer: odometer.clone(),
         media_refs: media_refs.clone(),
         endpoints: endpoints.clone(),
         webhooks: webhooks.clone(),
@@ -318,6 +321,14 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
         let (latest, shutdown) = (latest.clone(), shutdown.clone());
         parts.spawn_watched("summary", async move {
             crate::gps::summary::run(latest, clock, SUMMARY_EVERY, shutdown).await;
+            Ok(())
+        });
+    }
+    {
+        let (latest, odometer, shutdown) = (latest.clone(), odometer.clone(), shutdown.clone());
+        let scale = config.gps.source.time_scale();
+        parts.set.spawn(async move {
+            crate::odometer::run(latest, odometer, scale, shutdown).await;
             Ok(())
         });
     }

@@ -277,6 +277,8 @@ pub struct Taps {
     last_stamp: Arc<Mutex<Option<DateTime<Utc>>>>,
     /// The geofence radius of a stop that gives none, metres.
     default_radius_m: f64,
+    /// The odometer each event carries, when the agent runs one.
+    odometer: Option<crate::odometer::OdometerHandle>,
 }
 
 impl Taps {
@@ -298,7 +300,14 @@ impl Taps {
             driver_id,
             last_stamp: Arc::default(),
             default_radius_m: crate::stops::DEFAULT_RADIUS_M,
+            odometer: None,
         })
+    }
+
+    /// Events carry `odometer`'s reading (`odometer_m`).
+    pub fn with_odometer(mut self, odometer: crate::odometer::OdometerHandle) -> Self {
+        self.odometer = Some(odometer);
+        self
     }
 
     /// The clock events are stamped with.
@@ -418,6 +427,7 @@ impl Taps {
                         source,
                         stop,
                         eta: stop.and_then(|p| crate::stops::eta::estimate(p.distance_m, speed, occurred_at)),
+                        odometer_m: self.odometer.as_ref().map(|o| o.total_m()),
                     }
                 },
                 |event, sequence| {

@@ -99,7 +99,7 @@ async fn the_van_arrives_and_departs_at_each_stop_it_stops_at_and_nowhere_else()
 /// One lap of the demo route as a receiver log with noise: ±25 m at the stops (where a parked
 /// receiver wanders most), ±5 m on the road, a little speed while parked; then one fix at a
 /// stop the van never reached live, after which the log ends and that fix goes stale.
-fn noisy_lap(end: (f64, f64)) -> String {
+pub(crate) fn noisy_lap(end: (f64, f64)) -> String {
     use chrono::Timelike;
     let route = curbside::gps::source::sim::Route::demo();
     let start: chrono::DateTime<chrono::Utc> = "2026-11-23T09:00:00Z".parse().unwrap();

@@ -17,6 +17,7 @@ mod gpsd_source;
 mod metrics;
 mod mqtt;
 mod notify;
+mod odometer;
 mod outbox;
 mod outbox_model;
 mod owntracks_http;

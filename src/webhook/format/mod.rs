@@ -273,6 +273,7 @@ pub fn sample(vehicle_id: &str) -> StatusEvent {
         source: crate::event::Source::Driver,
         stop: None,
         eta: None,
+        odometer_m: Some(1_234.5),
     }
 }
 
