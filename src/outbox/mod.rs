@@ -48,6 +48,7 @@ mod deliveries;
 mod durable;
 mod error;
 mod idem;
+mod issued;
 mod part;
 mod queue;
 pub mod record;
@@ -582,26 +583,6 @@ impl Outbox {
         let seq = self.inner.id_base + self.inner.db.generate_id()?;
         self.inner.issued_below.fetch_max(seq + 1, Ordering::Relaxed);
         Ok(seq)
-    }
-
-    /// Whether sequence `seq` was ever handed out to an event (stored now or delivered since);
-    /// `false`: no event ever had it. Exact across restarts and crashes: an event is removed
-    /// only after `meta`'s `issued` covers its sequence ([`Outbox::before_removing`]), so at
-    /// open the last stored event and that mark bound every sequence handed out before.
-    pub fn issued(&self, seq: u64) -> bool {
-        seq < self.inner.issued_below.load(Ordering::Relaxed)
-    }
-
-    /// Called before event `seq` is removed from `events`: `meta`'s `issued` mark covers it
-    /// first (written before the removal, so a crash that keeps the removal keeps the mark).
-    fn before_removing(&self, seq: u64) -> Result<(), OutboxError> {
-        let i = &self.inner;
-        if seq >= i.issued_noted.load(Ordering::Relaxed) {
-            let mark = i.issued_below.load(Ordering::Relaxed).max(seq + 1);
-            i.meta.insert("issued", &mark.to_be_bytes())?;
-            i.issued_noted.fetch_max(mark, Ordering::Relaxed);
-        }
-        Ok(())
     }
 
     /// How long the commit thread has not been seen alive (for the watchdog): at most about a
