@@ -458,7 +458,12 @@ async fn stops_get(State(api): State<Api>) -> Response {
                 v
             })
             .collect();
-        json!({"version": list.version, "stops": stops})
+        let mut out = json!({"version": list.version, "stops": stops});
+        if let Some(route) = &list.route {
+            // Only a day that has one shows it: a plain list reads as it always did.
+            out["route"] = json!(route);
+        }
+        out
     })
     .await
     .unwrap_or_else(|_| json!({"version": 0, "stops": []}));
@@ -492,9 +497,9 @@ async fn stops_put(State(api): State<Api>, headers: HeaderMap, body: Body) -> Re
     let bytes = read_body_up_to(&headers, body, api.body_timeout, crate::stops::MAX_LIST_BYTES).await?;
     let value =
         taps::parse_json(&bytes).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Some(&e.field), e.message))?;
-    let stops = crate::stops::parse_list(&value)?;
+    let (route, stops) = crate::stops::parse_day(&value)?;
     let count = stops.len();
-    let version = crate::stops::store::replace(&api.sources.outbox, stops, if_match).await?;
+    let version = crate::stops::store::replace(&api.sources.outbox, route, stops, if_match).await?;
     let mut resp = Json(json!({"version": version, "stops": count})).into_response();
     if let Ok(v) = header::HeaderValue::from_str(&format!("\"{version}\"")) {
         resp.headers_mut().insert(header::ETAG, v);

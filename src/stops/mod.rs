@@ -146,6 +146,32 @@ pub struct StopList {
     /// version. OwnTracks calls it the regions' `wtst`.
     #[serde(default)]
     pub updated_at: i64,
+    /// The day's route, when the list came with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
+}
+
+/// The day's route: `{"route": {"id", "date", "depot": {"lat", "lng", "radius_m"?}}, "stops":
+/// [...]}` (the plain `{"stops": [...]}` is a day without one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Route {
+    /// The back office's route id (an identifier, as a job id is).
+    pub id: String,
+    /// The day, `YYYY-MM-DD`.
+    pub date: chrono::NaiveDate,
+    /// Where the van loads and comes back to, if given.
+    pub depot: Option<Depot>,
+}
+
+/// The depot of a [`Route`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Depot {
+    /// Latitude, degrees.
+    pub lat: f64,
+    /// Longitude, degrees.
+    pub lng: f64,
+    /// Its geofence radius, metres (`None`: the configured default).
+    pub radius_m: Option<f64>,
 }
 
 /// Where a stop stands, from its job's events.
@@ -240,8 +266,51 @@ fn only(o: &serde_json::Map<String, Value>, at: &str, known: &[&str]) -> Result<
 /// Validates a stop list, `{"stops": [...]}`, naming the field at fault (`stops[3].lat`).
 /// The stops come back in sequence order.
 pub fn parse_list(body: &Value) -> Result<Vec<Stop>, Invalid> {
+    parse_day(body).map(|(_, stops)| stops)
+}
+
+/// A day: the stop list with its route, if it has one (see [`Route`]); checked as
+/// [`parse_list`] checks the stops.
+pub fn parse_day(body: &Value) -> Result<(Option<Route>, Vec<Stop>), Invalid> {
     let obj = body.as_object().ok_or_else(|| invalid("body", "must be a JSON object {\"stops\": [...]}"))?;
-    only(obj, "body", &["stops"]).map_err(|e| invalid(e.field.trim_start_matches("body."), e.message))?;
+    only(obj, "body", &["route", "stops"]).map_err(|e| invalid(e.field.trim_start_matches("body."), e.message))?;
+    let route = match obj.get("route") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(r)) => Some(parse_route(r)?),
+        Some(_) => return Err(invalid("route", "must be {\"id\", \"date\", \"depot\"?}")),
+    };
+    Ok((route, parse_stops(obj)?))
+}
+
+fn parse_route(r: &serde_json::Map<String, Value>) -> Result<Route, Invalid> {
+    only(r, "route", &["id", "date", "depot"])?;
+    let id = text(r, "route", "id", 64, true)?.unwrap_or_default();
+    crate::event::identifier(&id).map_err(|m| invalid("route.id", m.to_string()))?;
+    let date = match r.get("date").and_then(Value::as_str) {
+        Some(d) => chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+            .map_err(|_| invalid("route.date", format!("must be a date YYYY-MM-DD, got {d:?}")))?,
+        None => return Err(invalid("route.date", "is required: the day, YYYY-MM-DD")),
+    };
+    let depot = match r.get("depot") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(d)) => {
+            only(d, "route.depot", &["lat", "lng", "radius_m"])?;
+            let (lat, lng) =
+                (number(d, "route.depot", "lat", -90.0..=90.0)?, number(d, "route.depot", "lng", -180.0..=180.0)?);
+            let (Some(lat), Some(lng)) = (lat, lng) else {
+                return Err(invalid(
+                    format!("route.depot.{}", if lat.is_none() { "lat" } else { "lng" }),
+                    "is required",
+                ));
+            };
+            Some(Depot { lat, lng, radius_m: number(d, "route.depot", "radius_m", 5.0..=5000.0)? })
+        }
+        Some(_) => return Err(invalid("route.depot", "must be {\"lat\", \"lng\", \"radius_m\"?}")),
+    };
+    Ok(Route { id, date, depot })
+}
+
+fn parse_stops(obj: &serde_json::Map<String, Value>) -> Result<Vec<Stop>, Invalid> {
     let list = obj.get("stops").and_then(Value::as_array).ok_or_else(|| invalid("stops", "must be an array"))?;
     if list.len() > MAX_STOPS {
         return Err(invalid("stops", format!("at most {MAX_STOPS} stops, got {}", list.len())));

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{Stop, StopList};
+use super::{Route, Stop, StopList};
 use crate::outbox::{self, Outbox, OutboxError};
 
 /// The tree, and its keys: `list` (JSON [`StopList`]) and `mqtt` (SHA-256 of the last list
@@ -56,7 +56,12 @@ pub fn current(outbox: &Outbox) -> Arc<StopList> {
 
 /// Replaces the stop list, if `if_match` (when given) is the stored version; returns the new
 /// version once it is on disk.
-pub async fn replace(outbox: &Outbox, stops: Vec<Stop>, if_match: Option<u64>) -> Result<u64, ReplaceError> {
+pub async fn replace(
+    outbox: &Outbox,
+    route: Option<Route>,
+    stops: Vec<Stop>,
+    if_match: Option<u64>,
+) -> Result<u64, ReplaceError> {
     let t = tree(outbox)?;
     let stored = t.get("list")?;
     let now: StopList = stored.as_ref().and_then(|v| serde_json::from_slice(v).ok()).unwrap_or_default();
@@ -65,7 +70,7 @@ pub async fn replace(outbox: &Outbox, stops: Vec<Stop>, if_match: Option<u64>) -
             return Err(ReplaceError::VersionMismatch { expected, current: now.version });
         }
     }
-    let next = StopList { version: now.version + 1, stops, updated_at: chrono::Utc::now().timestamp() };
+    let next = StopList { version: now.version + 1, stops, updated_at: chrono::Utc::now().timestamp(), route };
     let bytes = serde_json::to_vec(&next).map_err(|e| OutboxError::Storage(e.to_string()))?;
     let swapped = t.compare_and_swap("list", stored, Some(bytes))?;
     t.forget();
@@ -83,6 +88,7 @@ pub async fn replace(outbox: &Outbox, stops: Vec<Stop>, if_match: Option<u64>) -
 /// version, or `None` when it was the message already applied.
 pub async fn replace_from_message(
     outbox: &Outbox,
+    route: Option<Route>,
     stops: Vec<Stop>,
     digest: [u8; 32],
 ) -> Result<Option<u64>, ReplaceError> {
@@ -90,7 +96,7 @@ pub async fn replace_from_message(
     if t.get("mqtt")?.is_some_and(|d| d.as_ref() == digest) {
         return Ok(None);
     }
-    let version = replace(outbox, stops, None).await?;
+    let version = replace(outbox, route, stops, None).await?;
     t.insert("mqtt", digest)?;
     t.commit().await?;
     Ok(Some(version))

@@ -164,7 +164,7 @@ mod tests {
             {"job_id": "J-3", "sequence": 3, "name": "Depot", "lat": 53.5503, "lng": 9.99},
         ]}))
         .unwrap();
-        StopList { version: 3, stops, updated_at: 1_763_700_000 }
+        StopList { version: 3, stops, updated_at: 1_763_700_000, route: None }
     }
 
     #[test]

@@ -21,9 +21,9 @@ pub async fn apply(mut messages: mpsc::Receiver<Vec<u8>>, outbox: Outbox, status
         if payload.is_empty() {
             continue;
         }
-        let stops = crate::input::parse_json(&payload).and_then(|v| crate::stops::parse_list(&v));
-        let stops = match stops {
-            Ok(s) => s,
+        let day = crate::input::parse_json(&payload).and_then(|v| crate::stops::parse_day(&v));
+        let (route, stops) = match day {
+            Ok(day) => day,
             Err(e) => {
                 tracing::warn!(field = %e.field, error = %e.message, "mqtt stops: a bad list; the stops stay as they were");
                 status.update(|c| {
@@ -36,7 +36,7 @@ pub async fn apply(mut messages: mpsc::Receiver<Vec<u8>>, outbox: Outbox, status
         };
         let count = stops.len();
         let digest: [u8; 32] = Sha256::digest(&payload).into();
-        match crate::stops::store::replace_from_message(&outbox, stops, digest).await {
+        match crate::stops::store::replace_from_message(&outbox, route, stops, digest).await {
             Ok(Some(version)) => {
                 tracing::info!(version, stops = count, "mqtt stops: the day's stops replaced");
                 status.update(|c| {

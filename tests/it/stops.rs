@@ -96,3 +96,35 @@ async fn the_cli_loads_and_lists_stops() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.json: not JSON"));
     a.stop().await;
 }
+
+/// A day with its route (`{"route": {id, date, depot}, "stops": [...]}`) is stored and shown
+/// with the list; a bad route is a 4xx naming its field; the plain list keeps working.
+#[tokio::test]
+async fn a_day_with_its_route_is_kept_and_a_bad_route_names_its_field() {
+    let a = agent::start("").await;
+    let mut day = list();
+    day["route"] = json!({"id": "R-17", "date": "2026-11-23", "depot": {"lat": 53.54, "lng": 9.98, "radius_m": 150}});
+    let (code, v, _) = put(&a, &day, None).await;
+    assert_eq!(code, 200, "{v}");
+    let got = a.get("/api/v1/stops").await;
+    assert_eq!(
+        got["route"],
+        json!({"id": "R-17", "date": "2026-11-23", "depot": {"lat": 53.54, "lng": 9.98, "radius_m": 150.0}})
+    );
+    assert_eq!(got["stops"].as_array().unwrap().len(), 3);
+    for (route, field) in [
+        (json!({"date": "2026-11-23"}), "route.id"),
+        (json!({"id": "R 1", "date": "2026-11-23"}), "route.id"),
+        (json!({"id": "R-1", "date": "23/11/2026"}), "route.date"),
+        (json!({"id": "R-1", "date": "2026-11-23", "depot": {"lat": 53.5}}), "route.depot.lng"),
+        (json!({"id": "R-1", "date": "2026-11-23", "colour": "red"}), "route.colour"),
+    ] {
+        let mut bad = list();
+        bad["route"] = route;
+        let (code, v, _) = put(&a, &bad, None).await;
+        assert_eq!((code, v["field"].as_str()), (422, Some(field)), "{v}");
+    }
+    let (code, _, _) = put(&a, &list(), None).await;
+    assert_eq!(code, 200, "the plain list");
+    assert_eq!(a.get("/api/v1/stops").await["route"], Value::Null);
+}
