@@ -7,15 +7,44 @@
 'use strict';
 
 const $ = (s) => document.querySelector(s);
-const REASONS = {
-  customer_not_present: 'Nobody there', address_not_found: 'Address not found', refused: 'Refused',
-  damaged: 'Damaged', access_denied: 'No access', other: 'Other',
-};
-const LABELS = {
-  heading_to: 'Heading to', arrived: 'Arrived', delivered: 'Delivered', partially_delivered: 'Partly delivered',
-  failed: 'Failed', picked_up: 'Picked up', departed: 'Left',
-};
-const STATES = { pending: 'to do', heading: 'heading there', arrived: 'at the stop', done: 'done' };
+// Every string the page shows is in /page/strings.json, one table per language; the page speaks
+// the driver's language (the browser's, or the one chosen on the page, kept in the browser).
+let STR = {};
+let LANG = 'en';
+const T = (key) => (STR[LANG] && STR[LANG][key]) || (STR.en && STR.en[key]) || key;
+const NAMES = { en: 'English', de: 'Deutsch', fr: 'Français', es: 'Español', nl: 'Nederlands', pl: 'Polski' };
+
+function pickLang() {
+  let saved = null;
+  try { saved = localStorage.getItem('curbside.lang'); } catch (_) { /* private mode */ }
+  if (saved && STR[saved]) return saved;
+  for (const l of navigator.languages || [navigator.language || 'en']) {
+    const base = String(l).toLowerCase().split('-')[0];
+    if (STR[base]) return base;
+  }
+  return 'en';
+}
+
+function applyStrings() {
+  document.documentElement.lang = LANG;
+  for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = T(el.dataset.i18n);
+  for (const el of document.querySelectorAll('[data-i18n-label]')) el.setAttribute('aria-label', T(el.dataset.i18nLabel));
+  const sel = $('#lang');
+  sel.replaceChildren(...Object.keys(STR).map((l) => {
+    const o = document.createElement('option');
+    o.value = l;
+    o.textContent = NAMES[l] || l;
+    o.selected = l === LANG;
+    return o;
+  }));
+}
+
+async function loadStrings() {
+  const r = await getJson('/page/strings.json').catch(() => null);
+  if (r && r.status === 200 && r.body) STR = r.body;
+  LANG = pickLang();
+  applyStrings();
+}
 
 const ui = { stops: [], job: null, chosenByDriver: false, busy: false, watchToken: 0 };
 
@@ -77,7 +106,7 @@ async function send(t) {
     }
     r = await fetch(url, { method: 'POST', headers, body, credentials: 'same-origin' });
   } catch (_) {
-    say('Not saved yet: no connection to the van. Trying again…', 'error');
+    say(T('say.no_connection'), 'error');
     setTimeout(() => send(t), 3000);
     return;
   }
@@ -86,7 +115,7 @@ async function send(t) {
   if (r.status === 201) {
     await pendingDrop(t.key);
     ui.busy = false;
-    say('Saved on the van: ' + LABELS[t.event.status] + ' ' + t.job, 'saved');
+    say(T('say.saved') + T('status.' + t.event.status) + ' ' + t.job, 'saved');
     watch(answer.sequence, t);
     closeSheets();
   } else if (r.status === 401) {
@@ -96,10 +125,10 @@ async function send(t) {
     // Refused: nothing was recorded, so this tap is over; the driver sees why.
     await pendingDrop(t.key);
     ui.busy = false;
-    const why = (answer && answer.error) || ('the van answered ' + r.status);
+    const why = (answer && answer.error) || (T('say.answered') + r.status);
     const where = t.files.length || t.event.status === 'failed' ? (t.event.status === 'failed' ? '#fail-error' : '#pod-error') : null;
-    if (where) $(where).textContent = 'Not saved: ' + why;
-    say('NOT saved: ' + why, 'error');
+    if (where) $(where).textContent = T('say.not_saved') + why;
+    say(T('say.not_saved').toUpperCase() + why, 'error');
   }
   render();
 }
@@ -113,7 +142,7 @@ async function watch(sequence, t) {
     if (mine !== ui.watchToken) return;
     const r = await getJson('/api/v1/deliveries/' + sequence).catch(() => null);
     if (r && r.status === 200 && r.body.sent) {
-      if (mine === ui.watchToken) say('Sent to the office: ' + LABELS[t.event.status] + ' ' + t.job, 'saved');
+      if (mine === ui.watchToken) say(T('say.sent') + T('status.' + t.event.status) + ' ' + t.job, 'saved');
       return;
     }
   }
@@ -125,7 +154,7 @@ async function tap(status, event, files) {
   ui.watchToken++; // the previous tap's "Sent" would now say the wrong thing
   render();
   const t = { key: newKey(), job: ui.job, event: Object.assign({ status }, event), files: files || [], at: Date.now() };
-  say('Saving…');
+  say(T('say.saving'));
   // Kept before it is sent: a reload from here on sends it again with the same key.
   try { await pendingPut(t); } catch (_) { /* private mode: still sent, just not kept */ }
   await send(t);
@@ -137,8 +166,8 @@ function stopOf(job) { return ui.stops.find((s) => s.job_id === job); }
 
 function render() {
   const s = stopOf(ui.job);
-  $('#job-title').textContent = s ? '#' + s.sequence + ' ' + (s.name || s.job_id) : (ui.job || 'No stop chosen');
-  $('#job-detail').textContent = s ? [s.address, s.job_id, STATES[s.state]].filter(Boolean).join(' · ') : '';
+  $('#job-title').textContent = s ? '#' + s.sequence + ' ' + (s.name || s.job_id) : (ui.job || T('job.none'));
+  $('#job-detail').textContent = s ? [s.address, s.job_id, T('state.' + s.state)].filter(Boolean).join(' · ') : '';
   for (const b of document.querySelectorAll('#actions button')) b.disabled = ui.busy || !ui.job;
   $('#pod-save').disabled = ui.busy;
   $('#fail-save').disabled = ui.busy;
@@ -153,7 +182,7 @@ function render() {
     name.textContent = '#' + st.sequence + ' ' + (st.name || st.job_id);
     const state = document.createElement('span');
     state.className = 'state';
-    state.textContent = st.state === 'done' && st.status ? LABELS[st.status] : STATES[st.state];
+    state.textContent = st.state === 'done' && st.status ? T('status.' + st.status) : T('state.' + st.state);
     b.append(name, state);
     b.onclick = () => { ui.job = st.job_id; ui.chosenByDriver = true; closeSheets(); render(); };
     li.append(b);
@@ -164,22 +193,22 @@ function render() {
 function renderStatus(st) {
   const gps = $('#gps');
   const fix = st.gps.fix;
-  gps.textContent = fix ? 'GPS ok' : 'No GPS';
+  gps.textContent = fix ? T('gps.ok') : T('gps.none');
   gps.className = 'badge ' + (fix ? 'ok' : 'bad');
   const link = $('#link');
   const hooks = st.webhooks || [];
   const waiting = hooks.reduce((n, w) => n + w.pending, 0);
   const offline = hooks.some((w) => !w.state.reachable);
-  link.textContent = hooks.length === 0 ? 'Office: none' : offline ? 'Office offline' + (waiting ? ' · ' + waiting + ' waiting' : '') : (waiting ? waiting + ' sending' : 'Office ok');
+  link.textContent = hooks.length === 0 ? T('office.none') : offline ? T('office.offline') + (waiting ? ' · ' + waiting + T('office.waiting') : '') : (waiting ? waiting + T('office.sending') : T('office.ok'));
   link.className = 'badge ' + (hooks.length === 0 ? '' : offline ? 'bad' : waiting ? 'wait' : 'ok');
   const n = st.next_stop;
   const next = $('#next');
-  if (!n) { next.textContent = ui.stops.length ? 'All stops done' : 'No stops loaded'; return; }
+  if (!n) { next.textContent = ui.stops.length ? T('next.done') : T('next.none'); return; }
   const far = n.distance_m == null ? '' : n.distance_m < 1000 ? Math.round(n.distance_m) + ' m' : (n.distance_m / 1000).toFixed(1) + ' km';
-  const eta = n.eta ? 'about ' + Math.max(1, Math.ceil(n.eta.seconds / 60)) + ' min (straight line)' : '';
+  const eta = n.eta ? T('next.about') + Math.max(1, Math.ceil(n.eta.seconds / 60)) + T('next.minutes') : '';
   next.replaceChildren();
   const head = document.createElement('div');
-  head.textContent = 'Next: #' + n.sequence;
+  head.textContent = T('next.head') + n.sequence;
   const big = document.createElement('div');
   big.className = 'big';
   big.textContent = n.name || n.job_id;
@@ -201,7 +230,7 @@ async function refresh() {
     render();
   } catch (_) {
     const link = $('#link');
-    link.textContent = 'Van not reachable';
+    link.textContent = T('van.unreachable');
     link.className = 'badge bad';
   }
 }
@@ -218,7 +247,7 @@ function openPod(status) {
   const f = $('#pod');
   f.reset();
   f.dataset.status = status;
-  $('#pod-title').textContent = LABELS[status];
+  $('#pod-title').textContent = T('status.' + status);
   $('#pod-error').textContent = '';
   sig.clear();
   const items = $('#items');
@@ -226,9 +255,9 @@ function openPod(status) {
   items.hidden = status !== 'partially_delivered';
   if (!items.hidden) {
     const s = stopOf(ui.job);
-    const list = s && s.items && s.items.length ? s.items : [{ sku: 'parcels', desc: 'Parcels', qty: 1 }];
+    const list = s && s.items && s.items.length ? s.items : [{ sku: 'parcels', desc: T('pod.parcels'), qty: 1 }];
     const head = document.createElement('label');
-    head.textContent = 'Rejected, per item';
+    head.textContent = T('pod.rejected');
     items.append(head);
     list.forEach((it, i) => {
       const row = document.createElement('div');
@@ -297,8 +326,8 @@ $('#pod').onsubmit = async (e) => {
   const s = stopOf(ui.job) || {};
   const req = s.requires || {};
   const photos = files($('#pod-photos'), 'photo');
-  if (req.photo && photos.length === 0) { $('#pod-error').textContent = 'This stop needs a photo.'; return; }
-  if (req.signature && !sig.signed()) { $('#pod-error').textContent = 'This stop needs a signature.'; return; }
+  if (req.photo && photos.length === 0) { $('#pod-error').textContent = T('pod.needs_photo'); return; }
+  if (req.signature && !sig.signed()) { $('#pod-error').textContent = T('pod.needs_signature'); return; }
   const event = {};
   const by = $('#received-by').value.trim();
   const note = $('#pod-note').value.trim();
@@ -318,7 +347,7 @@ $('#fail').onsubmit = async (e) => {
   e.preventDefault();
   if (ui.busy) return;
   const reason = new FormData(e.target).get('reason_code');
-  if (!reason) { $('#fail-error').textContent = 'Choose why.'; return; }
+  if (!reason) { $('#fail-error').textContent = T('fail.choose'); return; }
   const event = { reason_code: reason };
   const note = $('#fail-note').value.trim();
   if (note) event.note = note;
@@ -348,14 +377,23 @@ $('#pair-form').onsubmit = async (e) => {
     method: 'POST', credentials: 'same-origin', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ code }),
   }).catch(() => null);
   if (r && r.ok) { $('#pair-error').textContent = ''; refresh(); return; }
-  let why = 'the van is not reachable';
-  if (r) { try { why = (await r.json()).error; } catch (_) { why = 'the van answered ' + r.status; } }
-  $('#pair-error').textContent = 'Not paired: ' + why;
+  let why = T('pair.unreachable');
+  if (r) { try { why = (await r.json()).error; } catch (_) { why = T('say.answered') + r.status; } }
+  $('#pair-error').textContent = T('pair.failed') + why;
 };
 
 // ---- start -----------------------------------------------------------------------------------
 
+$('#lang').onchange = (e) => {
+  LANG = e.target.value;
+  try { localStorage.setItem('curbside.lang', LANG); } catch (_) { /* private mode */ }
+  applyStrings();
+  render();
+  refresh();
+};
+
 (async () => {
+  await loadStrings();
   await refresh();
   // Taps still waiting for an answer (the page was reloaded, or the Wi-Fi dropped): send them
   // again under their own keys.
@@ -365,7 +403,7 @@ $('#pair-form').onsubmit = async (e) => {
     ui.job = t.job;
     ui.chosenByDriver = true;
     render();
-    say('Sending again…');
+    say(T('say.sending_again'));
     await send(t);
   }
   setInterval(refresh, 2000);

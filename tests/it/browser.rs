@@ -42,6 +42,11 @@ struct Driver {
 
 impl Driver {
     async fn start() -> (Driver, Client) {
+        Driver::start_in("en-US").await
+    }
+
+    /// A browser whose language (`Accept-Language`, `navigator.languages`) is `lang`.
+    async fn start_in(lang: &str) -> (Driver, Client) {
         let port = free_addr().port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -62,7 +67,9 @@ impl Driver {
         let caps = json!({
             "goog:chromeOptions": {
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--hide-scrollbars", format!("--user-data-dir={}", profile.path().display())],
+                         "--hide-scrollbars", format!("--user-data-dir={}", profile.path().display()),
+                         format!("--lang={lang}")],
+                "prefs": {"intl.accept_languages": lang},
                 // A phone's viewport (headless windows are at least 500 wide).
                 "mobileEmulation": {"deviceMetrics": {"width": 360, "height": 640, "pixelRatio": 2.0, "touch": false}},
             }
@@ -82,7 +89,7 @@ impl Drop for Driver {
         // A test that failed before closing its session leaves the browser running: its
         // processes are the ones with this test's profile directory.
         let profile = format!("--user-data-dir={}", self._profile.path().display());
-        let _ = Command::new("pkill").arg("-f").arg(profile).status();
+        let _ = Command::new("pkill").args(["-f", "--"]).arg(profile).status();
     }
 }
 
@@ -351,4 +358,31 @@ async fn the_page_pairs_in_chromium() {
     wait_text(&c, "#result", "Saved on the van", WAIT).await;
     c.close().await.unwrap();
     a.stop().await;
+}
+
+/// The day in German at 360x640: the page speaks the browser's language, and the first tap of
+/// a fresh store (sequence 0) is shown "Sent to the office" in it (it once polled forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_speaks_german_and_the_first_tap_of_a_fresh_store_is_sent() {
+    let rx = Receiver::start(None, vec![]).await;
+    let extra = format!("[[webhook]]\nname = \"office\"\nurl = \"http://{}/hook\"\n", rx.addr);
+    let a = agent::start_with_gps(tempfile::tempdir().unwrap(), "source = \"sim\"", &extra).await;
+    let stops =
+        json!({"stops": [{"job_id": "S2", "sequence": 1, "name": "Elbe Coffee Roasters", "lat": S2.0, "lng": S2.1}]});
+    let resp = a.http.put(a.url("/api/v1/stops")).json(&stops).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (_driver, c) = Driver::start_in("de").await;
+    c.goto(&a.url("/")).await.unwrap();
+    wait_text(&c, "#stops", "Elbe Coffee Roasters", WAIT).await;
+    assert_eq!(text(&c, "h2[data-i18n='stops.title']").await, "Stopps");
+    let lang: String =
+        serde_json::from_value(c.execute("return document.documentElement.lang", vec![]).await.unwrap()).unwrap();
+    assert_eq!(lang, "de");
+    c.find(Locator::Css("[data-job=S2]")).await.unwrap().click().await.unwrap();
+    button(&c, "Unterwegs").await.click().await.unwrap();
+    wait_text(&c, "#result", "Im Fahrzeug gespeichert", WAIT).await;
+    let e = wait_event(&rx, "S2", "heading_to").await;
+    assert_eq!(e["sequence"], 0, "the first event of a fresh store");
+    wait_text(&c, "#result", "An das Büro gesendet", WAIT).await;
+    screenshot(&c, "german.png").await;
 }
