@@ -215,6 +215,25 @@ function renderStatus(st) {
   const line = document.createElement('div');
   line.textContent = [n.address, far, eta].filter(Boolean).join(' · ');
   next.append(head, big, line);
+  // Navigation to the stop: the phone's own app (geo:), or Google Maps or Waze by name.
+  const st0 = stopOf(n.job_id);
+  if (st0 && st0.lat != null && st0.lng != null) {
+    const ll = st0.lat + ',' + st0.lng;
+    const nav = document.createElement('div');
+    nav.className = 'nav';
+    for (const [label, href] of [
+      [T('nav.go'), 'geo:' + ll + '?q=' + ll],
+      ['Google Maps', 'https://www.google.com/maps/dir/?api=1&destination=' + ll],
+      ['Waze', 'https://waze.com/ul?ll=' + ll + '&navigate=yes'],
+    ]) {
+      const a = document.createElement('a');
+      a.href = href;
+      a.rel = 'noreferrer';
+      a.textContent = label;
+      nav.append(a);
+    }
+    next.append(nav);
+  }
   if (!ui.chosenByDriver && !ui.busy) ui.job = n.job_id;
 }
 

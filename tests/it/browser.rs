@@ -378,6 +378,14 @@ async fn the_page_speaks_german_and_the_first_tap_of_a_fresh_store_is_sent() {
     let lang: String =
         serde_json::from_value(c.execute("return document.documentElement.lang", vec![]).await.unwrap()).unwrap();
     assert_eq!(lang, "de");
+    // The next stop, with how far it is and a way to navigate there.
+    wait_text(&c, "#next", "Elbe Coffee Roasters", WAIT).await;
+    let geo = c.find(Locator::Css("#next a[href^='geo:']")).await.unwrap();
+    assert_eq!(geo.text().await.unwrap(), "Navigation");
+    let href = geo.attr("href").await.unwrap().unwrap();
+    assert!(href.starts_with(&format!("geo:{},{}", S2.0, S2.1)), "{href}");
+    assert!(c.find(Locator::Css("#next a[href*='waze.com']")).await.is_ok());
+    assert!(text(&c, "#next").await.contains(" m") || text(&c, "#next").await.contains(" km"), "how far");
     c.find(Locator::Css("[data-job=S2]")).await.unwrap().click().await.unwrap();
     button(&c, "Unterwegs").await.click().await.unwrap();
     wait_text(&c, "#result", "Im Fahrzeug gespeichert", WAIT).await;
