@@ -29,10 +29,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Wall time one run may take.
 pub const WALL: Duration = Duration::from_secs(5);
-/// CPU seconds one run may use.
-pub const CPU_S: u64 = 2;
+/// CPU seconds one run may use (`rlim_t`: 32 bits on armv7).
+pub const CPU_S: libc::rlim_t = 2;
 /// Address space of the child, bytes.
-pub const MEMORY: u64 = 512 << 20;
+pub const MEMORY: libc::rlim_t = 512 << 20;
 /// Outputs (requests) one event may make.
 pub const MAX_OUTPUTS: usize = 16;
 /// Bytes of output one event may make.
