@@ -1,5 +1,7 @@
 //! The domain of a driver's tap: [`StatusEvent`] and its parts, exactly as they are stored in the
-//! outbox and sent in the `standard` webhook format.
+//! outbox and sent in the `standard` webhook format. A route event (the day's route started,
+//! loading done, a break, ended: [`Status::is_route`]) is a `StatusEvent` too, kept under
+//! [`ROUTE_KEY`] and carrying [`RouteMark`].
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -26,10 +28,23 @@ pub enum Status {
     PickedUp,
     /// Left the address after arriving (recorded by the geofence).
     Departed,
+    /// The day's route started (the driver, or the van leaving the depot). A route event: see
+    /// [`Status::is_route`].
+    RouteStarted,
+    /// Loading done (at the depot).
+    LoadingDone,
+    /// Unloading done (returns, at the depot).
+    UnloadingDone,
+    /// The driver went on a break.
+    BreakStarted,
+    /// The break is over.
+    BreakEnded,
+    /// The day's route ended (the driver, or the van back at the depot); carries the summary.
+    RouteEnded,
 }
 
 impl Status {
-    /// Every status, in the order a job usually goes through them.
+    /// Every job status, in the order a job usually goes through them.
     pub const ALL: [Status; 7] = [
         Status::HeadingTo,
         Status::Arrived,
@@ -39,6 +54,41 @@ impl Status {
         Status::PickedUp,
         Status::Departed,
     ];
+
+    /// The route statuses, in the order a day usually goes through them.
+    pub const ROUTE: [Status; 6] = [
+        Status::RouteStarted,
+        Status::LoadingDone,
+        Status::UnloadingDone,
+        Status::BreakStarted,
+        Status::BreakEnded,
+        Status::RouteEnded,
+    ];
+
+    /// Whether it is about the day's route, not a job: recorded by `POST /api/v1/route/status`
+    /// (or the depot's geofence), stored under [`ROUTE_KEY`], `job_id` `null` on the wire.
+    pub fn is_route(self) -> bool {
+        Status::ROUTE.contains(&self)
+    }
+
+    /// A route status's name in `POST /api/v1/route/status` and in the `route.<name>` event
+    /// type (`started`, `loading_done`, ..., `ended`); `None` for a job status.
+    pub fn route_name(self) -> Option<&'static str> {
+        Some(match self {
+            Status::RouteStarted => "started",
+            Status::LoadingDone => "loading_done",
+            Status::UnloadingDone => "unloading_done",
+            Status::BreakStarted => "break_started",
+            Status::BreakEnded => "break_ended",
+            Status::RouteEnded => "ended",
+            _ => return None,
+        })
+    }
+
+    /// The route status named `s` in `POST /api/v1/route/status`.
+    pub fn parse_route(s: &str) -> Option<Status> {
+        Status::ROUTE.into_iter().find(|x| x.route_name() == Some(s))
+    }
 
     /// The wire name, e.g. `heading_to`.
     pub fn as_str(self) -> &'static str {
@@ -50,12 +100,18 @@ impl Status {
             Status::Failed => "failed",
             Status::PickedUp => "picked_up",
             Status::Departed => "departed",
+            Status::RouteStarted => "route_started",
+            Status::LoadingDone => "loading_done",
+            Status::UnloadingDone => "unloading_done",
+            Status::BreakStarted => "break_started",
+            Status::BreakEnded => "break_ended",
+            Status::RouteEnded => "route_ended",
         }
     }
 
-    /// Parses a wire name.
+    /// Parses a wire name (a job status or a route status).
     pub fn parse(s: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|x| x.as_str() == s)
+        Status::ALL.into_iter().chain(Status::ROUTE).find(|x| x.as_str() == s)
     }
 }
 
@@ -187,7 +243,8 @@ pub struct StatusEvent {
     pub id: Uuid,
     /// Outbox order.
     pub sequence: u64,
-    /// The job.
+    /// The job; [`ROUTE_KEY`] for a route event (`null` on the wire).
+    #[serde(with = "job_key")]
     pub job_id: String,
     /// What happened.
     pub status: Status,
@@ -230,6 +287,75 @@ pub struct StatusEvent {
     /// `null` in events stored before it existed.
     #[serde(default)]
     pub odometer_m: Option<f64>,
+    /// Route events only (absent from job events): the route, and the day's summary on
+    /// `route_ended`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteMark>,
+}
+
+/// Where route events are kept in order and under their Idempotency-Keys, as if a job: not an
+/// identifier a job can have (`~`), and `null` as `job_id` on the wire.
+pub const ROUTE_KEY: &str = "~route";
+
+/// `job_id`: a job's id, or `null` for a route event ([`ROUTE_KEY`]).
+mod job_key {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(id: &str, s: S) -> Result<S::Ok, S::Error> {
+        if id == super::ROUTE_KEY { s.serialize_none() } else { s.serialize_str(id) }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.unwrap_or_else(|| super::ROUTE_KEY.to_string()))
+    }
+}
+
+/// What a route event says of the route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteMark {
+    /// The route's id, when the day's list came with a route; else `null`.
+    pub id: Option<String>,
+    /// The route's date, likewise.
+    #[serde(default)]
+    pub date: Option<chrono::NaiveDate>,
+    /// On `route_ended`: the day summed up; else `null`.
+    pub summary: Option<Summary>,
+}
+
+/// A route summed up on the van, carried by `route_ended`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// When the route started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub ended_at: DateTime<Utc>,
+    /// Metres driven between the two, from the odometer (0.1 m).
+    pub distance_m: f64,
+    /// Seconds moving (the odometer's moving speed).
+    pub driving_s: u64,
+    /// Seconds stopped, anywhere (breaks included).
+    pub stopped_s: u64,
+    /// Seconds stopped away from every stop and the depot, not on a break.
+    pub idle_s: u64,
+    /// Seconds on a break.
+    pub break_s: u64,
+    /// The day's stops by outcome.
+    pub stops: StopCounts,
+}
+
+/// The day's stops counted by how each ended (its last outcome; anything else is pending).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopCounts {
+    /// Delivered.
+    pub delivered: u32,
+    /// Partially delivered.
+    pub partially_delivered: u32,
+    /// Failed.
+    pub failed: u32,
+    /// Picked up.
+    pub picked_up: u32,
+    /// No outcome yet.
+    pub pending: u32,
 }
 
 /// Who recorded an event.
@@ -280,9 +406,12 @@ pub fn identifier(s: &str) -> Result<(), BadIdentifier> {
     Ok(())
 }
 
-/// The `type` of curbside's envelope, e.g. `job.status.delivered`.
+/// The `type` of curbside's envelope, e.g. `job.status.delivered`, `route.started`.
 pub fn event_type(status: Status) -> String {
-    format!("job.status.{}", status.as_str())
+    match status.route_name() {
+        Some(name) => format!("route.{name}"),
+        None => format!("job.status.{}", status.as_str()),
+    }
 }
 
 #[derive(Serialize)]

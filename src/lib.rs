@@ -58,6 +58,7 @@ pub mod memory;
 pub mod odometer;
 pub mod outbox;
 pub mod reconnect;
+pub mod route;
 pub mod server;
 pub mod status;
 pub mod stops;

@@ -91,6 +91,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             commands::stops_load(file, if_version, config)
         }
         Command::Stops(StopsCommand::List { json, config }) => commands::stops_list(json, config),
+        Command::Route(r) => commands::route(r),
         Command::Pair(config) => commands::pair(config),
     }
 }

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod multipart;
 pub mod page;
 pub mod pairing;
+mod route;
 mod webhooks;
 
 use std::sync::Arc;
@@ -39,22 +40,28 @@ pub fn parse_tap_request<'h>(
     body: &[u8],
 ) -> Result<(taps::Tap, Option<&'h str>), ApiError> {
     taps::validate_job_id(job_id)?;
-    let key = match headers.get("idempotency-key") {
-        None => None,
+    let key = idempotency_key(headers)?;
+    let value =
+        taps::parse_json(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Some(&e.field), e.message))?;
+    Ok((taps::parse_tap(&value)?, key))
+}
+
+/// The `Idempotency-Key` header, if given: 1 to [`taps::MAX_IDEMPOTENCY_KEY`] visible ASCII
+/// characters.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
         Some(v) => {
             let k = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= taps::MAX_IDEMPOTENCY_KEY);
-            Some(k.ok_or_else(|| {
+            Ok(Some(k.ok_or_else(|| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     Some("Idempotency-Key"),
                     format!("must be 1 to {} visible ASCII characters", taps::MAX_IDEMPOTENCY_KEY),
                 )
-            })?)
+            })?))
         }
-    };
-    let value =
-        taps::parse_json(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Some(&e.field), e.message))?;
-    Ok((taps::parse_tap(&value)?, key))
+    }
 }
 
 /// A request body: refused at once when it announces more than [`BODY_LIMIT`], and given up on
@@ -198,6 +205,8 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/jobs/{job_id}/status", post(tap))
         .route("/api/v1/status", get(status))
         .route("/api/v1/stops", get(stops_get).put(stops_put))
+        .route("/api/v1/route", get(route::get))
+        .route("/api/v1/route/status", post(route::post))
         .route("/metrics", get(metrics))
         .route("/api/v1/events", get(events))
         .route("/api/v1/events/{id}/retry", post(retry))
@@ -248,8 +257,13 @@ async fn authorize(State(api): State<Api>, req: Request, next: Next) -> Response
 fn driver_route(method: &axum::http::Method, path: &str) -> bool {
     use axum::http::Method;
     match *method {
-        Method::GET => matches!(path, "/api/v1/status" | "/api/v1/stops") || path.starts_with("/api/v1/deliveries/"),
-        Method::POST => path.starts_with("/api/v1/jobs/") && path.ends_with("/status"),
+        Method::GET => {
+            matches!(path, "/api/v1/status" | "/api/v1/stops" | "/api/v1/route")
+                || path.starts_with("/api/v1/deliveries/")
+        }
+        Method::POST => {
+            (path.starts_with("/api/v1/jobs/") && path.ends_with("/status")) || path == "/api/v1/route/status"
+        }
         _ => false,
     }
 }

@@ -191,6 +191,7 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
         tz: config.timezone,
     };
     let geofence = config.stops.auto_arrived.then(|| taps.clone());
+    let route_taps = taps.clone();
     let api = Api {
         taps,
         sources: sources.clone(),
@@ -329,6 +330,19 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
         let scale = config.gps.source.time_scale();
         parts.set.spawn(async move {
             crate::odometer::run(latest, odometer, scale, shutdown).await;
+            Ok(())
+        });
+    }
+    {
+        let (taps, outbox, latest, shutdown) = (route_taps, outbox.clone(), latest.clone(), shutdown.clone());
+        let settings = crate::route::watch::Settings {
+            rules: config.stops.rules.at_time_scale(config.gps.source.time_scale()),
+            default_radius_m: config.stops.radius_m,
+            time_scale: config.gps.source.time_scale(),
+            depot: config.stops.auto_arrived,
+        };
+        parts.spawn_watched("route", async move {
+            crate::route::watch::run(taps, outbox, latest, settings, shutdown).await;
             Ok(())
         });
     }

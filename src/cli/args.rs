@@ -41,6 +41,8 @@ pub enum Command {
     /// The day's stops on the running agent.
     #[command(subcommand)]
     Stops(StopsCommand),
+    /// The day's route on the running agent: record a route event, or show the day so far.
+    Route(RouteArgs),
     /// Webhook endpoints of the running agent.
     #[command(subcommand)]
     Webhook(WebhookCommand),
@@ -97,6 +99,58 @@ pub struct TapArgs {
     /// Config file (for the API address and token).
     #[command(flatten)]
     pub config: ConfigArg,
+}
+
+/// `curbside route ACTION`
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    /// What happened (or `show`: the day so far).
+    #[arg(value_enum)]
+    pub action: RouteAction,
+    /// Makes a repeated command record the event once.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// `show`: print the JSON as the API returns it.
+    #[arg(long)]
+    pub json: bool,
+    /// Config file (for the API address and token).
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+/// A route event, as the CLI names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RouteAction {
+    /// The route started.
+    Start,
+    /// Loading done.
+    LoadingDone,
+    /// Unloading done.
+    UnloadingDone,
+    /// A break starts.
+    BreakStart,
+    /// The break is over.
+    BreakEnd,
+    /// The route ended (the event carries the day's summary).
+    End,
+    /// The day so far (nothing is recorded).
+    Show,
+}
+
+impl RouteAction {
+    /// The status `POST /api/v1/route/status` takes; `None` for `show`.
+    pub fn status(self) -> Option<crate::event::Status> {
+        use crate::event::Status;
+        Some(match self {
+            RouteAction::Start => Status::RouteStarted,
+            RouteAction::LoadingDone => Status::LoadingDone,
+            RouteAction::UnloadingDone => Status::UnloadingDone,
+            RouteAction::BreakStart => Status::BreakStarted,
+            RouteAction::BreakEnd => Status::BreakEnded,
+            RouteAction::End => Status::RouteEnded,
+            RouteAction::Show => return None,
+        })
+    }
 }
 
 /// `curbside stops ...`

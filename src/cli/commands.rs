@@ -224,6 +224,20 @@ pub fn stops_list(json: bool, config: ConfigArg) -> anyhow::Result<()> {
     out_json_or(json, &list, || crate::cli::text::stops_text(&list))
 }
 
+/// `curbside route ACTION`.
+pub fn route(r: crate::cli::RouteArgs) -> anyhow::Result<()> {
+    let client = client(&r.config)?;
+    let rt = runtime()?;
+    let Some(status) = r.action.status() else {
+        let day = rt.block_on(client.get("/api/v1/route"))?;
+        return out_json_or(r.json, &day, || crate::cli::text::route_text(&day));
+    };
+    let body = json!({ "status": status.route_name() });
+    let key: Vec<(&str, &str)> = r.idempotency_key.as_deref().map(|k| ("Idempotency-Key", k)).into_iter().collect();
+    let event = rt.block_on(client.post("/api/v1/route/status", Some(&body), &key))?;
+    out(&format!("{}\n", serde_json::to_string_pretty(&event)?))
+}
+
 /// `curbside pair`.
 pub fn pair(config: ConfigArg) -> anyhow::Result<()> {
     let conf = load(&config)?;

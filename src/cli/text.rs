@@ -195,6 +195,44 @@ pub fn stops_text(list: &serde_json::Value) -> String {
     out
 }
 
+/// The day so far (`GET /api/v1/route`) as text.
+pub fn route_text(day: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = match day["route"]["id"].as_str() {
+        Some(id) => format!("route {id} ({})\n", day["route"]["date"].as_str().unwrap_or("no date")),
+        None => "no route loaded (the day's list came without one)\n".to_string(),
+    };
+    let when = |k: &str| day[k].as_str().map(String::from);
+    match (when("started_at"), when("ended_at")) {
+        (None, _) => out.push_str("not started (curbside route start)\n"),
+        (Some(s), None) => {
+            let _ = writeln!(out, "started {s}{}", if day["on_break"] == true { ", on a break" } else { "" });
+        }
+        (Some(s), Some(e)) => {
+            let _ = writeln!(out, "started {s}, ended {e}");
+        }
+    }
+    let sum = &day["summary"];
+    if sum.is_object() {
+        let _ = writeln!(
+            out,
+            "{:.1} km, driving {} min, stopped {} min (idle {} min, breaks {} min)",
+            sum["distance_m"].as_f64().unwrap_or(0.0) / 1000.0,
+            sum["driving_s"].as_u64().unwrap_or(0) / 60,
+            sum["stopped_s"].as_u64().unwrap_or(0) / 60,
+            sum["idle_s"].as_u64().unwrap_or(0) / 60,
+            sum["break_s"].as_u64().unwrap_or(0) / 60,
+        );
+    }
+    let c = &day["stops"];
+    let _ = writeln!(
+        out,
+        "stops: {} delivered, {} partially delivered, {} failed, {} picked up, {} pending",
+        c["delivered"], c["partially_delivered"], c["failed"], c["picked_up"], c["pending"]
+    );
+    out
+}
+
 /// The outbox listing as text.
 pub fn outbox_text(list: &serde_json::Value) -> String {
     use std::fmt::Write as _;

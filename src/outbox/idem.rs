@@ -14,6 +14,14 @@ impl Outbox {
         }
     }
 
+    /// The event first stored for `job_id` under Idempotency-Key `key`, if any (kept a week).
+    pub fn first_with_key(&self, job_id: &str, key: &str) -> Result<Option<StatusEvent>, OutboxError> {
+        let mut k = job_id.as_bytes().to_vec();
+        k.push(0);
+        k.extend_from_slice(key.as_bytes());
+        self.by_idem(&k)
+    }
+
     /// Forgets idempotency keys older than a week before `now` (a tap retried later is a new
     /// tap). Reads the whole `idem` tree, so the agent runs it in the background, once GPS time
     /// has confirmed `now`.

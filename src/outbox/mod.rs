@@ -23,6 +23,7 @@
 //! | `stops`   | `mqtt`                                | SHA-256 of the last `{prefix}/stops` message applied (a retained message comes again on every connect) |
 //! | `sessions` | SHA-256 of a session token (32 bytes) | expiry, unix seconds (i64 BE): a paired phone; a [`PartTree`] that [`crate::api::pairing`] owns |
 //! | `odometer` | `total_m`                            | f64 BE: metres driven; a [`PartTree`] that [`crate::odometer`] owns |
+//! | `route`   | `day`                                 | JSON [`crate::route::Day`]: the day's route; a [`PartTree`] that [`crate::route`] owns, written with each route event |
 //! | `history` | job id, NUL, sequence (BE)            | JSON [`crate::event::Milestone`]: what the job went through (kept 7 days, like `idem`); a [`PartTree`] that [`crate::history`] owns, written with the event |
 //!
 //! Big-endian sequences make sled's key order the outbox order, so a range scan over an

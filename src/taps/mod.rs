@@ -3,6 +3,7 @@
 //! to the outbox. The caller answers the driver only after [`Taps::record`] returns, that is,
 //! after the event is on disk.
 
+mod route;
 pub mod watch;
 
 use std::sync::{Arc, Mutex};
@@ -148,6 +149,15 @@ pub fn parse_tap(body: &Value) -> Result<Tap, Invalid> {
         items,
         proof: Vec::new(),
     };
+    if let Some(name) = tap.status.route_name() {
+        return Err(invalid(
+            "status",
+            format!(
+                "{:?} is about the route, not a job: POST /api/v1/route/status {{\"status\": {name:?}}}",
+                tap.status.as_str()
+            ),
+        ));
+    }
     if tap.status == Status::Departed {
         return Err(invalid("status", "departed is recorded by the geofence when the van leaves a stop, not tapped"));
     }
@@ -278,7 +288,9 @@ pub struct Taps {
     /// The geofence radius of a stop that gives none, metres.
     default_radius_m: f64,
     /// The odometer each event carries, when the agent runs one.
-    odometer: Option<crate::odometer::OdometerHandle>,
+    pub(crate) odometer: Option<crate::odometer::OdometerHandle>,
+    /// The day's route (route events are checked against it and written with it).
+    route: crate::route::RouteHandle,
 }
 
 impl Taps {
@@ -293,6 +305,7 @@ impl Taps {
         Ok(Self {
             history: History::open(&outbox)?,
             media_refs: Refs::open(&outbox)?,
+            route: crate::route::RouteHandle::open(&outbox)?,
             outbox,
             latest,
             clock,
@@ -308,6 +321,11 @@ impl Taps {
     pub fn with_odometer(mut self, odometer: crate::odometer::OdometerHandle) -> Self {
         self.odometer = Some(odometer);
         self
+    }
+
+    /// The day's route.
+    pub fn route(&self) -> &crate::route::RouteHandle {
+        &self.route
     }
 
     /// The clock events are stamped with.
@@ -356,6 +374,51 @@ impl Taps {
         })
     }
 
+    /// An event of `status` for `job_id` with nothing but where and when, stamped now (or at
+    /// `then`, if earlier). Called under the lock that hands out sequences (inside
+    /// `Outbox::append_with`'s `make`), so that within a job `occurred_at` never goes backwards
+    /// as `sequence` goes forwards; and the stamp never goes back past an earlier event's, even
+    /// when the clock steps back.
+    fn event(
+        &self,
+        sequence: u64,
+        job_id: &str,
+        status: Status,
+        then: Option<DateTime<Utc>>,
+        location: Option<Location>,
+    ) -> StatusEvent {
+        let (now, clock_source) = self.clock.now();
+        let now = then.map_or(now, |t| t.min(now));
+        let occurred_at = {
+            let mut last = self.last_stamp.lock().unwrap_or_else(|e| e.into_inner());
+            let stamp = last.map_or(now, |l| l.max(now));
+            *last = Some(stamp);
+            stamp
+        };
+        StatusEvent {
+            id: Uuid::now_v7(),
+            sequence,
+            job_id: job_id.to_string(),
+            status,
+            reason_code: None,
+            reason: None,
+            received_by: None,
+            note: None,
+            items: Vec::new(),
+            occurred_at,
+            clock_source,
+            location,
+            vehicle_id: self.vehicle_id.clone(),
+            driver_id: self.driver_id.clone(),
+            attachments: Vec::new(),
+            source: crate::event::Source::Driver,
+            stop: None,
+            eta: None,
+            odometer_m: self.odometer.as_ref().map(|o| o.total_m()),
+            route: None,
+        }
+    }
+
     /// Stores the tap durably and returns the stored event (or, for a repeated idempotency key,
     /// the first one; a different tap under a used key is refused).
     pub async fn record(&self, job_id: &str, tap: Tap, idempotency_key: Option<&str>) -> Result<Appended, RecordError> {
@@ -382,12 +445,13 @@ impl Taps {
         tap: Tap,
         idempotency_key: Option<&str>,
         source: crate::event::Source,
-        when: Option<(DateTime<Utc>, Location)>,
+        when: Option<watch::Then>,
     ) -> Result<Appended, RecordError> {
-        let (then, location) = match when {
-            Some((at, l)) => (Some(at), Some(l)),
+        let (then, location) = match &when {
+            Some(w) => (Some(w.at), Some(w.location.clone())),
             None => (None, self.location()),
         };
+        let odometer = when.and_then(|w| w.odometer_m);
         let stop = self.proximity(job_id, location.as_ref());
         // Only the way there has an arrival to estimate.
         let speed = (tap.status == Status::HeadingTo).then(|| self.latest.moving_speed()).flatten();
@@ -398,37 +462,18 @@ impl Taps {
                 job_id,
                 idempotency_key,
                 |sequence| {
-                    // Stamped here, in sequence order (see `Outbox::append`): within a job,
-                    // `occurred_at` never goes backwards as `sequence` goes forwards.
-                    let (now, clock_source) = self.clock.now();
-                    let now = then.map_or(now, |t| t.min(now));
-                    let occurred_at = {
-                        let mut last = self.last_stamp.lock().unwrap_or_else(|e| e.into_inner());
-                        let stamp = last.map_or(now, |l| l.max(now));
-                        *last = Some(stamp);
-                        stamp
-                    };
-                    StatusEvent {
-                        id: Uuid::now_v7(),
-                        sequence,
-                        job_id: job_id.to_string(),
-                        status: tap.status,
-                        reason_code: tap.reason_code,
-                        reason: tap.reason,
-                        received_by: tap.received_by,
-                        note: tap.note,
-                        items: tap.items,
-                        occurred_at,
-                        clock_source,
-                        location,
-                        vehicle_id: self.vehicle_id.clone(),
-                        driver_id: self.driver_id.clone(),
-                        attachments: attachments(&tap.proof, occurred_at),
-                        source,
-                        stop,
-                        eta: stop.and_then(|p| crate::stops::eta::estimate(p.distance_m, speed, occurred_at)),
-                        odometer_m: self.odometer.as_ref().map(|o| o.total_m()),
-                    }
+                    let mut e = self.event(sequence, job_id, tap.status, then, location);
+                    e.odometer_m = odometer.or(e.odometer_m);
+                    e.reason_code = tap.reason_code;
+                    e.reason = tap.reason;
+                    e.received_by = tap.received_by;
+                    e.note = tap.note;
+                    e.items = tap.items;
+                    e.attachments = attachments(&tap.proof, e.occurred_at);
+                    e.source = source;
+                    e.stop = stop;
+                    e.eta = stop.and_then(|p| crate::stops::eta::estimate(p.distance_m, speed, e.occurred_at));
+                    e
                 },
                 |event, sequence| {
                     // In the event's transaction: the job's step, and which files it refers to.
@@ -481,6 +526,7 @@ mod tests {
         assert_eq!(field_of(json!({})), "status");
         assert_eq!(field_of(json!({"status": "teleported"})), "status");
         assert_eq!(field_of(json!({"status": "departed"})), "status");
+        assert_eq!(field_of(json!({"status": "route_started"})), "status");
         assert_eq!(field_of(json!({"status": 3})), "status");
         assert_eq!(field_of(json!({"status": "failed"})), "reason_code");
         assert_eq!(field_of(json!({"status": "failed", "reason_code": "aliens"})), "reason_code");

@@ -4,11 +4,10 @@
 
 use std::collections::HashMap;
 
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Tap, Taps};
-use crate::event::{Location, Source, Status};
+use crate::event::{Source, Status};
 use crate::gps::LatestFix;
 use crate::outbox::Outbox;
 
@@ -73,21 +72,7 @@ pub async fn run(
             // A departure happened where and when the van left the fence (the dwell outside only
             // confirmed it): stamped with that time and place.
             let when = match decision {
-                Decision::Departed(left) => Some((
-                    {
-                        let age = Instant::now().saturating_duration_since(left.at);
-                        taps.clock().now().0 - chrono::Duration::from_std(age).unwrap_or_default()
-                    },
-                    Location {
-                        lat: left.lat,
-                        lng: left.lng,
-                        accuracy_m: (left.accuracy_m > 0.0).then_some(left.accuracy_m),
-                        fix_age_s: 0.0,
-                        speed_mps: left.speed_mps,
-                        course_deg: None,
-                        mode: r.fix.mode,
-                    },
-                )),
+                Decision::Departed(left) => Some(taps.then(&left, r.fix.mode)),
                 Decision::Arrived(_) => None,
             };
             match taps.record_with(job, tap(status), None, Source::Geofence, when).await {
@@ -99,5 +84,35 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+/// An event recorded later than it happened (a departure: when the van left the fence, which
+/// the dwell outside only confirmed): its time, place and odometer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Then {
+    /// When it happened (the stamp still never goes back past an earlier event's).
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Where.
+    pub location: crate::event::Location,
+    /// The odometer then, when the agent runs one.
+    pub odometer_m: Option<f64>,
+}
+
+impl Taps {
+    /// When and where sample `s` was taken (`mode`: the fix's), and the odometer then.
+    pub fn then(&self, s: &Sample, mode: crate::gps::Mode) -> Then {
+        let age = tokio::time::Instant::now().saturating_duration_since(s.at);
+        let at = self.clock().now().0 - chrono::Duration::from_std(age).unwrap_or_default();
+        let location = crate::event::Location {
+            lat: s.lat,
+            lng: s.lng,
+            accuracy_m: (s.accuracy_m > 0.0).then_some(s.accuracy_m),
+            fix_age_s: 0.0,
+            speed_mps: s.speed_mps,
+            course_deg: None,
+            mode,
+        };
+        Then { at, location, odometer_m: self.odometer.as_ref().map(|o| o.at(s.at)) }
     }
 }

@@ -169,7 +169,11 @@ fn format(w: &mut RawWebhook, key: &dyn Fn(&str) -> String) -> Result<Format, (S
                 let st = Status::parse(&status).ok_or_else(|| {
                     (
                         key(&format!("event_names.{status}")),
-                        format!("is not a status; expected any of {:?}", Status::ALL.map(Status::as_str)),
+                        format!(
+                            "is not a status; expected any of {:?} or {:?}",
+                            Status::ALL.map(Status::as_str),
+                            Status::ROUTE.map(Status::as_str)
+                        ),
                     )
                 })?;
                 if event.is_empty() {
@@ -232,9 +236,22 @@ pub fn validate(mut w: RawWebhook, i: usize) -> Result<Endpoint, (String, String
                 let st = Status::parse(&s).ok_or_else(|| {
                     (
                         key("events"),
-                        format!("unknown status {s:?}; expected any of {:?}", Status::ALL.map(Status::as_str)),
+                        format!(
+                            "unknown status {s:?}; expected any of {:?} or a route status {:?}",
+                            Status::ALL.map(Status::as_str),
+                            Status::ROUTE.map(Status::as_str)
+                        ),
                     )
                 })?;
+                if !format.expresses(st) {
+                    return Err((
+                        key("events"),
+                        format!(
+                            "format {:?} cannot say {s:?} (route events go to standard, jq, track-pod and antsroute)",
+                            format.name()
+                        ),
+                    ));
+                }
                 set.insert(st);
             }
             if set.is_empty() {

@@ -25,6 +25,7 @@ mod pairing;
 mod pod;
 mod pod_crash;
 mod reload;
+mod route;
 mod serial;
 mod stops;
 mod systemd;

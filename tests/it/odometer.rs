@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::common::agent::free_addr;
 
 /// The lap's true length: the route sampled every second, as the log is, without its noise.
-fn lap_length_m() -> f64 {
+pub(crate) fn lap_length_m() -> f64 {
     let route = curbside::gps::source::sim::Route::demo();
     let lap = route.lap_s() as u64;
     (0..lap)

@@ -11,8 +11,18 @@ use super::jq::Program;
 /// The shipped program.
 pub const PROGRAM: &str = include_str!("antsroute.jq");
 
-/// The statuses the catalogue has an event for (delivery done or cancelled, loading done).
-pub const DOCUMENTED: &[Status] = &[Status::Delivered, Status::PartiallyDelivered, Status::Failed, Status::PickedUp];
+/// The statuses the catalogue has an event for (delivery done or cancelled, loading done; the
+/// route started and ended, loading and unloading done).
+pub const DOCUMENTED: &[Status] = &[
+    Status::Delivered,
+    Status::PartiallyDelivered,
+    Status::Failed,
+    Status::PickedUp,
+    Status::RouteStarted,
+    Status::RouteEnded,
+    Status::LoadingDone,
+    Status::UnloadingDone,
+];
 
 /// The shipped program, compiled.
 pub fn program() -> Program {
@@ -44,6 +54,38 @@ mod tests {
         assert_eq!(out[0]["delivery"]["job_id"], "TEST-0001");
         assert_eq!(out[1]["photos"].as_array().unwrap().len(), 2);
         assert_eq!(out[2]["signature"], json!("https://files.example/signature-1.png"));
+    }
+
+    #[test]
+    fn a_route_event_is_one_request_with_the_route() {
+        let mut e = with_proof(Status::RouteEnded);
+        e.job_id = crate::event::ROUTE_KEY.into();
+        e.attachments.clear();
+        e.route = Some(crate::event::RouteMark { id: Some("R-7".into()), date: None, summary: None });
+        let run = |e: &crate::event::StatusEvent| -> Vec<Value> {
+            program()
+                .run_here(&crate::event::envelope(e))
+                .unwrap()
+                .iter()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        for (status, name) in [
+            (Status::RouteStarted, "route_started"),
+            (Status::RouteEnded, "route_ended"),
+            (Status::LoadingDone, "loading_done"),
+            (Status::UnloadingDone, "unloading_done"),
+        ] {
+            e.status = status;
+            let out = run(&e);
+            assert_eq!(out.len(), 1, "{out:?}");
+            assert_eq!(out[0]["event"], name);
+            assert_eq!(out[0]["route"]["id"], "R-7");
+            assert_eq!(out[0]["route"]["vehicle_id"], json!(e.vehicle_id));
+            assert!(out[0].get("delivery").is_none());
+        }
+        e.status = Status::BreakStarted;
+        assert!(run(&e).is_empty(), "a break is not in the catalogue");
     }
 
     #[test]

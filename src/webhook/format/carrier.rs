@@ -17,6 +17,13 @@ pub fn carrier_status(s: Status) -> &'static str {
         Status::Failed => "FAILED_ATTEMPT",
         Status::PickedUp => "PICKED_UP",
         Status::Departed => "DEPARTED",
+        // Route events are not sent in this format (`format::expresses`).
+        Status::RouteStarted
+        | Status::LoadingDone
+        | Status::UnloadingDone
+        | Status::BreakStarted
+        | Status::BreakEnded
+        | Status::RouteEnded => "ROUTE",
     }
 }
 
@@ -32,6 +39,12 @@ pub fn carrier_code(s: Status) -> u16 {
         Status::Failed => 601,
         Status::PickedUp => 520,
         Status::Departed => 430,
+        Status::RouteStarted
+        | Status::LoadingDone
+        | Status::UnloadingDone
+        | Status::BreakStarted
+        | Status::BreakEnded
+        | Status::RouteEnded => 400,
     }
 }
 
@@ -79,6 +92,12 @@ fn carrier_words(s: Status) -> [(&'static str, &'static str); 2] {
             ("Courier departed", "The courier left the destination"),
             ("Koerier vertrokken", "De koerier is vertrokken van de bestemming"),
         ],
+        Status::RouteStarted
+        | Status::LoadingDone
+        | Status::UnloadingDone
+        | Status::BreakStarted
+        | Status::BreakEnded
+        | Status::RouteEnded => [("Route", "Route"), ("Route", "Route")],
     }
 }
 

@@ -17,6 +17,13 @@ pub fn detrack_v1_status(s: Status) -> &'static str {
         Status::Failed => "Failed",
         Status::PickedUp => "Collected",
         Status::Departed => "Departed",
+        // Route events are not sent in this format (`format::expresses`).
+        Status::RouteStarted
+        | Status::LoadingDone
+        | Status::UnloadingDone
+        | Status::BreakStarted
+        | Status::BreakEnded
+        | Status::RouteEnded => "Route",
     }
 }
 

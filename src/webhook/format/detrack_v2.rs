@@ -20,6 +20,13 @@ pub fn detrack_v2_status(s: Status) -> (&'static str, &'static str, &'static str
         Status::Failed => ("failed", "Failed", "failed"),
         Status::PickedUp => ("completed", "Collected", "collected"),
         Status::Departed => ("dispatched", "Departed", "departed"),
+        // Route events are not sent in this format (`format::expresses`).
+        Status::RouteStarted
+        | Status::LoadingDone
+        | Status::UnloadingDone
+        | Status::BreakStarted
+        | Status::BreakEnded
+        | Status::RouteEnded => ("dispatched", "Route", "route"),
     }
 }
 

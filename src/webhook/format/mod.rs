@@ -132,6 +132,19 @@ impl Format {
         matches!(self, Format::DetrackV2 | Format::TrackPod(_) | Format::TrackingMore(_))
     }
 
+    /// Whether this format can say `status` at all: every job status; the route's only in
+    /// `standard`, `jq`, and the route events Track-POD and AntsRoute have (the others never get
+    /// them, and refuse them in `events`).
+    pub fn expresses(&self, status: Status) -> bool {
+        match self {
+            _ if !status.is_route() => true,
+            Format::Standard | Format::Jq(_) => true,
+            Format::TrackPod(_) => track_pod::DOCUMENTED.contains(&status),
+            Format::AntsRoute(_) => antsroute::DOCUMENTED.contains(&status),
+            Format::DetrackV1 | Format::DetrackV2 | Format::Carrier | Format::TrackingMore(_) => false,
+        }
+    }
+
     /// Whether bodies of this format carry the job's stop (so that the delivery loop reads it).
     pub fn needs_stop(&self) -> bool {
         matches!(self, Format::TrackPod(_))
@@ -274,6 +287,7 @@ pub fn sample(vehicle_id: &str) -> StatusEvent {
         stop: None,
         eta: None,
         odometer_m: Some(1_234.5),
+        route: None,
     }
 }
 
@@ -290,6 +304,24 @@ mod tests {
                 !d.contains(&Status::Arrived) && !d.contains(&Status::PickedUp) && !d.contains(&Status::Departed),
                 "{f:?}"
             );
+        }
+    }
+
+    #[test]
+    fn route_events_go_only_where_the_format_can_say_them() {
+        let route_formats =
+            [Format::Standard, Format::TrackPod(Default::default()), Format::AntsRoute(Arc::new(antsroute::program()))];
+        for f in &route_formats {
+            assert!(f.expresses(Status::RouteStarted) && f.expresses(Status::RouteEnded), "{f:?}");
+        }
+        for f in [Format::DetrackV1, Format::DetrackV2, Format::Carrier, Format::TrackingMore(Default::default())] {
+            assert!(Status::ROUTE.iter().all(|s| !f.expresses(*s)), "{f:?}");
+            assert!(f.documented().unwrap().iter().all(|s| !s.is_route()), "{f:?}");
+            assert!(Status::ALL.iter().all(|s| f.expresses(*s)), "{f:?}");
+        }
+        for f in &route_formats[1..] {
+            assert!(f.documented().unwrap().iter().all(|s| f.expresses(*s)), "{f:?}");
+            assert!(!f.expresses(Status::BreakStarted), "{f:?}");
         }
     }
 

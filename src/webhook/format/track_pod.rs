@@ -37,6 +37,8 @@ pub const DOCUMENTED: &[Status] = &[
     Status::PartiallyDelivered,
     Status::Failed,
     Status::PickedUp,
+    Status::RouteStarted,
+    Status::RouteEnded,
 ];
 
 /// Every property of `Order`, at its unknown value.
@@ -51,6 +53,13 @@ pub fn track_pod_status(e: &StatusEvent) -> (u8, &'static str) {
     let collection = e.status == Status::PickedUp;
     match e.status {
         Status::HeadingTo | Status::Arrived | Status::Departed => (1, "In progress"),
+        // Route events are sent as a Route, not an Order (see `track_pod_route`).
+        Status::RouteStarted
+        | Status::LoadingDone
+        | Status::UnloadingDone
+        | Status::BreakStarted
+        | Status::BreakEnded
+        | Status::RouteEnded => (1, "In progress"),
         Status::Delivered => (3, "Delivered"),
         Status::PickedUp => (3, if collection { "Collected" } else { "Delivered" }),
         Status::PartiallyDelivered => (4, "Partially delivered"),
@@ -79,8 +88,64 @@ fn job_uuid(label: &str, job: &str) -> String {
     uuid::Uuid::from_bytes(b).to_string()
 }
 
-/// The Track-POD webhook body.
+/// Every property of `Route`, at its unknown value.
+static ROUTE: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(|| {
+    serde_json::from_str(include_str!("track_pod_route.json")).expect("the Track-POD Route template is JSON")
+});
+
+/// The wire name a connector shows for a route change.
+pub const DEFAULT_ROUTE_EVENT: &str = "RouteUpdated";
+
+/// A route event's body: `Data` is the API 2.0 `Route` object, field-exact (`Status`
+/// `InProgress` on `route_started`, `Closed` with `CloseDate` and `Track`, the metres driven, on
+/// `route_ended`; `LocationLat`/`LocationLon` where the van was). `Metadata.Event` is
+/// `RouteUpdated` unless set per status: Track-POD names its start and close events nowhere.
+fn track_pod_route(e: &StatusEvent, ctx: &Context<'_>, settings: &Settings) -> Value {
+    let tz = ctx.tz;
+    let mut o = ROUTE.clone();
+    let mut set = |k: &str, value: Value| {
+        debug_assert!(o.contains_key(k), "{k} is a property of Route");
+        o.insert(k.to_string(), value);
+    };
+    let mark = e.route.as_ref();
+    let summary = mark.and_then(|m| m.summary.as_ref());
+    let id = mark.and_then(|m| m.id.clone());
+    set("Code", json!(id));
+    set("Id", json!(id));
+    let day = mark.and_then(|m| m.date).unwrap_or_else(|| e.occurred_at.with_timezone(&tz).date_naive());
+    set("Date", json!(format!("{day}T00:00:00")));
+    set("DriverLogin", json!(e.driver_id));
+    set("DriverName", json!(e.driver_id));
+    set("DriverVehicle", json!(e.vehicle_id));
+    let started = match summary {
+        Some(s) => Some(s.started_at),
+        None => (e.status == Status::RouteStarted).then_some(e.occurred_at),
+    };
+    set("StartDate", json!(started.map(|t| local(t, tz))));
+    set("CloseDate", json!(summary.map(|s| local(s.ended_at, tz))));
+    set("Track", json!(summary.map(|s| s.distance_m)));
+    if let Some(l) = &e.location {
+        set("LocationLat", json!(coord(l.lat)));
+        set("LocationLon", json!(coord(l.lng)));
+    }
+    set("CreateDateUtc", json!(e.occurred_at.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
+    set("Status", json!(if e.status == Status::RouteEnded { "Closed" } else { "InProgress" }));
+    set(
+        "Vehicle",
+        json!({"Number": e.vehicle_id, "CarrierCode": null, "Carrier": null, "Weight": null, "Volume": null, "Pallets": null}),
+    );
+    let event = settings.event_names.get(&e.status).map_or(DEFAULT_ROUTE_EVENT, String::as_str);
+    json!({
+        "Metadata": { "Event": event, "Date": local(e.occurred_at, tz) },
+        "Data": o,
+    })
+}
+
+/// The Track-POD webhook body: an `Order` for a job's event, a `Route` for a route event.
 pub fn track_pod(e: &StatusEvent, ctx: &Context<'_>, settings: &Settings) -> Value {
+    if e.status.is_route() {
+        return track_pod_route(e, ctx, settings);
+    }
     let tz = ctx.tz;
     let mut o = ORDER.clone();
     let mut set = |k: &str, value: Value| {
@@ -193,6 +258,60 @@ mod tests {
             e.status = s;
             assert_eq!(track_pod_status(&e).0, id, "{s:?}");
         }
+    }
+
+    #[test]
+    fn a_route_event_is_the_route_object_of_the_specification() {
+        let schema: Value =
+            serde_json::from_str(include_str!("../../../tests/fixtures/formats/track-pod-route.schema.json")).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let mut e = with_proof(Status::RouteStarted);
+        e.job_id = crate::event::ROUTE_KEY.into();
+        e.attachments.clear();
+        e.route =
+            Some(crate::event::RouteMark { id: Some("R-7".into()), date: "2026-03-02".parse().ok(), summary: None });
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        let ctx = Context { tz, history: &[], stop: None };
+        let started = track_pod(&e, &ctx, &Settings::default());
+        let keys: Vec<&String> = started["Data"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ROUTE.keys().collect::<Vec<_>>());
+        assert_eq!(keys.len(), 28);
+        let errors: Vec<String> = validator.iter_errors(&started["Data"]).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+        assert_eq!(started["Metadata"]["Event"], DEFAULT_ROUTE_EVENT);
+        let d = &started["Data"];
+        assert_eq!((d["Code"].clone(), d["Status"].clone()), (json!("R-7"), json!("InProgress")));
+        assert_eq!(d["Date"], "2026-03-02T00:00:00");
+        assert_eq!(d["StartDate"], json!(local(e.occurred_at, tz)));
+        assert_eq!((d["CloseDate"].clone(), d["Track"].clone()), (Value::Null, Value::Null));
+        assert_eq!(d["LocationLat"], json!(coord(e.location.as_ref().unwrap().lat)));
+
+        e.status = Status::RouteEnded;
+        let summary = crate::event::Summary {
+            started_at: e.occurred_at - chrono::Duration::hours(8),
+            ended_at: e.occurred_at,
+            distance_m: 84_512.3,
+            driving_s: 14_000,
+            stopped_s: 14_800,
+            idle_s: 600,
+            break_s: 1800,
+            stops: Default::default(),
+        };
+        e.route.as_mut().unwrap().summary = Some(summary.clone());
+        let mut settings = Settings::default();
+        settings.event_names.insert(Status::RouteEnded, "RouteClosed".into());
+        let closed = track_pod(&e, &ctx, &settings);
+        let errors: Vec<String> = validator.iter_errors(&closed["Data"]).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+        let d = &closed["Data"];
+        assert_eq!(closed["Metadata"]["Event"], "RouteClosed");
+        assert_eq!((d["Status"].clone(), d["Track"].clone()), (json!("Closed"), json!(84_512.3)));
+        assert_eq!(d["StartDate"], json!(local(summary.started_at, tz)));
+        assert_eq!(d["CloseDate"], json!(local(summary.ended_at, tz)));
+        // The schema can fail: a number where a time goes is caught.
+        let mut bad = d.clone();
+        bad["CloseDate"] = json!(3);
+        assert!(validator.iter_errors(&bad).next().is_some());
     }
 
     #[test]

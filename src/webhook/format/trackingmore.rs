@@ -57,6 +57,13 @@ pub fn sign(secret: &str, timestamp: i64) -> String {
 pub fn delivery_status(status: Status, reason: Option<ReasonCode>, signed: bool) -> (&'static str, &'static str) {
     match status {
         Status::HeadingTo | Status::Arrived | Status::Departed => ("pickup", "pickup001"),
+        // Route events are not sent in this format (`format::expresses`).
+        Status::RouteStarted
+        | Status::LoadingDone
+        | Status::UnloadingDone
+        | Status::BreakStarted
+        | Status::BreakEnded
+        | Status::RouteEnded => ("pickup", "pickup001"),
         Status::Delivered | Status::PartiallyDelivered if signed => ("delivered", "delivered003"),
         Status::Delivered | Status::PartiallyDelivered => ("delivered", "delivered001"),
         Status::PickedUp => ("transit", "transit006"),
@@ -81,6 +88,12 @@ fn detail(status: Status, reason: Option<String>) -> String {
         Status::PartiallyDelivered => "Partially delivered",
         Status::PickedUp => "Picked up",
         Status::Failed => "Delivery attempt failed",
+        Status::RouteStarted
+        | Status::LoadingDone
+        | Status::UnloadingDone
+        | Status::BreakStarted
+        | Status::BreakEnded
+        | Status::RouteEnded => "Route",
     };
     match reason {
         Some(r) => format!("{words}: {r}"),
