@@ -202,7 +202,7 @@ async fn receive(State(secret): State<Secret>, headers: HeaderMap, body: Bytes) 
     println!(
         "office ← {:<20} {:<8} {by}{far}{eta}; signature {}",
         d["status"].as_str().unwrap_or("?"),
-        d["job_id"].as_str().unwrap_or("?"),
+        d["job_id"].as_str().or(d["route"].is_object().then_some("route")).unwrap_or("?"),
         if signed { "ok" } else { "WRONG" }
     );
     if signed { StatusCode::OK } else { StatusCode::UNAUTHORIZED }

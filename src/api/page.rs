@@ -83,6 +83,9 @@ mod tests {
         for s in crate::event::Status::ALL {
             used.push(format!("status.{}", s.as_str()));
         }
+        for s in crate::event::Status::ROUTE {
+            used.push(format!("route.{}", s.route_name().unwrap_or_default()));
+        }
         for s in ["pending", "heading", "arrived", "done"] {
             used.push(format!("state.{s}"));
         }

@@ -1,4 +1,5 @@
-// The driver page: the day's stops, the next one with distance and ETA, and the status taps.
+// The driver page: the day's route (start, loading, breaks, end), its stops, the next one with
+// distance, ETA and navigation, and the status taps.
 //
 // A tap is kept in the browser (IndexedDB, files included) from the moment the button is pressed
 // until the agent answers, under an Idempotency-Key made at that moment: if the Wi-Fi drops or
@@ -46,7 +47,7 @@ async function loadStrings() {
   applyStrings();
 }
 
-const ui = { stops: [], job: null, chosenByDriver: false, busy: false, watchToken: 0 };
+const ui = { stops: [], day: null, job: null, chosenByDriver: false, busy: false, watchToken: 0 };
 
 // ---- the pending taps, in IndexedDB ----------------------------------------------------------
 
@@ -90,8 +91,13 @@ function say(text, kind) {
   el.className = kind || '';
 }
 
+// What a tap says, in the driver's language: a job's status and the job, or a route event.
+function label(t) {
+  return t.route ? T('route.' + t.event.status) : T('status.' + t.event.status) + ' ' + t.job;
+}
+
 async function send(t) {
-  const url = '/api/v1/jobs/' + encodeURIComponent(t.job) + '/status';
+  const url = t.route ? '/api/v1/route/status' : '/api/v1/jobs/' + encodeURIComponent(t.job) + '/status';
   let r;
   try {
     const headers = { 'Idempotency-Key': t.key };
@@ -115,9 +121,10 @@ async function send(t) {
   if (r.status === 201) {
     await pendingDrop(t.key);
     ui.busy = false;
-    say(T('say.saved') + T('status.' + t.event.status) + ' ' + t.job, 'saved');
+    say(T('say.saved') + label(t), 'saved');
     watch(answer.sequence, t);
     closeSheets();
+    if (t.route) refresh();
   } else if (r.status === 401) {
     ui.busy = false;
     showPairing();
@@ -126,7 +133,7 @@ async function send(t) {
     await pendingDrop(t.key);
     ui.busy = false;
     const why = (answer && answer.error) || (T('say.answered') + r.status);
-    const where = t.files.length || t.event.status === 'failed' ? (t.event.status === 'failed' ? '#fail-error' : '#pod-error') : null;
+    const where = !t.route && (t.files.length || t.event.status === 'failed') ? (t.event.status === 'failed' ? '#fail-error' : '#pod-error') : null;
     if (where) $(where).textContent = T('say.not_saved') + why;
     say(T('say.not_saved').toUpperCase() + why, 'error');
   }
@@ -142,18 +149,18 @@ async function watch(sequence, t) {
     if (mine !== ui.watchToken) return;
     const r = await getJson('/api/v1/deliveries/' + sequence).catch(() => null);
     if (r && r.status === 200 && r.body.sent) {
-      if (mine === ui.watchToken) say(T('say.sent') + T('status.' + t.event.status) + ' ' + t.job, 'saved');
+      if (mine === ui.watchToken) say(T('say.sent') + label(t), 'saved');
       return;
     }
   }
 }
 
-async function tap(status, event, files) {
-  if (ui.busy || !ui.job) return;
+async function tap(status, event, files, route) {
+  if (ui.busy || (!ui.job && !route)) return;
   ui.busy = true;
   ui.watchToken++; // the previous tap's "Sent" would now say the wrong thing
   render();
-  const t = { key: newKey(), job: ui.job, event: Object.assign({ status }, event), files: files || [], at: Date.now() };
+  const t = { key: newKey(), job: route ? null : ui.job, route: !!route, event: Object.assign({ status }, event), files: files || [], at: Date.now() };
   say(T('say.saving'));
   // Kept before it is sent: a reload from here on sends it again with the same key.
   try { await pendingPut(t); } catch (_) { /* private mode: still sent, just not kept */ }
@@ -170,6 +177,7 @@ function render() {
   $('#job-detail').textContent = s ? [s.address, s.job_id, T('state.' + s.state)].filter(Boolean).join(' · ') : '';
   for (const b of document.querySelectorAll('#actions button')) b.disabled = ui.busy || !ui.job;
   $('#pod-save').disabled = ui.busy;
+  renderDay();
   $('#fail-save').disabled = ui.busy;
   const list = $('#stops');
   list.replaceChildren(...ui.stops.map((st) => {
@@ -188,6 +196,28 @@ function render() {
     li.append(b);
     return li;
   }));
+}
+
+// The day: which route buttons make sense now, and how far it has come.
+function renderDay() {
+  const d = ui.day;
+  const started = d && d.started_at, ended = d && d.ended_at, onBreak = d && d.on_break;
+  const show = {
+    started: !started,
+    loading_done: !ended,
+    unloading_done: !!started,
+    break_started: started && !ended && !onBreak,
+    break_ended: started && !ended && onBreak,
+    ended: started && !ended,
+  };
+  for (const b of document.querySelectorAll('#day-actions button')) {
+    b.hidden = !show[b.dataset.route];
+    b.disabled = ui.busy;
+  }
+  const km = d && d.summary ? ' · ' + (d.summary.distance_m / 1000).toFixed(1) + ' km' : '';
+  const since = started ? new Date(started).toLocaleTimeString(LANG, { hour: '2-digit', minute: '2-digit' }) : '';
+  $('#day-state').textContent = !d ? '' : ended ? T('day.over') + km : onBreak ? T('day.on_break') + km
+    : started ? T('day.under_way') + since + km : T('day.not_started');
 }
 
 function renderStatus(st) {
@@ -245,6 +275,8 @@ async function refresh() {
     $('#main').hidden = false;
     const stops = await getJson('/api/v1/stops');
     if (stops.status === 200) ui.stops = stops.body.stops;
+    const day = await getJson('/api/v1/route');
+    if (day.status === 200) ui.day = day.body;
     if (st.status === 200) renderStatus(st.body);
     render();
   } catch (_) {
@@ -382,6 +414,10 @@ for (const b of document.querySelectorAll('#actions button')) {
   };
 }
 
+for (const b of document.querySelectorAll('#day-actions button')) {
+  b.onclick = () => tap(b.dataset.route, {}, [], true);
+}
+
 // ---- pairing ---------------------------------------------------------------------------------
 
 function showPairing() {
@@ -419,8 +455,10 @@ $('#lang').onchange = (e) => {
   const left = await pendingAll().catch(() => []);
   for (const t of left) {
     ui.busy = true;
-    ui.job = t.job;
-    ui.chosenByDriver = true;
+    if (!t.route) {
+      ui.job = t.job;
+      ui.chosenByDriver = true;
+    }
     render();
     say(T('say.sending_again'));
     await send(t);

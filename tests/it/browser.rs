@@ -163,8 +163,21 @@ async fn wait_text(c: &Client, css: &str, needle: &str, limit: Duration) -> Stri
 
 /// A button by its visible label, as the driver sees it.
 async fn button(c: &Client, label: &str) -> fantoccini::elements::Element {
-    let xpath = format!("//button[normalize-space()='{label}' and not(ancestor::*[@hidden])]");
+    let xpath = format!("//button[normalize-space()='{label}' and not(ancestor-or-self::*[@hidden])]");
     c.wait().at_most(WAIT).for_element(Locator::XPath(&xpath)).await.unwrap_or_else(|e| panic!("{label}: {e}"))
+}
+
+/// Presses the button labelled `label`, scrolled to the middle of the screen first, as a driver
+/// scrolls to it (WebDriver scrolls it to the top edge, under the page's sticky header).
+async fn press(c: &Client, label: &str) {
+    click(c, button(c, label).await).await;
+}
+
+/// Clicks `e`, scrolled to the middle of the screen first (see [`press`]).
+async fn click(c: &Client, e: fantoccini::elements::Element) {
+    let arg = serde_json::to_value(&e).unwrap();
+    c.execute("arguments[0].scrollIntoView({block: 'center'})", vec![arg]).await.unwrap();
+    e.click().await.unwrap();
 }
 
 async fn screenshot(c: &Client, name: &str) {
@@ -181,6 +194,19 @@ fn events(rx: &Receiver, job: &str, status: &str) -> Vec<Value> {
         .map(|g| g.json()["data"].clone())
         .filter(|d| d["job_id"] == job && d["status"] == status)
         .collect()
+}
+
+/// The last route event of `kind` (`route.started`, ...) the receiver got.
+async fn wait_route(rx: &Receiver, kind: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = rx.got().iter().filter(|g| g.method == "POST").map(|g| g.json()).filter(|b| b["type"] == kind).last();
+        if let Some(b) = got {
+            return b["data"].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the receiver never got {kind}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn wait_event(rx: &Receiver, job: &str, status: &str) -> Value {
@@ -225,8 +251,8 @@ async fn a_driver_round_on_the_page_in_chromium() {
     wait_text(&c, "#gps", "GPS ok", WAIT).await;
 
     // Heading to the first stop, then the van gets there.
-    c.find(Locator::Css("[data-job=S2]")).await.unwrap().click().await.unwrap();
-    button(&c, "Heading to").await.click().await.unwrap();
+    click(&c, c.find(Locator::Css("[data-job=S2]")).await.unwrap()).await;
+    press(&c, "Heading to").await;
     wait_text(&c, "#result", "Saved on the van", WAIT).await;
     let heading = wait_event(&rx, "S2", "heading_to").await;
     assert_eq!(heading["source"], "driver");
@@ -236,7 +262,7 @@ async fn a_driver_round_on_the_page_in_chromium() {
     screenshot(&c, "stops.png").await;
 
     // Delivered: a name, a photo, a signature drawn with the pointer.
-    button(&c, "Delivered").await.click().await.unwrap();
+    press(&c, "Delivered").await;
     c.find(Locator::Css("#received-by")).await.unwrap().send_keys("Ana Schmidt").await.unwrap();
     let photo_dir = tempfile::tempdir().unwrap();
     let photo = jpeg(7, 40_000);
@@ -254,7 +280,7 @@ async fn a_driver_round_on_the_page_in_chromium() {
     c.perform_actions(pen).await.unwrap();
     c.execute("document.querySelector('#pod').scrollIntoView()", vec![]).await.unwrap();
     screenshot(&c, "delivered.png").await;
-    c.find(Locator::Css("#pod-save")).await.unwrap().click().await.unwrap();
+    click(&c, c.find(Locator::Css("#pod-save")).await.unwrap()).await;
     wait_text(&c, "#result", "Saved on the van", WAIT).await;
     wait_text(&c, "#result", "Sent to the office", WAIT).await;
     let delivered = wait_event(&rx, "S2", "delivered").await;
@@ -274,10 +300,10 @@ async fn a_driver_round_on_the_page_in_chromium() {
 
     // The office is down: saved on the van; sent once it is back.
     office.cut();
-    c.find(Locator::Css("[data-job=S3]")).await.unwrap().click().await.unwrap();
-    button(&c, "Failed").await.click().await.unwrap();
-    c.find(Locator::Css("input[value=refused]")).await.unwrap().click().await.unwrap();
-    c.find(Locator::Css("#fail-save")).await.unwrap().click().await.unwrap();
+    click(&c, c.find(Locator::Css("[data-job=S3]")).await.unwrap()).await;
+    press(&c, "Failed").await;
+    click(&c, c.find(Locator::Css("input[value=refused]")).await.unwrap()).await;
+    click(&c, c.find(Locator::Css("#fail-save")).await.unwrap()).await;
     wait_text(&c, "#result", "Saved on the van", WAIT).await;
     wait_text(&c, "#link", "Office offline", WAIT).await;
     assert!(text(&c, "#result").await.contains("Saved on the van"), "not sent while the office is down");
@@ -290,7 +316,7 @@ async fn a_driver_round_on_the_page_in_chromium() {
     // The answer to a tap is lost on the Wi-Fi, and the driver reloads the page: the page sends
     // the tap again under its key, and the agent answers with the event it has. One event.
     wifi.swallow.store(true, Ordering::SeqCst);
-    button(&c, "Picked up").await.click().await.unwrap();
+    press(&c, "Picked up").await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while a.get("/api/v1/stops").await["stops"][1]["status"] != "picked_up" {
         assert!(tokio::time::Instant::now() < deadline, "the tap never reached the agent");
@@ -341,7 +367,7 @@ async fn the_page_pairs_in_chromium() {
     assert!(c.find(Locator::Css("#main")).await.unwrap().attr("hidden").await.unwrap().is_some());
 
     c.find(Locator::Css("#pair-code")).await.unwrap().send_keys("ZZZZ-ZZZZ").await.unwrap();
-    button(&c, "Pair").await.click().await.unwrap();
+    press(&c, "Pair").await;
     wait_text(&c, "#pair-error", "wrong, expired or used", WAIT).await;
 
     let code: Value =
@@ -349,12 +375,12 @@ async fn the_page_pairs_in_chromium() {
     let input = c.find(Locator::Css("#pair-code")).await.unwrap();
     input.clear().await.unwrap();
     input.send_keys(code["code"].as_str().unwrap()).await.unwrap();
-    button(&c, "Pair").await.click().await.unwrap();
+    press(&c, "Pair").await;
     wait_text(&c, "#stops", "Paired stop", WAIT).await;
     let cookie: Value = c.execute("return document.cookie", vec![]).await.unwrap();
     assert_eq!(cookie, "", "the session cookie is HttpOnly: no script sees it");
-    c.find(Locator::Css("[data-job=P1]")).await.unwrap().click().await.unwrap();
-    button(&c, "Arrived").await.click().await.unwrap();
+    click(&c, c.find(Locator::Css("[data-job=P1]")).await.unwrap()).await;
+    press(&c, "Arrived").await;
     wait_text(&c, "#result", "Saved on the van", WAIT).await;
     c.close().await.unwrap();
     a.stop().await;
@@ -386,11 +412,32 @@ async fn the_page_speaks_german_and_the_first_tap_of_a_fresh_store_is_sent() {
     assert!(href.starts_with(&format!("geo:{},{}", S2.0, S2.1)), "{href}");
     assert!(c.find(Locator::Css("#next a[href*='waze.com']")).await.is_ok());
     assert!(text(&c, "#next").await.contains(" m") || text(&c, "#next").await.contains(" km"), "how far");
-    c.find(Locator::Css("[data-job=S2]")).await.unwrap().click().await.unwrap();
-    button(&c, "Unterwegs").await.click().await.unwrap();
+    // The day, in German: the first tap of a fresh store starts the route, and is seen sent.
+    assert_eq!(text(&c, "h2[data-i18n='day.title']").await, "Heutige Tour");
+    wait_text(&c, "#day-state", "Nicht gestartet", WAIT).await;
+    press(&c, "Tour starten").await;
     wait_text(&c, "#result", "Im Fahrzeug gespeichert", WAIT).await;
-    let e = wait_event(&rx, "S2", "heading_to").await;
-    assert_eq!(e["sequence"], 0, "the first event of a fresh store");
+    assert!(text(&c, "#result").await.contains("Tour gestartet"));
+    let started = wait_route(&rx, "route.started").await;
+    assert_eq!(started["sequence"], 0, "the first event of a fresh store");
     wait_text(&c, "#result", "An das Büro gesendet", WAIT).await;
+    wait_text(&c, "#day-state", "Unterwegs seit", WAIT).await;
+    // A tap for a stop, a break, loading done, the end of the day.
+    click(&c, c.find(Locator::Css("[data-job=S2]")).await.unwrap()).await;
+    press(&c, "Unterwegs").await;
+    wait_text(&c, "#result", "Im Fahrzeug gespeichert", WAIT).await;
+    wait_event(&rx, "S2", "heading_to").await;
+    press(&c, "Pause").await;
+    wait_text(&c, "#day-state", "In der Pause", WAIT).await;
+    press(&c, "Pause beendet").await;
+    wait_text(&c, "#day-state", "Unterwegs seit", WAIT).await;
+    press(&c, "Beladen fertig").await;
+    wait_text(&c, "#result", "Beladen fertig", WAIT).await;
+    press(&c, "Tour beenden").await;
+    wait_text(&c, "#day-state", "Tour beendet", WAIT).await;
+    assert!(text(&c, "#day-state").await.contains(" km"), "the day's distance");
+    let ended = wait_route(&rx, "route.ended").await;
+    assert!(ended["route"]["summary"]["distance_m"].is_number(), "{ended}");
+    assert!(c.find(Locator::XPath("//button[normalize-space()='Tour starten' and not(@hidden)]")).await.is_err());
     screenshot(&c, "german.png").await;
 }
