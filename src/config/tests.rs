@@ -225,11 +225,16 @@ fn a_format_key_with_another_format_or_a_bad_value_names_the_key() {
         ("format = \"jq\"\ntransform = \".data |\"", "webhook[0].transform", "does not compile"),
         ("format = \"trackingmore\"\nsignature_header = \"content-type\"", "webhook[0].signature_header", "reserved"),
         ("format = \"teletype\"", "webhook[0].format", "must be one of"),
+        ("format = \"detrack-v1\"\nevents = [\"delivered\", \"route_started\"]", "webhook[0].events", "cannot say"),
+        ("format = \"trackingmore\"\nevents = [\"route_ended\"]", "webhook[0].events", "cannot say"),
     ] {
         let e = error_of(&hook(extra));
         assert_eq!(e.key, key, "{extra}: {e}");
         assert!(e.message.contains(says), "{extra}: {e}");
     }
+    // Route statuses go where the format can say them.
+    Config::parse(&hook("format = \"track-pod\"\nevents = [\"route_started\", \"delivered\"]\nevent_names = { route_ended = \"RouteClosed\" }"), "test.toml").unwrap();
+    Config::parse(&hook("events = [\"break_started\"]"), "test.toml").unwrap();
     // TrackingMore's secret is its own (a plain string), not a Standard Webhooks one.
     Config::parse(&hook("format = \"trackingmore\"\nsecret = \"2e55b9a3-4dd1\""), "test.toml").unwrap();
 }

@@ -156,6 +156,29 @@ fn tap_status_and_outbox_commands_talk_to_the_running_agent() {
     assert!(list.contains(event["id"].as_str().unwrap()) && list.contains("pending"), "{list}");
     let failed = String::from_utf8(run(&["outbox", "list", "--failed"]).stdout).unwrap();
     assert!(failed.contains("nothing waiting"), "{failed}");
+
+    // The day's route: a route event, once; the day so far.
+    let show = String::from_utf8(run(&["route", "show"]).stdout).unwrap();
+    assert!(show.contains("no route loaded") && show.contains("not started"), "{show}");
+    let start = run(&["route", "start", "--idempotency-key", "r1"]);
+    assert!(start.status.success(), "{}", String::from_utf8_lossy(&start.stderr));
+    let started: serde_json::Value = serde_json::from_slice(&start.stdout).unwrap();
+    assert_eq!((started["status"].as_str(), started["job_id"].as_str()), (Some("route_started"), None));
+    let again = run(&["route", "start", "--idempotency-key", "r1"]);
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["id"], started["id"]);
+    let twice = run(&["route", "start"]);
+    assert_eq!(twice.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&twice.stderr).contains("422: status"),
+        "{}",
+        String::from_utf8_lossy(&twice.stderr)
+    );
+    assert!(run(&["route", "break-start"]).status.success());
+    let show = String::from_utf8(run(&["route", "show"]).stdout).unwrap();
+    assert!(show.contains("started ") && show.contains("on a break"), "{show}");
+    let json: serde_json::Value = serde_json::from_slice(&run(&["route", "show", "--json"]).stdout).unwrap();
+    assert_eq!(json["on_break"], true);
     agent.kill().unwrap();
     agent.wait().unwrap();
 }

@@ -149,7 +149,16 @@ async fn live_positions_retained_state_and_mirrored_events() {
     assert_eq!(ev["data"]["job_id"], "job-1");
     assert_eq!(ev["data"]["location"]["lat"].as_f64(), fix(4).lat, "stamped with the last fix");
 
-    let s = wait_status(&agent, "counters", |s| s["events_published"] == 1 && s["positions_published"] == 5).await;
+    // A route event is mirrored like a tap.
+    let resp =
+        agent.http.post(agent.url("/api/v1/route/status")).json(&json!({"status": "started"})).send().await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let route_id = resp.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let msgs = sub.wait_until(WAIT, "the route event", |m| event_ids(m).contains(&route_id)).await;
+    let ev = msgs.iter().filter(|m| m.topic == EVENT).map(|m| m.json()).find(|e| e["data"]["id"] == route_id).unwrap();
+    assert_eq!((ev["type"].as_str(), ev["data"]["job_id"].as_str()), (Some("route.started"), None));
+
+    let s = wait_status(&agent, "counters", |s| s["events_published"] == 2 && s["positions_published"] == 5).await;
     assert_eq!((s["connected"].as_bool(), s["positions_made"].as_u64()), (Some(true), Some(5)));
     assert_eq!((s["backlog"]["points"].as_u64(), s["events_pending"].as_u64()), (Some(0), Some(0)));
     assert_eq!(s["broker"], broker.to_string());
