@@ -245,11 +245,11 @@ pub fn outbox_text(list: &serde_json::Value) -> String {
         let e = &d["event"];
         let _ = writeln!(
             out,
-            "{:<8} {:<12} {} job {} {} at {}  attempts {}  last: {}",
+            "{:<8} {:<12} {} {} {} at {}  attempts {}  last: {}",
             d["state"].as_str().unwrap_or("?"),
             d["endpoint"].as_str().unwrap_or("?"),
             e["id"].as_str().unwrap_or("?"),
-            e["job_id"].as_str().unwrap_or("?"),
+            e["job_id"].as_str().map_or_else(|| "route".to_string(), |j| format!("job {j}")),
             e["status"].as_str().unwrap_or("?"),
             e["occurred_at"].as_str().unwrap_or("?"),
             d["delivery"]["attempts"],
