@@ -335,14 +335,14 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
     }
     {
         let (taps, outbox, latest, shutdown) = (route_taps, outbox.clone(), latest.clone(), shutdown.clone());
-        let settings = crate::route::watch::Settings {
+        let settings = crate::taps::day::Settings {
             rules: config.stops.rules.at_time_scale(config.gps.source.time_scale()),
             default_radius_m: config.stops.radius_m,
             time_scale: config.gps.source.time_scale(),
             depot: config.stops.auto_arrived,
         };
         parts.spawn_watched("route", async move {
-            crate::route::watch::run(taps, outbox, latest, settings, shutdown).await;
+            crate::taps::day::run(taps, outbox, latest, settings, shutdown).await;
             Ok(())
         });
     }

@@ -1,15 +1,13 @@
 //! The day's route on the van: whether it started, breaks, whether it ended, and the time the
 //! van spent driving, stopped and idle in between, from which `route_ended` carries its
 //! [`Summary`]. Recorded by the driver (`POST /api/v1/route/status`, `curbside route …`, the
-//! page) and by the depot's geofence ([`watch`]).
+//! page) and by the depot's geofence (`taps::day`).
 //!
 //! [`Day`] is the decisions, pure: which route event may come next ([`Day::check`]), what it
 //! changes ([`Day::apply`]) and how a span of time counts ([`Day::feed`]). [`RouteHandle`]
 //! keeps it in the store's `route` tree (key `day`, JSON [`Day`]): written with each route event
 //! in the event's transaction, and the time counters every [`SAVE_EVERY`] of route time, so a
 //! power cut loses at most that much of them.
-
-pub mod watch;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -3,6 +3,7 @@
 //! to the outbox. The caller answers the driver only after [`Taps::record`] returns, that is,
 //! after the event is on disk.
 
+pub mod day;
 mod route;
 pub mod watch;
 

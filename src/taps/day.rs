@@ -1,4 +1,4 @@
-//! The route's loop: follows the live fix, counts the day's time (driving, stopped, idle, on a
+//! The day's loop (the route's time, and its depot): follows the live fix, counts the day's time (driving, stopped, idle, on a
 //! break: [`super::Day::feed`]) and saves it every [`super::SAVE_EVERY`], and, when the day's
 //! list has a depot, records `route_started` when the van leaves it and `route_ended` when it
 //! comes back after at least one stop (`source: "geofence"`), unless the driver tapped first.
@@ -9,12 +9,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{SAVE_EVERY, Whereabouts};
+use super::Taps;
 use crate::event::{Source, Status};
 use crate::gps::LatestFix;
 use crate::outbox::Outbox;
+use crate::route::{SAVE_EVERY, Whereabouts};
 use crate::stops::geofence::{Decision, Fence, Rules, Sample, distance_m};
-use crate::taps::Taps;
 
 /// What the loop was told.
 #[derive(Debug, Clone, Copy)]
@@ -120,9 +120,10 @@ pub async fn run(taps: Taps, outbox: Outbox, latest: LatestFix, settings: Settin
             }
             Decision::Arrived(_) if day.under_way() => {
                 let (h, l) = (taps.history().clone(), list.clone());
-                let visited = tokio::task::spawn_blocking(move || super::visited_any(&l.stops, |j| h.job(j, u64::MAX)))
-                    .await
-                    .unwrap_or(false);
+                let visited =
+                    tokio::task::spawn_blocking(move || crate::route::visited_any(&l.stops, |j| h.job(j, u64::MAX)))
+                        .await
+                        .unwrap_or(false);
                 if !visited {
                     continue;
                 }
