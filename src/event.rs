@@ -193,6 +193,23 @@ pub struct Location {
     pub mode: Mode,
 }
 
+impl Location {
+    /// As it leaves the van: coordinates to 7 decimals (about 1 cm), speed to 0.01 m/s, course,
+    /// accuracy and the fix's age to 0.1; no float noise in any body.
+    pub fn tidy(self) -> Location {
+        use crate::units::round;
+        Location {
+            lat: round(self.lat, 7),
+            lng: round(self.lng, 7),
+            accuracy_m: self.accuracy_m.map(|a| round(a, 1)),
+            fix_age_s: round(self.fix_age_s, 1),
+            speed_mps: self.speed_mps.map(|v| round(v, 2)),
+            course_deg: self.course_deg.map(|c| round(c, 1)),
+            mode: self.mode,
+        }
+    }
+}
+
 /// What a proof-of-delivery file shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -493,4 +510,28 @@ pub struct Eta {
     pub speed_mps: f64,
     /// Always `straight_line`.
     pub method: EtaMethod,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_location_leaves_the_van_without_float_noise() {
+        let l = Location {
+            lat: 53.557783500000006,
+            lng: 9.993020000000001,
+            accuracy_m: Some(4.500000000000001),
+            fix_age_s: 0.30000000000000004,
+            speed_mps: Some(11.101711111111111),
+            course_deg: Some(56.300000000000004),
+            mode: Mode::ThreeD,
+        }
+        .tidy();
+        let text = serde_json::to_string(&l).unwrap();
+        assert_eq!(
+            text,
+            r#"{"lat":53.5577835,"lng":9.99302,"accuracy_m":4.5,"fix_age_s":0.3,"speed_mps":11.1,"course_deg":56.3,"mode":"3d"}"#
+        );
+    }
 }

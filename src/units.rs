@@ -2,6 +2,15 @@
 
 use std::time::Duration;
 
+/// `x` to `decimals` decimals, for what leaves the van: no float noise on the wire
+/// (`53.55073000000001`, `11.101711111111111`), and no precision a receiver cannot use.
+/// Coordinates take 7 (about 1 cm), speeds 2 (0.01 m/s), courses, altitudes and accuracies 1.
+pub fn round(x: f64, decimals: i32) -> f64 {
+    let k = 10f64.powi(decimals);
+    let r = (x * k).round() / k;
+    if r.is_finite() { r } else { x }
+}
+
 /// Why a duration was refused (the caller names the key).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadDuration {

@@ -364,15 +364,15 @@ impl Taps {
     pub fn location(&self) -> Option<Location> {
         let r = self.latest.live().or_else(|| self.latest.last_known())?;
         let (lat, lng) = r.fix.position()?;
-        Some(Location {
+        Some(Location::tidy(Location {
             lat,
             lng,
             accuracy_m: r.fix.accuracy_m(),
-            fix_age_s: (r.age().as_secs_f64() * 10.0).round() / 10.0,
+            fix_age_s: r.age().as_secs_f64(),
             speed_mps: r.fix.speed_mps,
             course_deg: r.fix.course_deg,
             mode: r.fix.mode,
-        })
+        }))
     }
 
     /// An event of `status` for `job_id` with nothing but where and when, stamped now (or at

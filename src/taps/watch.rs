@@ -104,7 +104,7 @@ impl Taps {
     pub fn then(&self, s: &Sample, mode: crate::gps::Mode) -> Then {
         let age = tokio::time::Instant::now().saturating_duration_since(s.at);
         let at = self.clock().now().0 - chrono::Duration::from_std(age).unwrap_or_default();
-        let location = crate::event::Location {
+        let location = crate::event::Location::tidy(crate::event::Location {
             lat: s.lat,
             lng: s.lng,
             accuracy_m: (s.accuracy_m > 0.0).then_some(s.accuracy_m),
@@ -112,7 +112,7 @@ impl Taps {
             speed_mps: s.speed_mps,
             course_deg: None,
             mode,
-        };
+        });
         Then { at, location, odometer_m: self.odometer.as_ref().map(|o| o.at(s.at)) }
     }
 }

@@ -14,6 +14,12 @@ use super::rules::Trigger;
 /// seconds when this message was made: `created_at - tst` is how long the point waited).
 pub fn position(p: &Point, created_at: i64) -> Value {
     let mut v = serde_json::to_value(&p.fix).expect("a fix serializes");
+    // No float noise on the wire (`53.557783500000006`): the same fields, to what they can say.
+    for (field, decimals) in [("lat", 7), ("lon", 7), ("speed_mps", 2), ("course_deg", 1), ("alt_m", 1), ("hdop", 2)] {
+        if let Some(x) = v.get(field).and_then(Value::as_f64) {
+            v[field] = json!(crate::units::round(x, decimals));
+        }
+    }
     v["tst"] = json!(p.tst);
     if let Some(id) = p.id {
         v["id"] = json!(id);
@@ -43,6 +49,7 @@ pub fn owntracks_trigger(t: Trigger) -> Option<&'static str> {
 pub fn owntracks(p: &Point, created_at: i64, tid: &str) -> Option<Value> {
     let fix = &p.fix;
     let (lat, lon) = fix.position()?;
+    let (lat, lon) = (crate::units::round(lat, 7), crate::units::round(lon, 7));
     let mut v =
         json!({ "_type": "location", "lat": lat, "lon": lon, "tst": p.tst, "tid": tid, "created_at": created_at });
     let o = v.as_object_mut().expect("an object literal");
@@ -94,6 +101,24 @@ mod tests {
 
     fn point(fix: Fix, trigger: Trigger) -> Point {
         Point { id: Some(uuid::Uuid::nil()), tst: 1_763_800_000, trigger, fix }
+    }
+
+    #[test]
+    fn bodies_carry_no_float_noise() {
+        let noisy = Fix {
+            lat: Some(53.557783500000006),
+            lon: Some(9.993020000000001),
+            speed_mps: Some(11.101711111111111),
+            course_deg: Some(56.300000000000004),
+            ..fix()
+        };
+        let p = point(noisy, Trigger::Distance);
+        let text = position(&p, 0).to_string();
+        for want in ["\"lat\":53.5577835", "\"lon\":9.99302,", "\"speed_mps\":11.1,", "\"course_deg\":56.3,"] {
+            assert!(text.contains(want), "{want} in {text}");
+        }
+        let ot = owntracks(&p, 0, "17").unwrap().to_string();
+        assert!(ot.contains("\"lat\":53.5577835") && ot.contains("\"lon\":9.99302,"), "{ot}");
     }
 
     #[test]

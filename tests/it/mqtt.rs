@@ -147,7 +147,8 @@ async fn live_positions_retained_state_and_mirrored_events() {
     let ev = msgs.iter().find(|m| m.topic == EVENT).unwrap().json();
     assert_eq!(ev["type"], "job.status.delivered");
     assert_eq!(ev["data"]["job_id"], "job-1");
-    assert_eq!(ev["data"]["location"]["lat"].as_f64(), fix(4).lat, "stamped with the last fix");
+    let lat = fix(4).lat.map(|l| curbside::units::round(l, 7));
+    assert_eq!(ev["data"]["location"]["lat"].as_f64(), lat, "stamped with the last fix, to 7 decimals");
 
     // A route event is mirrored like a tap.
     let resp =
