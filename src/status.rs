@@ -42,6 +42,9 @@ pub struct Status {
     /// Positions over OwnTracks HTTP, when configured.
     #[serde(default)]
     pub owntracks_http: Option<OwnTracksHttpReport>,
+    /// The Traccar server, when `[traccar]` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traccar: Option<TraccarReport>,
     /// The local API's connections.
     #[serde(default)]
     pub api: ConnReport,
@@ -201,6 +204,20 @@ pub struct OwnTracksHttpReport {
     pub backlog: RingStats,
 }
 
+/// The Traccar server's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraccarReport {
+    /// The server's OsmAnd port.
+    pub url: String,
+    /// The sender's counters (`last_error` says when the server does not know the device).
+    #[serde(flatten)]
+    pub counters: Counters,
+    /// Positions waiting for the server.
+    pub backlog: RingStats,
+    /// Events waiting for the server.
+    pub events_pending: u64,
+}
+
 /// The parts' handles a snapshot is read from. Clones share the parts.
 #[derive(Debug, Clone)]
 pub struct Sources {
@@ -228,6 +245,8 @@ pub struct Sources {
     pub telemetry: Option<(TelemetryStatus, String)>,
     /// The OwnTracks HTTP sender's counters and its URL, when configured.
     pub owntracks_http: Option<(TelemetryStatus, String)>,
+    /// The Traccar sender's counters and server, when `[traccar]` is set.
+    pub traccar: Option<(TelemetryStatus, String)>,
     /// The local API's connection counters.
     pub api: Arc<ConnCounters>,
     /// Proof-of-delivery files.
@@ -277,6 +296,12 @@ impl Sources {
                 url: url.clone(),
                 counters: t.counters(),
                 backlog: self.outbox.ring().stats(),
+            }),
+            traccar: self.traccar.as_ref().map(|(t, url)| TraccarReport {
+                url: url.clone(),
+                counters: t.counters(),
+                backlog: self.outbox.ring().stats(),
+                events_pending: self.outbox.depth(telemetry::traccar::EVENT_ENDPOINT).pending,
             }),
             api: self.api.report(),
             pod: self.pod_report(),
@@ -373,6 +398,10 @@ impl Status {
         if let Some(h) = &self.owntracks_http {
             let state = if h.counters.connected { "delivering" } else { "not delivering" };
             let _ = write!(line, "; owntracks http {state}, backlog {}", h.backlog.points);
+        }
+        if let Some(t) = &self.traccar {
+            let state = if t.counters.connected { "delivering" } else { "not delivering" };
+            let _ = write!(line, "; traccar {state}, backlog {}", t.backlog.points);
         }
         line
     }

@@ -225,6 +225,24 @@ pub fn render(s: &Status) -> String {
             ring.dropped as f64,
         );
     }
+    if let Some(t) = &s.traccar {
+        let c = &t.counters;
+        p.one("curbside_traccar_delivering", "gauge", "1 while the last request was delivered.", flag(c.connected));
+        p.one(
+            "curbside_traccar_positions_delivered_total",
+            "counter",
+            "Positions the Traccar server answered with a 2xx.",
+            c.positions_published as f64,
+        );
+        p.one(
+            "curbside_traccar_events_delivered_total",
+            "counter",
+            "Events the Traccar server answered with a 2xx.",
+            c.events_published as f64,
+        );
+        p.one("curbside_traccar_backlog_points", "gauge", "Positions waiting for the server.", t.backlog.points as f64);
+        p.one("curbside_traccar_events_pending", "gauge", "Events waiting for the server.", t.events_pending as f64);
+    }
     p.0
 }
 

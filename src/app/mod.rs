@@ -115,6 +115,14 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
         // Status events wait for the broker in the outbox, like webhook deliveries.
         filters.push(EndpointFilter { name: telemetry::EVENT_ENDPOINT.into(), events: None, files_only: false });
     }
+    if config.traccar.is_some() {
+        // Events wait for the Traccar server in the outbox too.
+        filters.push(EndpointFilter {
+            name: telemetry::traccar::EVENT_ENDPOINT.into(),
+            events: None,
+            files_only: false,
+        });
+    }
     if config.pod.upload.is_some() {
         // An event's files wait for their upload like a webhook delivery; its webhooks wait for
         // that (see `webhook::deliver`).
@@ -167,6 +175,12 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
         Some(h) => Some((Arc::new(h.clone()), telemetry::http::client(h)?, telemetry::TelemetryStatus::default())),
         None => None,
     };
+    let traccar = match &config.traccar {
+        Some(t) => {
+            Some((Arc::new(t.clone()), telemetry::http::traccar_client(t)?, telemetry::TelemetryStatus::default()))
+        }
+        None => None,
+    };
     let endpoints = Arc::new(config.webhooks.clone());
     let taps =
         Taps::new(outbox.clone(), latest.clone(), clock.clone(), config.vehicle_id.clone(), config.driver_id.clone())?
@@ -185,6 +199,7 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
         webhooks: webhooks.clone(),
         telemetry: mqtt.as_ref().map(|(m, _, status)| (status.clone(), format!("{}:{}", m.host, m.port))),
         owntracks_http: owntracks_http.as_ref().map(|(h, _, status)| (status.clone(), h.url.to_string())),
+        traccar: traccar.as_ref().map(|(t, _, status)| (status.clone(), t.url.to_string())),
         api: Arc::default(),
         media: media.clone(),
         pod: pod.clone(),
@@ -290,6 +305,18 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
         let (shutdown, vehicle_id) = (shutdown.clone(), config.vehicle_id.clone());
         parts.spawn_watched("owntracks_http", async move {
             telemetry::http::run(h, client, vehicle_id, deps, shutdown).await.context("owntracks http failed")
+        });
+    }
+    if let Some((t, client, status)) = traccar {
+        let deps = telemetry::Deps {
+            events: outbox
+                .waker(telemetry::traccar::EVENT_ENDPOINT)
+                .context("the outbox has no Traccar event endpoint")?,
+            ..telemetry_deps(status)
+        };
+        let (shutdown, driver_id) = (shutdown.clone(), config.driver_id.clone());
+        parts.spawn_watched("traccar", async move {
+            telemetry::http::run_traccar(t, client, driver_id, deps, shutdown).await.context("traccar failed")
         });
     }
     {

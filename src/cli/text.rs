@@ -103,6 +103,21 @@ impl Status {
                 let _ = writeln!(out, "         {} stop lists refused, the last: {e}", m.counters.stops_rejected);
             }
         }
+        if let Some(t) = &self.traccar {
+            let _ = writeln!(
+                out,
+                "traccar  {} {}; {} positions and {} events delivered, backlog {} ({} events waiting)",
+                t.url,
+                if t.counters.connected { "delivering" } else { "NOT DELIVERING" },
+                t.counters.positions_published,
+                t.counters.events_published,
+                t.backlog.points,
+                t.events_pending,
+            );
+            if let Some(e) = &t.counters.last_error {
+                let _ = writeln!(out, "         last error: {e}");
+            }
+        }
         if let Some(h) = &self.owntracks_http {
             let b = &h.backlog;
             let _ = writeln!(

@@ -91,6 +91,8 @@ pub struct RawConfig {
     pub mqtt: Option<crate::telemetry::settings::RawMqtt>,
     /// `[owntracks_http]`: positions POSTed to an OwnTracks HTTP endpoint instead of MQTT.
     pub owntracks_http: Option<crate::telemetry::settings::RawOwnTracksHttp>,
+    /// `[traccar]`: positions and events to a Traccar server (OsmAnd protocol) instead of MQTT.
+    pub traccar: Option<crate::telemetry::settings::RawTraccar>,
     /// `[pod]`: proof-of-delivery files.
     #[serde(default)]
     pub pod: crate::media::settings::RawPod,
@@ -169,6 +171,8 @@ pub struct Config {
     pub mqtt: Option<crate::telemetry::settings::MqttConfig>,
     /// Positions over OwnTracks HTTP, if configured (never with `mqtt`).
     pub owntracks_http: Option<crate::telemetry::settings::OwnTracksHttpConfig>,
+    /// `[traccar]`: positions and events to a Traccar server.
+    pub traccar: Option<crate::telemetry::settings::TraccarConfig>,
     /// Proof-of-delivery files (`[pod]`).
     pub pod: crate::media::settings::Pod,
     /// Set the system clock from GPS time when it is untrusted (`clock.set_system_time`).
@@ -385,10 +389,20 @@ impl Config {
                 crate::telemetry::settings::validate_owntracks_http(h, &vehicle_id).map_err(|(k, msg)| err(&k, msg))
             })
             .transpose()?;
+        let traccar = raw
+            .traccar
+            .map(|t| crate::telemetry::settings::validate_traccar(t, &vehicle_id).map_err(|(k, msg)| err(&k, msg)))
+            .transpose()?;
         if owntracks_http.is_some() && mqtt.is_some() {
             return Err(err(
                 "owntracks_http",
                 "positions have one transport: keep [mqtt] or [owntracks_http], not both".into(),
+            ));
+        }
+        if traccar.is_some() && (mqtt.is_some() || owntracks_http.is_some()) {
+            return Err(err(
+                "traccar",
+                "positions have one transport: keep one of [mqtt], [owntracks_http] and [traccar]".into(),
             ));
         }
 
@@ -410,6 +424,7 @@ impl Config {
             positions,
             mqtt,
             owntracks_http,
+            traccar,
             pod,
             set_system_time: raw.clock.set_system_time.unwrap_or(false),
             timezone,

@@ -96,6 +96,36 @@ fn the_example_positions_and_owntracks_http_sections_document_the_defaults() {
 }
 
 #[test]
+fn traccar_is_one_transport_with_its_defaults_and_errors_naming_the_key() {
+    let c =
+        Config::parse("vehicle_id = \"van-17\"\n[traccar]\nurl = \"http://traccar.example.com:5055\"", "t").unwrap();
+    let t = c.traccar.unwrap();
+    assert_eq!((t.device_id.as_str(), t.timeout), ("van-17", std::time::Duration::from_secs(20)));
+    let documented = {
+        let start = EXAMPLE.find("# [traccar]").expect("the example has [traccar]");
+        let lines: String = EXAMPLE[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .filter_map(|l| l.strip_prefix("# "))
+            .map(|l| format!("{}\n", l.split(" #").next().unwrap_or(l).trim_end()))
+            .collect();
+        Config::parse(&format!("vehicle_id = \"van-17\"\n{lines}"), "example").unwrap().traccar
+    };
+    assert_eq!(documented, Some(t), "the example documents the defaults");
+    for (text, key) in [
+        ("[traccar]\ndevice_id = \"x\"", "traccar.url"),
+        ("[traccar]\nurl = \"ftp://x\"", "traccar.url"),
+        ("[traccar]\nurl = \"http://u:p@x:5055\"", "traccar.url"),
+        ("[traccar]\nurl = \"http://x:5055\"\ndevice_id = \"a b\"", "traccar.device_id"),
+        ("[traccar]\nurl = \"http://x:5055\"\ntimeout = \"0s\"", "traccar.timeout"),
+        ("[traccar]\nurl = \"http://x:5055\"\n[mqtt]\nurl = \"mqtt://b\"", "traccar"),
+    ] {
+        let e = error_of(&format!("vehicle_id = \"van-17\"\n{text}"));
+        assert_eq!(e.key, key, "{text}: {e}");
+    }
+}
+
+#[test]
 fn owntracks_http_takes_credentials_from_the_url_never_shows_them_and_excludes_mqtt() {
     let c = Config::parse(
         "vehicle_id = \"van-17\"\n[owntracks_http]\nurl = \"https://fleet:p%40ss@rec.example.com:8443/pub?x=1\"",

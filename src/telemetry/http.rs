@@ -1,6 +1,10 @@
-//! OwnTracks HTTP mode (`[owntracks_http]`): positions POSTed to an OwnTracks HTTP endpoint (the
-//! Recorder's `/pub`, or any server that speaks the booklet's HTTP mode) instead of published
-//! over MQTT.
+//! Positions over HTTP instead of MQTT, one point per request from the ring: OwnTracks HTTP mode
+//! (`[owntracks_http]`: the Recorder's `/pub`, or any server that speaks the booklet's HTTP
+//! mode), or a Traccar server's OsmAnd port (`[traccar]`, whose requests [`super::traccar`]
+//! makes; events go there too, each a position with its attributes, from the outbox's
+//! `traccar:event` deliveries, oldest first and ahead of waiting points: they are few and
+//! matter most, and Traccar places a position by its own time). What follows
+//! says OwnTracks; Traccar differs only where [`super::traccar`] says.
 //!
 //! # Data flow
 //! Every point the rules make (or a `reportLocation` asks for) goes to the outbox's telemetry
@@ -34,8 +38,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::settings::OwnTracksHttpConfig;
-use super::{Deps, Point, payload};
+use super::settings::{OwnTracksHttpConfig, TraccarConfig};
+use super::{Deps, Point, payload, traccar};
 use crate::reconnect::{Failure, Reconnect};
 
 /// Ring points read from disk at a time.
@@ -54,6 +58,11 @@ pub fn client(cfg: &OwnTracksHttpConfig) -> anyhow::Result<reqwest::Client> {
     crate::tls::http_client((cfg.url.scheme() == "https").then(|| "owntracks_http.url".to_string()))
 }
 
+/// The HTTP client for the Traccar server (as [`client`]).
+pub fn traccar_client(cfg: &TraccarConfig) -> anyhow::Result<reqwest::Client> {
+    crate::tls::http_client((cfg.url.scheme() == "https").then(|| "traccar.url".to_string()))
+}
+
 /// Runs sampler and sender until shutdown. Never fails because the endpoint is away.
 pub async fn run(
     cfg: Arc<OwnTracksHttpConfig>,
@@ -66,10 +75,59 @@ pub async fn run(
     let sampler = super::sample(deps.clone(), tx, shutdown.clone());
     let (stops_tx, stops_rx) = mpsc::channel(4);
     let applier = super::stops::apply(stops_rx, deps.outbox.clone(), deps.status.clone());
-    let sender = Sender { cfg, client, tid: payload::tracker_id(&vehicle_id), deps, stops: stops_tx };
+    let wire = Wire::OwnTracks { cfg, tid: payload::tracker_id(&vehicle_id), stops: stops_tx };
+    let sender = Sender { wire, client, deps };
     // The applier ends when the sender (and its sender half) is gone.
     tokio::join!(sampler, sender.run(rx, shutdown), applier);
     Ok(())
+}
+
+/// As [`run`], to a Traccar server: positions from the ring and events from the outbox.
+pub async fn run_traccar(
+    cfg: Arc<TraccarConfig>,
+    client: reqwest::Client,
+    driver_id: Option<String>,
+    deps: Deps,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (tx, rx) = mpsc::channel(1024);
+    let sampler = super::sample(deps.clone(), tx, shutdown.clone());
+    let sender = Sender { wire: Wire::Traccar { cfg, driver_id }, client, deps };
+    tokio::join!(sampler, sender.run(rx, shutdown));
+    Ok(())
+}
+
+/// Who the sender talks to.
+enum Wire {
+    /// OwnTracks HTTP mode; `setWaypoints` lists go to `stops` ([`super::stops::apply`]).
+    OwnTracks { cfg: Arc<OwnTracksHttpConfig>, tid: String, stops: mpsc::Sender<Vec<u8>> },
+    /// Traccar's OsmAnd port.
+    Traccar { cfg: Arc<TraccarConfig>, driver_id: Option<String> },
+}
+
+impl Wire {
+    /// For logs.
+    fn name(&self) -> &'static str {
+        match self {
+            Wire::OwnTracks { .. } => "owntracks http",
+            Wire::Traccar { .. } => "traccar",
+        }
+    }
+
+    fn url(&self) -> &reqwest::Url {
+        match self {
+            Wire::OwnTracks { cfg, .. } => &cfg.url,
+            Wire::Traccar { cfg, .. } => &cfg.url,
+        }
+    }
+}
+
+/// What one request carries.
+enum Item {
+    /// A point of the ring.
+    Point(u64, Point),
+    /// An event waiting in the outbox (Traccar).
+    Event(u64, Box<crate::event::StatusEvent>),
 }
 
 /// The ring as the sender reads it: points read ahead (the front one is the next to send), the
@@ -83,12 +141,9 @@ struct Cursor {
 }
 
 struct Sender {
-    cfg: Arc<OwnTracksHttpConfig>,
+    wire: Wire,
     client: reqwest::Client,
-    tid: String,
     deps: Deps,
-    /// `setWaypoints` lists, to [`super::stops::apply`].
-    stops: mpsc::Sender<Vec<u8>>,
 }
 
 impl Sender {
@@ -103,35 +158,48 @@ impl Sender {
             while let Ok(p) = points.try_recv() {
                 super::store(&self.deps, &p);
             }
-            let Some((seq, point)) = self.next(&mut cursor) else {
+            let Some(item) = self.next_event().or_else(|| self.next(&mut cursor).map(|(seq, p)| Item::Point(seq, p)))
+            else {
                 self.remove_delivered(&mut cursor);
                 tokio::select! {
                     p = points.recv() => match p {
                         Some(p) => super::store(&self.deps, &p),
                         None => return self.keep_all(&mut cursor, &mut points),
                     },
+                    _ = self.deps.events.notified() => {}
                     _ = shutdown.cancelled() => return self.keep_all(&mut cursor, &mut points),
                 }
                 continue;
             };
-            // A POST cut short by shutdown leaves its point in the ring: sent again next start.
+            // A request cut short by shutdown leaves its point in the ring (its event in the
+            // outbox): sent again next start.
             let attempt = tokio::select! {
-                r = self.post(&point) => r,
+                r = self.post(&item) => r,
                 _ = shutdown.cancelled() => return self.keep_all(&mut cursor, &mut points),
             };
             let failure = match attempt {
                 Ok(answer) => {
-                    cursor.ahead.pop_front();
-                    cursor.delivered = Some(seq);
-                    cursor.unremoved += 1;
-                    if cursor.unremoved >= REMOVE_EVERY {
-                        self.remove_delivered(&mut cursor);
+                    match &item {
+                        Item::Point(seq, _) => {
+                            cursor.ahead.pop_front();
+                            cursor.delivered = Some(*seq);
+                            cursor.unremoved += 1;
+                            if cursor.unremoved >= REMOVE_EVERY {
+                                self.remove_delivered(&mut cursor);
+                            }
+                        }
+                        Item::Event(seq, _) => self.event_delivered(*seq),
                     }
                     if !up {
-                        tracing::info!(url = %self.cfg.url, "owntracks http: delivering");
+                        tracing::info!(url = %self.wire.url(), "{}: delivering", self.wire.name());
                     }
+                    let event = matches!(item, Item::Event(..));
                     self.deps.status.update(|c| {
-                        c.positions_published += 1;
+                        if event {
+                            c.events_published += 1;
+                        } else {
+                            c.positions_published += 1;
+                        }
                         if !up {
                             c.connected = true;
                             c.since = Some(Utc::now());
@@ -145,10 +213,10 @@ impl Sender {
                 }
                 Err((e, failure)) => {
                     if !said {
-                        tracing::warn!(error = %e, "owntracks http: not delivered; positions wait in the backlog");
+                        tracing::warn!(error = %e, "{}: not delivered; positions wait in the backlog", self.wire.name());
                         said = true;
                     } else {
-                        tracing::debug!(error = %e, "owntracks http: still not delivered");
+                        tracing::debug!(error = %e, "{}: still not delivered", self.wire.name());
                     }
                     self.deps.status.update(|c| {
                         if up || c.since.is_none() {
@@ -173,6 +241,43 @@ impl Sender {
                     _ = shutdown.cancelled() => return self.keep_all(&mut cursor, &mut points),
                 }
             }
+        }
+    }
+
+    /// Traccar: the oldest event waiting for the server, once it is on disk (an event without a
+    /// location has nothing to send and is done).
+    fn next_event(&self) -> Option<Item> {
+        let Wire::Traccar { cfg, .. } = &self.wire else { return None };
+        loop {
+            let o = &self.deps.outbox;
+            let (seq, _) = match o.pending_after(traccar::EVENT_ENDPOINT, None, 1) {
+                Ok(mut v) if !v.is_empty() => v.remove(0),
+                Ok(_) => return None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "traccar: cannot read the events waiting");
+                    return None;
+                }
+            };
+            if !o.is_flushed(seq) {
+                // Not acknowledged to the driver yet; the append wakes the loop once it is.
+                return None;
+            }
+            match o.event(seq) {
+                Ok(Some(e)) if traccar::event(&cfg.device_id, &e).is_some() => {
+                    return Some(Item::Event(seq, Box::new(e)));
+                }
+                Ok(_) => self.event_delivered(seq),
+                Err(e) => {
+                    tracing::warn!(error = %e, "traccar: cannot read an event");
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn event_delivered(&self, seq: u64) {
+        if let Err(e) = self.deps.outbox.delivered(traccar::EVENT_ENDPOINT, seq) {
+            tracing::warn!(error = %e, sequence = seq, "traccar: a delivered event stays (sent again later)");
         }
     }
 
@@ -212,51 +317,78 @@ impl Sender {
         }
     }
 
-    /// One POST of one point: the answer's body on a 2xx (empty when it could not be read, or
+    /// One POST of one item: the answer's body on a 2xx (empty when it could not be read, or
     /// was longer than [`ANSWER_MAX`]), else what went wrong and what kind of failure it was.
-    async fn post(&self, p: &Point) -> Result<Vec<u8>, (String, Failure)> {
-        let body = super::owntracks_body(&self.deps, p, &self.tid)
-            .and_then(|v| serde_json::to_vec(&v).ok())
-            .ok_or_else(|| ("a position without coordinates".to_string(), Failure::Refused))?;
-        let mut request = self
-            .client
-            .post(self.cfg.url.clone())
-            .timeout(self.cfg.timeout)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("X-Limit-U", &self.cfg.user)
-            .header("X-Limit-D", &self.cfg.device)
-            .body(body);
-        if let Some((user, password)) = &self.cfg.credentials {
-            request = request.basic_auth(user, Some(password));
-        }
+    async fn post(&self, item: &Item) -> Result<Vec<u8>, (String, Failure)> {
+        let nothing = || ("a position without coordinates".to_string(), Failure::Refused);
+        let request = match (&self.wire, item) {
+            (Wire::OwnTracks { cfg, tid, .. }, Item::Point(_, p)) => {
+                let body = super::owntracks_body(&self.deps, p, tid)
+                    .and_then(|v| serde_json::to_vec(&v).ok())
+                    .ok_or_else(nothing)?;
+                let request = self
+                    .client
+                    .post(cfg.url.clone())
+                    .timeout(cfg.timeout)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header("X-Limit-U", &cfg.user)
+                    .header("X-Limit-D", &cfg.device)
+                    .body(body);
+                match &cfg.credentials {
+                    Some((user, password)) => request.basic_auth(user, Some(password)),
+                    None => request,
+                }
+            }
+            (Wire::Traccar { cfg, driver_id }, item) => {
+                let form = match item {
+                    Item::Point(_, p) => traccar::position(&cfg.device_id, driver_id.as_deref(), p),
+                    Item::Event(_, e) => traccar::event(&cfg.device_id, e),
+                };
+                self.client
+                    .post(cfg.url.clone())
+                    .timeout(cfg.timeout)
+                    .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(form.ok_or_else(nothing)?)
+            }
+            (Wire::OwnTracks { .. }, Item::Event(..)) => return Err(nothing()),
+        };
         let mut response = request.send().await.map_err(|e| {
             let failure = if crate::webhook::send::tls_failed(&e) { Failure::Refused } else { Failure::Unreachable };
             (crate::webhook::send::error_chain(&e), failure)
         })?;
         let status = response.status();
         if !status.is_success() {
-            return Err((format!("the endpoint answered {status}"), Failure::Refused));
+            let why = match &self.wire {
+                Wire::Traccar { cfg, .. } => traccar::refused(status.as_u16(), &cfg.device_id),
+                Wire::OwnTracks { .. } => format!("the endpoint answered {status}"),
+            };
+            return Err((why, Failure::Refused));
         }
         let mut answer = Vec::new();
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) if answer.len() + chunk.len() <= ANSWER_MAX => answer.extend_from_slice(&chunk),
                 Ok(Some(_)) => {
-                    tracing::info!("owntracks http: an answer longer than {ANSWER_MAX} bytes; its commands ignored");
+                    tracing::info!(
+                        "{}: an answer longer than {ANSWER_MAX} bytes; its commands ignored",
+                        self.wire.name()
+                    );
                     return Ok(Vec::new());
                 }
                 Ok(None) => return Ok(answer),
                 // Delivered all the same: the status said so.
                 Err(e) => {
-                    tracing::debug!(error = %e, "owntracks http: the answer's body was cut short; ignored");
+                    tracing::debug!(error = %e, "{}: the answer's body was cut short; ignored", self.wire.name());
                     return Ok(Vec::new());
                 }
             }
         }
     }
 
-    /// The answer to a delivered point: its `cmd`s are carried out; anything else is ignored.
+    /// The answer to a delivered point: OwnTracks' `cmd`s are carried out; anything else (and
+    /// Traccar's answer: a queued command for a phone) is ignored.
     fn on_answer(&self, answer: &[u8]) {
+        let Wire::OwnTracks { stops, .. } = &self.wire else { return };
         if answer.iter().all(u8::is_ascii_whitespace) {
             return;
         }
@@ -266,7 +398,7 @@ impl Sender {
         };
         for item in items.iter().filter(|i| i.get("_type").and_then(Value::as_str) == Some("cmd")) {
             let bytes = serde_json::to_vec(item).unwrap_or_default();
-            if let Some(p) = super::command(&self.deps, &self.stops, &bytes) {
+            if let Some(p) = super::command(&self.deps, stops, &bytes) {
                 super::store(&self.deps, &p);
             }
         }

@@ -21,6 +21,7 @@ pub mod payload;
 pub mod rules;
 pub mod settings;
 pub mod stops;
+pub mod traccar;
 
 pub use connect::{Topics, options};
 pub use mqtt::{EVENT_ENDPOINT, WINDOW, run};

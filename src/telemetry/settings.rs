@@ -363,6 +363,56 @@ pub fn validate_owntracks_http(h: RawOwnTracksHttp, vehicle_id: &str) -> Result<
     Ok(OwnTracksHttpConfig { url, credentials, user, device, timeout })
 }
 
+/// `[traccar]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTraccar {
+    /// The server's OsmAnd port, `http[s]://host:5055`.
+    pub url: Option<String>,
+    /// The device's identifier in Traccar; default the vehicle id.
+    pub device_id: Option<String>,
+    /// How long one request may take.
+    pub timeout: Option<String>,
+}
+
+/// Validated `[traccar]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraccarConfig {
+    /// Where positions go (Traccar's OsmAnd protocol).
+    pub url: reqwest::Url,
+    /// The device's identifier in Traccar (`id`).
+    pub device_id: String,
+    /// How long one request may take, answer included.
+    pub timeout: Duration,
+}
+
+/// Validates `[traccar]`; an error is the key (`traccar.…`) and what is wrong.
+pub fn validate_traccar(t: RawTraccar, vehicle_id: &str) -> Result<TraccarConfig, (String, String)> {
+    let key = |k: &str| format!("traccar.{k}");
+    let text = t.url.ok_or_else(|| {
+        (
+            key("url"),
+            "is required in [traccar] (the server's OsmAnd port, e.g. \"http://traccar.example.com:5055\")".to_string(),
+        )
+    })?;
+    let url = reqwest::Url::parse(&text).map_err(|e| (key("url"), format!("is not a URL ({e}): {text:?}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err((key("url"), format!("must be an http:// or https:// URL with a host, got {text:?}")));
+    }
+    if !url.username().is_empty() || url.query().is_some() {
+        return Err((key("url"), "takes no credentials and no query (the OsmAnd protocol has neither)".into()));
+    }
+    let device_id = t.device_id.unwrap_or_else(|| vehicle_id.to_string());
+    if device_id.is_empty() || device_id.len() > 128 || device_id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err((key("device_id"), format!("must be 1 to 128 characters without spaces, got {device_id:?}")));
+    }
+    let timeout = duration(t.timeout.as_deref(), "20s").map_err(|e| (key("timeout"), e.to_string()))?;
+    if timeout < Duration::from_secs(1) || timeout > Duration::from_secs(300) {
+        return Err((key("timeout"), "must be 1s to 5m".into()));
+    }
+    Ok(TraccarConfig { url, device_id, timeout })
+}
+
 /// How backlog points (made while the broker was away) and live points mix on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {

@@ -30,4 +30,5 @@ mod serial;
 mod stops;
 mod systemd;
 mod tls;
+mod traccar;
 mod webhooks;
