@@ -410,6 +410,7 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
     {
         let outbox = outbox.clone();
         let mqtt_removed = config.mqtt.is_none();
+        let traccar_removed = config.traccar.is_none();
         let uploads_removed = config.pod.upload.is_none();
         parts.set.spawn(async move {
             tokio::task::spawn_blocking(move || {
@@ -427,6 +428,16 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
                         Ok(0) => {}
                         Ok(n) => tracing::info!(events = n, "[mqtt] removed: dropped events waiting for the broker"),
                         Err(e) => tracing::warn!(error = %e, "could not drop events waiting for a removed broker"),
+                    }
+                }
+                if traccar_removed {
+                    // Events waiting for a Traccar server that is no longer configured.
+                    match outbox.forget_endpoint(telemetry::traccar::EVENT_ENDPOINT) {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(events = n, "[traccar] removed: dropped events waiting for the server"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not drop events waiting for a removed Traccar server")
+                        }
                     }
                 }
             })
