@@ -72,6 +72,7 @@ pub fn spawn_agent(config: &Path) -> Child {
 }
 
 /// Peak resident memory (VmHWM) of a process, in kB.
+#[allow(dead_code)] // not every bench reports memory; each compiles this module on its own
 pub fn peak_rss_kb(pid: u32) -> u64 {
     status_kb(pid, "VmHWM:")
 }
