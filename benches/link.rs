@@ -116,6 +116,7 @@ fn mosquitto(dir: &Path, tls: u16, plain: u16) -> Child {
         std::thread::sleep(Duration::from_millis(25));
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("mosquitto did not start");
 }
 
