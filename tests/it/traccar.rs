@@ -270,6 +270,7 @@ async fn an_unknown_device_is_shown_with_what_to_do_and_its_points_wait() {
 /// The receiver reads what Traccar's decoder reads, whichever way a client sends it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_test_server_reads_a_query_a_form_and_a_json_body_like_traccar() {
+    curbside::tls::install_crypto();
     let (server, addr) = Server::start(&["d1"]).await;
     let http = reqwest::Client::new();
     let url = format!("http://{addr}/");
