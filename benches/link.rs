@@ -176,14 +176,14 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(dir: &Path, name: &str, gps: &str, relay: u16) -> Agent {
+    fn start(dir: &Path, name: &str, gps: &str, relay: u16, mqtt_extra: &str) -> Agent {
         let api = format!("127.0.0.1:{}", free_port());
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(
             &config,
             format!(
                 "vehicle_id = \"van-17\"\nstate_dir = {:?}\n[gps]\n{gps}\n[api]\nlisten = \"{api}\"\n\
-                 [mqtt]\nurl = \"mqtts://localhost:{relay}\"\nca_file = {:?}\n",
+                 [mqtt]\nurl = \"mqtts://localhost:{relay}\"\nca_file = {:?}\n{mqtt_extra}\n",
                 dir.join(name).display().to_string(),
                 dir.join("ca.pem").display().to_string()
             ),
@@ -233,7 +233,7 @@ async fn main() {
     // Idle: what a connection and its keepalive cost.
     let port = free_port();
     let relay = Relay::start(port, tls).await;
-    let idle = Agent::start(dir.path(), "idle", "source = \"serial\"\ndevice = \"/nonexistent/bench-tty\"", port);
+    let idle = Agent::start(dir.path(), "idle", "source = \"serial\"\ndevice = \"/nonexistent/bench-tty\"", port, "");
     idle.wait_connected(&http).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let connect = relay.total();
@@ -242,11 +242,67 @@ async fn main() {
     idle.stop();
     relay.cut.notify_waiters();
 
-    // Driving, a tap a minute.
+    // Driving, a tap a minute: today's positions, then the compact ones (`mode = "compact"`).
+    let lab = Lab { dir: dir.path(), tls, payloads: &payloads, http: &http };
+    let full = drive(&lab, "full", "", seconds).await;
+    let compact = drive(&lab, "compact", "mode = \"compact\"", seconds).await;
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+
+    println!("the van on the link: MQTT over TLS to mosquitto, default [positions], simulated route, real time");
+    println!("  a connection (TLS handshake, CONNECT, subscriptions, online): {connect} bytes");
+    println!("  a keepalive ({KEEPALIVE_S} s): {keepalive:.0} bytes");
+    for (name, d) in [("curbside (today's default)", &full), ("compact (mode = \"compact\")", &compact)] {
+        let total = (d.up + d.down) as f64;
+        let per = total / d.positions.max(1) as f64;
+        println!("  {name}:");
+        println!(
+            "    driving {:.0} s: {} positions, {} events; {} bytes up, {} down",
+            d.seconds, d.positions, d.events, d.up, d.down
+        );
+        println!("    bytes per position on the wire (both ways, TLS, keepalive, events, the connection): {per:.0}");
+        println!("    a position's JSON: {:.0} bytes; an event's JSON: {:.0} bytes", d.position_json, d.event_json);
+        println!(
+            "    keepalive share: {:.1}% of the drive's bytes",
+            100.0 * keepalive * (d.seconds / KEEPALIVE_S as f64) / total
+        );
+        println!("    per 10-hour shift at this rate: {:.2} MB", total / d.seconds * 36_000.0 / 1e6);
+        println!("    a reconnect after a dead zone (the new connection's first 3 s): {} bytes", d.reconnect);
+    }
+    let per = |d: &Drive| (d.up + d.down) as f64 / d.positions.max(1) as f64;
+    println!("  compact / curbside, bytes per position: {:.2}", per(&compact) / per(&full));
+}
+
+/// Where the drives run: the directory (certificates, configs, stores), the broker's TLS port,
+/// the subscriber's counts and the HTTP client for the agent's API.
+#[derive(Clone, Copy)]
+struct Lab<'a> {
+    dir: &'a Path,
+    tls: u16,
+    payloads: &'a Payloads,
+    http: &'a reqwest::Client,
+}
+
+/// What one drive cost.
+struct Drive {
+    seconds: f64,
+    positions: u64,
+    events: u64,
+    up: u64,
+    down: u64,
+    position_json: f64,
+    event_json: f64,
+    reconnect: u64,
+}
+
+/// A fresh agent (`mqtt_extra` in its `[mqtt]`) driving the simulated route for `seconds`, a tap
+/// a minute, through a relay of its own; then the link cut and the agent back.
+async fn drive(lab: &Lab<'_>, name: &str, mqtt_extra: &str, seconds: u64) -> Drive {
+    let Lab { dir, tls, payloads, http } = *lab;
     let port = free_port();
     let relay = Relay::start(port, tls).await;
-    let drive = Agent::start(dir.path(), "drive", "source = \"sim\"", port);
-    drive.wait_connected(&http).await;
+    let drive = Agent::start(dir, name, "source = \"sim\"", port, mqtt_extra);
+    drive.wait_connected(http).await;
     let (p0, pb0, e0, eb0) = (
         payloads.positions.load(Ordering::Relaxed),
         payloads.position_bytes.load(Ordering::Relaxed),
@@ -268,7 +324,7 @@ async fn main() {
         let next = Duration::from_secs(60 * taps).min(Duration::from_secs(seconds));
         tokio::time::sleep(next.saturating_sub(start.elapsed())).await;
     }
-    let s = drive.mqtt(&http).await;
+    let s = drive.mqtt(http).await;
     let driven = start.elapsed().as_secs_f64();
     let (up, down) = (relay.up.load(Ordering::Relaxed), relay.down.load(Ordering::Relaxed));
     let published = s["positions_published"].as_u64().unwrap_or(0);
@@ -286,29 +342,18 @@ async fn main() {
         assert!(std::time::Instant::now() < deadline, "the agent did not reconnect");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    drive.wait_connected(&http).await;
+    drive.wait_connected(http).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let reconnect = relay.total() - before;
     drive.stop();
-    broker.kill().unwrap();
-    broker.wait().unwrap();
-
-    let total = (up + down) as f64;
-    let per = |n: u64| if n == 0 { f64::NAN } else { total / n as f64 };
-    println!("the van on the link: MQTT over TLS to mosquitto, default [positions], simulated route, real time");
-    println!("  a connection (TLS handshake, CONNECT, subscriptions, online): {connect} bytes");
-    println!("  a keepalive ({KEEPALIVE_S} s): {keepalive:.0} bytes");
-    println!("  driving {driven:.0} s: {published} positions, {events} events; {} bytes up, {} down", up, down);
-    println!("  bytes per position on the wire (both ways, TLS, keepalive, events included): {:.0}", per(published));
-    println!(
-        "  of which the position's JSON: {:.0} bytes ({positions_seen} seen); an event's JSON: {:.0} bytes",
-        position_json as f64 / positions_seen.max(1) as f64,
-        event_json as f64 / events_seen.max(1) as f64
-    );
-    println!(
-        "  keepalive share: {:.1}% of the drive's bytes",
-        100.0 * keepalive * (driven / KEEPALIVE_S as f64) / total
-    );
-    println!("  per 10-hour shift at this rate: {:.2} MB", total / driven * 36_000.0 / 1e6);
-    println!("  a reconnect after a dead zone (the new connection's first 3 s): {reconnect} bytes");
+    Drive {
+        seconds: driven,
+        positions: published,
+        events,
+        up,
+        down,
+        position_json: position_json as f64 / positions_seen.max(1) as f64,
+        event_json: event_json as f64 / events_seen.max(1) as f64,
+        reconnect,
+    }
 }

@@ -34,7 +34,7 @@ impl Topics {
     pub fn of(cfg: &MqttConfig) -> Topics {
         let p = &cfg.topic_prefix;
         let (position, owntracks) = match &cfg.mode {
-            MqttMode::Curbside => (format!("{p}/position"), None),
+            MqttMode::Curbside | MqttMode::Compact => (format!("{p}/position"), None),
             MqttMode::OwnTracks { user, device } => {
                 let base = format!("owntracks/{user}/{device}");
                 (base.clone(), Some(base))

@@ -469,6 +469,7 @@ impl Publisher {
     fn body(&self, p: &Point) -> Option<Vec<u8>> {
         let v = match &self.mode {
             MqttMode::Curbside => payload::position(p, self.deps.clock.now().0.timestamp()),
+            MqttMode::Compact => payload::compact(p)?,
             MqttMode::OwnTracks { .. } => owntracks_body(&self.deps, p, &self.tid)?,
         };
         serde_json::to_vec(&v).ok()

@@ -28,6 +28,25 @@ pub fn position(p: &Point, created_at: i64) -> Value {
     v
 }
 
+/// The compact position (`mode = "compact"`, opt-in): one JSON array, `[2, tst, lat, lon,
+/// speed_mps, course_deg, accuracy_m]`: `2` the format's version, `tst` unix seconds of the fix,
+/// coordinates to 7 decimals, speed to 0.01 m/s, course and accuracy to 0.1, `null` where
+/// unknown. No id and no time of sending: every copy of a point is the same bytes, so a consumer
+/// drops repeats by the body. `None` without coordinates.
+pub fn compact(p: &Point) -> Option<Value> {
+    use crate::units::round;
+    let (lat, lon) = p.fix.position()?;
+    Some(json!([
+        2,
+        p.tst,
+        round(lat, 7),
+        round(lon, 7),
+        p.fix.speed_mps.map(|v| round(v, 2)),
+        p.fix.course_deg.map(|c| round(c, 1)),
+        p.fix.accuracy_m().map(|a| round(a, 1)),
+    ]))
+}
+
 /// OwnTracks' trigger letter, where the booklet has one: `p` for a ping (the heartbeat while
 /// parked), `t` for a timer-based publish while moving, `r` for the answer to a
 /// `reportLocation` command. Points made because the van moved or
@@ -101,6 +120,27 @@ mod tests {
 
     fn point(fix: Fix, trigger: Trigger) -> Point {
         Point { id: Some(uuid::Uuid::nil()), tst: 1_763_800_000, trigger, fix }
+    }
+
+    #[test]
+    fn the_compact_position_is_a_versioned_array_a_fifth_of_the_full_one() {
+        let p = point(fix(), Trigger::Distance);
+        let c = compact(&p).unwrap();
+        assert_eq!(c[0], 2, "the version comes first");
+        assert_eq!((c[1].as_i64(), c[2].as_f64(), c[3].as_f64()), (Some(1_763_800_000), Some(53.55), Some(9.99)));
+        assert_eq!((c[4].as_f64(), c[5].as_f64()), (Some(10.0), Some(271.6)));
+        assert!(c[6].as_f64().is_some(), "accuracy from HDOP");
+        let (full, small) = (position(&p, 1_763_800_042).to_string().len(), c.to_string().len());
+        assert!(small * 4 < full, "{small} bytes against {full}");
+        let mut unknown = fix();
+        unknown.speed_mps = None;
+        unknown.course_deg = None;
+        unknown.hdop = None;
+        let c = compact(&point(unknown, Trigger::Heartbeat)).unwrap();
+        assert_eq!((c[4].clone(), c[5].clone(), c[6].clone()), (Value::Null, Value::Null, Value::Null));
+        let mut none = fix();
+        none.lat = None;
+        assert!(compact(&point(none, Trigger::Distance)).is_none());
     }
 
     #[test]

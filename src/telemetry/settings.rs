@@ -48,6 +48,9 @@ pub struct RawMqtt {
 pub enum MqttMode {
     /// `{topic_prefix}/position`, `/event`, `/state`.
     Curbside,
+    /// The same topics, each position a compact array (`payload::compact`, opt-in): a third of
+    /// the bytes on the link.
+    Compact,
     /// `owntracks/{user}/{device}` with OwnTracks `_type: location` payloads.
     OwnTracks {
         /// User part of the topic.
@@ -153,6 +156,7 @@ pub fn validate(m: RawMqtt, vehicle_id: &str) -> Result<MqttConfig, (String, Str
     }
     let mode = match m.mode.as_deref().unwrap_or("curbside") {
         "curbside" => MqttMode::Curbside,
+        "compact" => MqttMode::Compact,
         "owntracks" => {
             let user = m.owntracks_user.unwrap_or_else(|| "curbside".into());
             let device = m.owntracks_device.unwrap_or_else(|| vehicle_id.to_string());
@@ -163,7 +167,9 @@ pub fn validate(m: RawMqtt, vehicle_id: &str) -> Result<MqttConfig, (String, Str
             }
             MqttMode::OwnTracks { user, device }
         }
-        other => return Err((key("mode"), format!("must be \"curbside\" or \"owntracks\", got {other:?}"))),
+        other => {
+            return Err((key("mode"), format!("must be \"curbside\", \"compact\" or \"owntracks\", got {other:?}")));
+        }
     };
     let order = match m.order.as_deref() {
         None if matches!(mode, MqttMode::OwnTracks { .. }) => Order::Time,

@@ -729,3 +729,28 @@ async fn owntracks_regions_are_the_stops_both_ways() {
     assert_eq!(agent.get("/api/v1/stops").await["stops"].as_array().unwrap().len(), 2);
     agent.stop().await;
 }
+
+/// `mode = "compact"` (opt-in): each position a versioned array on the same topic, in order;
+/// events and state as in curbside mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_positions_are_versioned_arrays_on_the_same_topic() {
+    let broker = rumqttd().await;
+    let sub = Subscriber::connect(broker, "curbside/van-17/#").await;
+    let agent = start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &mqtt(broker, "mode = \"compact\"")).await;
+    feed(&agent, 0..3).await;
+    let msgs =
+        sub.wait_until(WAIT, "3 compact positions", |m| m.iter().filter(|m| m.topic == POSITION).count() >= 3).await;
+    let points: Vec<Value> = msgs.iter().filter(|m| m.topic == POSITION).map(|m| m.json()).collect();
+    for (i, p) in points.iter().take(3).enumerate() {
+        let f = fix(i as i64);
+        assert_eq!(p[0], 2, "version 2: {p}");
+        assert_eq!(p[1].as_i64(), Some(t0().timestamp() + i as i64), "in time order: {p}");
+        assert_eq!(p[2].as_f64(), f.lat.map(|l| curbside::units::round(l, 7)));
+        assert_eq!((p[3].as_f64(), p[4].as_f64()), (Some(9.99), Some(11.0)));
+        assert!(msgs.iter().find(|m| m.topic == POSITION).unwrap().payload.len() < 60, "compact: {p}");
+    }
+    let id = tap(&agent, "job-1").await;
+    let msgs = sub.wait_until(WAIT, "the event", |m| event_ids(m).contains(&id)).await;
+    assert_eq!(msgs.iter().find(|m| m.topic == EVENT).unwrap().json()["type"], "job.status.delivered");
+    agent.stop().await;
+}
