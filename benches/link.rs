@@ -19,7 +19,7 @@
 //! `apt-get install mosquitto`; `.ci/run` installs it).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -89,35 +89,14 @@ async fn pump(from: &mut tokio::net::tcp::OwnedReadHalf, to: &mut tokio::net::tc
 /// bench's subscriber).
 fn mosquitto(dir: &Path, tls: u16, plain: u16) -> Child {
     let p = |f: &str| dir.join(f).display().to_string();
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "per_listener_settings false\nallow_anonymous true\nlistener {tls} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n\
-             listener {plain} 127.0.0.1\n",
-            p("ca.pem"),
-            p("server.pem"),
-            p("server.key")
-        ),
-    )
-    .unwrap();
-    let bin = if Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" };
-    let mut child = Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run mosquitto ({e}); Debian: apt-get install mosquitto"));
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", plain)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("mosquitto did not start");
+    let conf = format!(
+        "per_listener_settings false\nallow_anonymous true\nlistener {tls} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n\
+         listener {plain} 127.0.0.1\n",
+        p("ca.pem"),
+        p("server.pem"),
+        p("server.key")
+    );
+    common::mosquitto(dir, &conf, plain)
 }
 
 /// A CA and a server certificate for `localhost`, as PEM files.

@@ -9,7 +9,7 @@
 //! (Debian: `apt-get install mosquitto`; `.ci/run` installs it).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use curbside::outbox::EndpointFilter;
@@ -22,25 +22,7 @@ use common::{STALL, Stall, buffer, dir_size, free_port, peak_rss_kb, spawn_agent
 const TOPIC: &str = "curbside/van-17/position";
 
 fn mosquitto(dir: &Path, port: u16) -> Child {
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n")).unwrap();
-    let bin = if Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" };
-    let mut child = Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run mosquitto ({e}); Debian: apt-get install mosquitto"));
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("mosquitto did not start");
+    common::mosquitto(dir, &format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"), port)
 }
 
 /// The baseline: a bare rumqttc loop publishing `bodies` at QoS 1, counting PUBACKs.

@@ -71,6 +71,30 @@ pub fn spawn_agent(config: &Path) -> Child {
         .expect("agent starts")
 }
 
+/// mosquitto (a process of its own) with `conf` as its configuration, once `port` answers.
+#[allow(dead_code)] // used by the MQTT benches only; each bench compiles this module on its own
+pub fn mosquitto(dir: &Path, conf: &str, port: u16) -> Child {
+    let path = dir.join("mosquitto.conf");
+    std::fs::write(&path, conf).unwrap();
+    let bin = if Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" };
+    let mut child = Command::new(bin)
+        .arg("-c")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run mosquitto ({e}); Debian: apt-get install mosquitto"));
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("mosquitto did not start");
+}
+
 /// Peak resident memory (VmHWM) of a process, in kB.
 #[allow(dead_code)] // not every bench reports memory; each compiles this module on its own
 pub fn peak_rss_kb(pid: u32) -> u64 {

@@ -12,32 +12,15 @@ use serde_json::{Value, json};
 use crate::common::agent::{TestAgent, start_with_gps};
 use crate::common::broker::Link;
 use crate::common::receiver::{Got, Receiver, Reply};
-use crate::mqtt::{DENSE, NO_GPS, WAIT, fix, t0};
-
-async fn http_status(agent: &TestAgent) -> Value {
-    agent.get("/api/v1/status").await["owntracks_http"].clone()
-}
+use crate::common::transport;
+use crate::mqtt::{DENSE, NO_GPS, WAIT, t0};
 
 async fn wait_status(agent: &TestAgent, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let s = http_status(agent).await;
-        if pred(&s) {
-            return s;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; status: {s:#}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    transport::wait(agent, "owntracks_http", what, pred).await
 }
 
-/// Publishes fixes one at a time, each once the agent has made it a point.
 async fn feed(agent: &TestAgent, range: std::ops::Range<i64>) {
-    let made = |s: &Value| s["positions_made"].as_u64().unwrap_or(0);
-    for i in range {
-        let before = made(&http_status(agent).await);
-        agent.running.latest.publish(fix(i));
-        wait_status(agent, &format!("fix {i} made a point"), |s| made(s) > before).await;
-    }
+    transport::feed(agent, "owntracks_http", range).await
 }
 
 fn config(endpoint: std::net::SocketAddr) -> String {

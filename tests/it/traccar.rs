@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::common::agent::{TestAgent, start_with_gps};
+use crate::common::transport;
 use crate::mqtt::{DENSE, NO_GPS, WAIT, fix, t0};
 
 /// One position as Traccar stores it.
@@ -165,30 +166,12 @@ async fn handle(State(s): State<Server>, uri: Uri, headers: HeaderMap, body: Byt
     }
 }
 
-async fn status(agent: &TestAgent) -> Value {
-    agent.get("/api/v1/status").await["traccar"].clone()
-}
-
 async fn wait_status(agent: &TestAgent, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let s = status(agent).await;
-        if pred(&s) {
-            return s;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; status: {s:#}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    transport::wait(agent, "traccar", what, pred).await
 }
 
-/// Publishes fixes one at a time, each once the agent has made it a point.
 async fn feed(agent: &TestAgent, range: std::ops::Range<i64>) {
-    let made = |s: &Value| s["positions_made"].as_u64().unwrap_or(0);
-    for i in range {
-        let before = made(&status(agent).await);
-        agent.running.latest.publish(fix(i));
-        wait_status(agent, &format!("fix {i} made a point"), |s| made(s) > before).await;
-    }
+    transport::feed(agent, "traccar", range).await
 }
 
 async fn wait_positions(server: &Server, n: usize) -> Vec<Position> {

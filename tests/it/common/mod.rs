@@ -75,3 +75,42 @@ pub fn run_agent(config: &std::path::Path) -> std::process::Command {
         .stderr(std::process::Stdio::null());
     cmd
 }
+
+/// A positions transport's part of `GET /api/v1/status` (`owntracks_http`, `traccar`), and the
+/// waits the tests of each make on it.
+pub mod transport {
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    use super::agent::TestAgent;
+    use crate::mqtt::{WAIT, fix};
+
+    /// `status[key]`.
+    pub async fn status(agent: &TestAgent, key: &str) -> Value {
+        agent.get("/api/v1/status").await[key].clone()
+    }
+
+    /// Waits until `pred` holds for `status[key]`; panics with it after [`WAIT`].
+    pub async fn wait(agent: &TestAgent, key: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let s = status(agent, key).await;
+            if pred(&s) {
+                return s;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; status: {s:#}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Publishes fixes one at a time, each once the agent has made it a point.
+    pub async fn feed(agent: &TestAgent, key: &str, range: std::ops::Range<i64>) {
+        let made = |s: &Value| s["positions_made"].as_u64().unwrap_or(0);
+        for i in range {
+            let before = made(&status(agent, key).await);
+            agent.running.latest.publish(fix(i));
+            wait(agent, key, &format!("fix {i} made a point"), |s| made(s) > before).await;
+        }
+    }
+}
