@@ -1,6 +1,6 @@
-//! MQTT, one of the two transports of positions (the other is [`super::http`]): positions,
-//! every status event mirrored, and a retained online/offline state with `offline` as the last
-//! will.
+//! MQTT, one of the transports of positions (the others, OwnTracks HTTP and Traccar, are
+//! [`super::http`]): positions, every status event mirrored, and a retained online/offline state
+//! with `offline` as the last will.
 //!
 //! # Data flow
 //! - The sampler (`super::sample`) makes the points.
