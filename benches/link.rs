@@ -6,7 +6,8 @@
 //! Three runs, each a fresh agent and store:
 //! - **idle**: no GPS, for two keepalive periods and a bit: what a connection costs (TLS
 //!   handshake, CONNECT, subscriptions, the retained `online`), and what each keepalive costs;
-//! - **driving**: the simulated route for `--seconds` (default 300), a tap every minute: bytes per
+//! - **driving**, three times (today's positions, `mode = "compact"`, and compact with
+//!   `batch = "60s"`): the simulated route for `--seconds` (default 300), a tap every minute: bytes per
 //!   position (everything on the link over the positions published), per event, and per 10-hour
 //!   shift at this rate;
 //! - **reconnect**: at the end of the drive the relay cuts the link (a dead zone); the bytes of
@@ -137,7 +138,12 @@ async fn subscribe(port: u16) -> Arc<Payloads> {
             if let Event::Incoming(Incoming::Publish(p)) = e {
                 let n = p.payload.len() as u64;
                 if p.topic.ends_with("/position") {
-                    g.positions.fetch_add(1, Ordering::Relaxed);
+                    // A batch (an array of arrays) counts its points.
+                    let points = match serde_json::from_slice::<serde_json::Value>(&p.payload) {
+                        Ok(serde_json::Value::Array(a)) if a.first().is_some_and(|f| f.is_array()) => a.len() as u64,
+                        _ => 1,
+                    };
+                    g.positions.fetch_add(points, Ordering::Relaxed);
                     g.position_bytes.fetch_add(n, Ordering::Relaxed);
                 } else if p.topic.ends_with("/event") {
                     g.events.fetch_add(1, Ordering::Relaxed);
@@ -225,13 +231,18 @@ async fn main() {
     let lab = Lab { dir: dir.path(), tls, payloads: &payloads, http: &http };
     let full = drive(&lab, "full", "", seconds).await;
     let compact = drive(&lab, "compact", "mode = \"compact\"", seconds).await;
+    let batched = drive(&lab, "batched", "mode = \"compact\"\nbatch = \"60s\"", seconds).await;
     broker.kill().unwrap();
     broker.wait().unwrap();
 
     println!("the van on the link: MQTT over TLS to mosquitto, default [positions], simulated route, real time");
     println!("  a connection (TLS handshake, CONNECT, subscriptions, online): {connect} bytes");
     println!("  a keepalive ({KEEPALIVE_S} s): {keepalive:.0} bytes");
-    for (name, d) in [("curbside (today's default)", &full), ("compact (mode = \"compact\")", &compact)] {
+    for (name, d) in [
+        ("curbside (today's default)", &full),
+        ("compact (mode = \"compact\")", &compact),
+        ("compact, batch = \"60s\"", &batched),
+    ] {
         let total = (d.up + d.down) as f64;
         let per = total / d.positions.max(1) as f64;
         println!("  {name}:");
@@ -250,6 +261,7 @@ async fn main() {
     }
     let per = |d: &Drive| (d.up + d.down) as f64 / d.positions.max(1) as f64;
     println!("  compact / curbside, bytes per position: {:.2}", per(&compact) / per(&full));
+    println!("  batched / curbside, bytes per position: {:.2}", per(&batched) / per(&full));
 }
 
 /// Where the drives run: the directory (certificates, configs, stores), the broker's TLS port,

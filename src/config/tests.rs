@@ -287,6 +287,8 @@ fn mqtt_defaults_follow_the_vehicle_and_errors_name_the_key() {
         ("[mqtt]\nurl = \"http://b\"", "mqtt.url"),
         ("[mqtt]\nurl = \"mqtt://b\"\nqos_position = 3", "mqtt.qos_position"),
         ("[mqtt]\nurl = \"mqtt://b\"\nmode = \"x\"", "mqtt.mode"),
+        ("[mqtt]\nurl = \"mqtt://b\"\nbatch = \"60s\"", "mqtt.batch"),
+        ("[mqtt]\nurl = \"mqtt://b\"\nmode = \"compact\"\nbatch = \"2h\"", "mqtt.batch"),
         ("[mqtt]\nurl = \"mqtt://b\"\ntopic_prefix = \"a/#\"", "mqtt.topic_prefix"),
         ("[mqtt]\nurl = \"mqtt://b\"\npassword = \"p\"", "mqtt.password"),
         ("[mqtt]\nurl = \"mqtts://b\"\nclient_cert = \"c.pem\"", "mqtt.client_key"),

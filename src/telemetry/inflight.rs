@@ -17,6 +17,8 @@ pub enum Item {
     Live(Point),
     /// A point from the ring, by ring sequence.
     Backlog(u64),
+    /// Points from the ring in one message (`batch`), by ring sequence.
+    Batch(Vec<u64>),
     /// A status event, by outbox sequence.
     Event(u64),
     /// The retained state (or anything else not tracked).

@@ -69,6 +69,8 @@ pub const EVENT_ENDPOINT: &str = "mqtt:event";
 pub const WINDOW: usize = 64;
 /// Backlog points read from disk at a time.
 const READ_AHEAD: usize = 256;
+/// Batching: the most points in one message.
+const BATCH_MAX: usize = 120;
 /// How long a clean shutdown waits for `offline` to be sent.
 const GOODBYE: Duration = Duration::from_secs(2);
 
@@ -94,6 +96,8 @@ struct Publisher {
     topics: Topics,
     mode: MqttMode,
     order: Order,
+    /// Compact mode's batch period, when set.
+    batch: Option<Duration>,
     qos: QoS,
     tid: String,
     options: MqttOptions,
@@ -120,6 +124,8 @@ struct Conn {
     events_read: Option<u64>,
     /// The stop list version last published as OwnTracks waypoints.
     waypoints_version: Option<u64>,
+    /// Batching: when the waiting points' batch is due.
+    batch_due: Option<Instant>,
 }
 
 enum Ended {
@@ -145,6 +151,7 @@ impl Publisher {
             topics: Topics::of(cfg),
             mode: cfg.mode.clone(),
             order: cfg.order,
+            batch: cfg.batch,
             qos,
             tid: payload::tracker_id(&vehicle_id),
             options,
@@ -277,6 +284,9 @@ impl Publisher {
                     Some(p) => self.offer(conn, p),
                 },
                 _ = self.deps.events.notified(), if conn.connected => {}
+                _ = tokio::time::sleep_until(conn.batch_due.unwrap_or_else(Instant::now)), if conn.batch_due.is_some() => {
+                    conn.batch_due = None;
+                }
             }
             if conn.connected {
                 if let Err(e) = self.fill(conn) {
@@ -354,6 +364,16 @@ impl Publisher {
                 }
                 self.deps.status.update(|c| c.positions_published += 1);
             }
+            Item::Batch(seqs) => {
+                conn.window -= 1;
+                for seq in &seqs {
+                    if let Some(through) = conn.ring.acked(*seq) {
+                        o.ring().remove_through(through).map_err(Broken::Ring)?;
+                        conn.ring.removed(through);
+                    }
+                }
+                self.deps.status.update(|c| c.positions_published += seqs.len() as u64);
+            }
             Item::Event(seq) => {
                 conn.window -= 1;
                 o.delivered(EVENT_ENDPOINT, seq).map_err(Broken::Outbox)?;
@@ -408,6 +428,9 @@ impl Publisher {
                 conn.publish(&self.topics.event, QoS::AtLeastOnce, false, body, Item::Event(seq))?;
             }
         }
+        if let Some(period) = self.batch {
+            return self.fill_batches(conn, period);
+        }
         let oldest = super::oldest_kept(&self.deps);
         while conn.window < WINDOW {
             if conn.backlog.is_empty() && !conn.backlog_done {
@@ -430,6 +453,51 @@ impl Publisher {
         Ok(())
     }
 
+    /// Batching: the waiting points, oldest first, in messages of up to [`BATCH_MAX`], each
+    /// once its oldest point is `period` old (or it is full: a backlog after a dead zone goes at
+    /// once); until then `batch_due` wakes the connection when it will be.
+    fn fill_batches(&self, conn: &mut Conn, period: Duration) -> Result<(), Broken> {
+        let o = &self.deps.outbox;
+        let oldest = super::oldest_kept(&self.deps);
+        while conn.window < WINDOW {
+            while conn.backlog.len() < BATCH_MAX && !conn.backlog_done {
+                let from = conn.backlog.back().map(|p| p.seq).or(conn.backlog_read);
+                let more = o.ring().after(from, READ_AHEAD).map_err(Broken::Ring)?;
+                conn.backlog_done = more.len() < READ_AHEAD;
+                conn.backlog.extend(more);
+            }
+            let Some(first) = conn.backlog.front() else { break };
+            let age = self.deps.clock.now().0.timestamp().saturating_sub(first.tst).max(0) as u64;
+            if conn.backlog.len() < BATCH_MAX && age < period.as_secs() {
+                conn.batch_due = Some(Instant::now() + Duration::from_secs(period.as_secs() - age));
+                break;
+            }
+            let (mut body, mut seqs) = (b"[".to_vec(), Vec::new());
+            while seqs.len() < BATCH_MAX {
+                let Some(p) = conn.backlog.pop_front() else { break };
+                conn.backlog_read = Some(p.seq);
+                let point: Option<Point> = serde_json::from_slice(&p.payload).ok();
+                // Unreadable or past the age limit: it leaves with the next acknowledged prefix.
+                let Some(v) = point.filter(|_| p.tst >= oldest).and_then(|pt| payload::compact(&pt)) else { continue };
+                if !seqs.is_empty() {
+                    body.push(b',');
+                }
+                body.extend_from_slice(v.to_string().as_bytes());
+                seqs.push(p.seq);
+            }
+            if seqs.is_empty() {
+                continue;
+            }
+            body.push(b']');
+            conn.window += 1;
+            for seq in &seqs {
+                conn.ring.sent(*seq);
+            }
+            conn.publish(&self.topics.position, self.qos, false, body, Item::Batch(seqs))?;
+        }
+        Ok(())
+    }
+
     /// Whether a new point is published at once. In time order only when the backlog is
     /// empty: every older point has been acknowledged (acknowledged points leave the ring, all
     /// of them once nothing is in flight); otherwise it joins the backlog, behind the rest.
@@ -443,7 +511,7 @@ impl Publisher {
     /// A new point (made by the rules, or asked for): published at once when it may go live,
     /// else kept in the backlog behind the older ones.
     fn offer(&self, conn: &mut Conn, p: Point) {
-        if conn.connected && self.goes_live(conn) {
+        if conn.connected && self.batch.is_none() && self.goes_live(conn) {
             self.send_live(conn, p);
         } else {
             self.keep(conn, &p);
@@ -534,6 +602,7 @@ impl Conn {
             ring: RingAcks::default(),
             events_read: None,
             waypoints_version: None,
+            batch_due: None,
         }
     }
 }

@@ -33,8 +33,10 @@ pub struct RawMqtt {
     pub topic_prefix: Option<String>,
     /// QoS of positions (0, 1 or 2).
     pub qos_position: Option<u8>,
-    /// `curbside` or `owntracks`.
+    /// `curbside`, `compact` or `owntracks`.
     pub mode: Option<String>,
+    /// Compact mode: the points of this period in one message.
+    pub batch: Option<String>,
     /// `time` or `live_first`: how the backlog and live points mix after a dead zone.
     pub order: Option<String>,
     /// OwnTracks user (topic `owntracks/{user}/{device}`); default `curbside`.
@@ -85,6 +87,8 @@ pub struct MqttConfig {
     pub qos_position: u8,
     /// Topics and payloads.
     pub mode: MqttMode,
+    /// Compact mode: the points of this period go in one message (`None`: one each).
+    pub batch: Option<Duration>,
     /// How the backlog and live points mix.
     pub order: Order,
 }
@@ -171,6 +175,19 @@ pub fn validate(m: RawMqtt, vehicle_id: &str) -> Result<MqttConfig, (String, Str
             return Err((key("mode"), format!("must be \"curbside\", \"compact\" or \"owntracks\", got {other:?}")));
         }
     };
+    let batch = match m.batch.as_deref() {
+        None => None,
+        Some(_) if mode != MqttMode::Compact => {
+            return Err((key("batch"), "needs mode = \"compact\" (a batch is an array of compact positions)".into()));
+        }
+        Some(text) => {
+            let d = duration(Some(text), "0s").map_err(|e| (key("batch"), e.to_string()))?;
+            if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
+                return Err((key("batch"), "must be 1s to 1h".into()));
+            }
+            Some(d)
+        }
+    };
     let order = match m.order.as_deref() {
         None if matches!(mode, MqttMode::OwnTracks { .. }) => Order::Time,
         None => Order::LiveFirst,
@@ -190,6 +207,7 @@ pub fn validate(m: RawMqtt, vehicle_id: &str) -> Result<MqttConfig, (String, Str
         topic_prefix,
         qos_position,
         mode,
+        batch,
         order,
     })
 }

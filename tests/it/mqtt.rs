@@ -754,3 +754,32 @@ async fn compact_positions_are_versioned_arrays_on_the_same_topic() {
     assert_eq!(msgs.iter().find(|m| m.topic == EVENT).unwrap().json()["type"], "job.status.delivered");
     agent.stop().await;
 }
+
+/// `batch` (compact mode): the points of a period in one message, an array of compact
+/// positions in time order, removed from the backlog once the broker has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_the_periods_compact_positions_in_one_message() {
+    let broker = rumqttd().await;
+    let sub = Subscriber::connect(broker, "curbside/van-17/#").await;
+    let agent =
+        start_with_gps(tempfile::tempdir().unwrap(), NO_GPS, &mqtt(broker, "mode = \"compact\"\nbatch = \"2s\"")).await;
+    sub.wait_until(WAIT, "online", |m| m.iter().any(|m| m.topic == STATE && m.text() == "online")).await;
+    feed(&agent, 0..5).await;
+    let msgs = sub
+        .wait_until(WAIT, "the batch", |m| {
+            m.iter().filter(|m| m.topic == POSITION).map(|m| m.json().as_array().map_or(0, Vec::len)).sum::<usize>()
+                >= 5
+        })
+        .await;
+    let batches: Vec<Value> = msgs.iter().filter(|m| m.topic == POSITION).map(|m| m.json()).collect();
+    assert!(batches.len() < 5, "fewer messages than points: {batches:?}");
+    let tsts: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| b.as_array().unwrap().iter().map(|p| p[1].as_i64().unwrap() - t0().timestamp()))
+        .collect();
+    assert_eq!(tsts, [0, 1, 2, 3, 4], "every point once, in time order");
+    assert!(batches.iter().all(|b| b[0][0] == 2), "each a compact position: {batches:?}");
+    let s = wait_status(&agent, "all published", |s| s["positions_published"] == 5).await;
+    assert_eq!(s["backlog"]["points"], 0, "{s}");
+    agent.stop().await;
+}
