@@ -14,7 +14,7 @@ use crate::event::{Source, Status};
 use crate::gps::LatestFix;
 use crate::outbox::Outbox;
 use crate::route::{SAVE_EVERY, Whereabouts};
-use crate::stops::geofence::{Decision, Fence, Rules, Sample, distance_m};
+use crate::stops::geofence::{Decision, Fence, Rules, distance_m};
 
 /// What the loop was told.
 #[derive(Debug, Clone, Copy)]
@@ -93,14 +93,7 @@ pub async fn run(taps: Taps, outbox: Outbox, latest: LatestFix, settings: Settin
 
         // The depot.
         let Some(fence) = depot.as_mut() else { continue };
-        let sample = Sample {
-            at: r.at,
-            lat,
-            lng,
-            accuracy_m: r.fix.accuracy_m().unwrap_or(0.0),
-            speed_mps: r.fix.speed_mps,
-            live: true,
-        };
+        let Some(sample) = super::watch::sample(&r) else { continue };
         let Some(decision) = fence.feed(sample, &settings.rules) else { continue };
         let day = route.day(id.as_deref());
         // A start is recorded when the van left the fence: the time since, it was driving.

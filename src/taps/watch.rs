@@ -48,15 +48,7 @@ pub async fn run(
         }
         // A stale fix decides nothing: only the live one is fed.
         let Some(r) = latest.live() else { continue };
-        let Some((lat, lng)) = r.fix.position() else { continue };
-        let sample = Sample {
-            at: r.at,
-            lat,
-            lng,
-            accuracy_m: r.fix.accuracy_m().unwrap_or(0.0),
-            speed_mps: r.fix.speed_mps,
-            live: true,
-        };
+        let Some(sample) = sample(&r) else { continue };
         for (job, fence) in fences.iter_mut() {
             let Some(decision) = fence.feed(sample, &rules) else { continue };
             let h = taps.history().clone();
@@ -85,6 +77,19 @@ pub async fn run(
             }
         }
     }
+}
+
+/// A live fix as a geofence sees it; `None` without a position.
+pub(crate) fn sample(r: &crate::gps::latest::Received) -> Option<Sample> {
+    let (lat, lng) = r.fix.position()?;
+    Some(Sample {
+        at: r.at,
+        lat,
+        lng,
+        accuracy_m: r.fix.accuracy_m().unwrap_or(0.0),
+        speed_mps: r.fix.speed_mps,
+        live: true,
+    })
 }
 
 /// An event recorded later than it happened (a departure: when the van left the fence, which

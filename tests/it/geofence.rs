@@ -100,20 +100,9 @@ async fn the_van_arrives_and_departs_at_each_stop_it_stops_at_and_nowhere_else()
 /// receiver wanders most), ±5 m on the road, a little speed while parked; then one fix at a
 /// stop the van never reached live, after which the log ends and that fix goes stale.
 pub(crate) fn noisy_lap(end: (f64, f64)) -> String {
-    use chrono::Timelike;
     let route = curbside::gps::source::sim::Route::demo();
     let start: chrono::DateTime<chrono::Utc> = "2026-11-23T09:00:00Z".parse().unwrap();
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut noise = |metres: f64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed as f64 / u64::MAX as f64 * 2.0 - 1.0) * metres
-    };
-    let ddmm = |v: f64, w: usize| {
-        let a = v.abs();
-        format!("{:0w$}{:08.5}", a.trunc() as u32, (a - a.trunc()) * 60.0)
-    };
+    let mut noise = Noise::new(0x2545_f491_4f6c_dd1d);
     let mut log = String::from("# one noisy lap of the demo route\n");
     let lap = route.lap_s() as u64;
     for t in 0..=lap {
@@ -121,20 +110,43 @@ pub(crate) fn noisy_lap(end: (f64, f64)) -> String {
         let (lat, lon, knots) = if t == lap {
             (end.0, end.1, 0.0)
         } else if s.speed_mps == 0.0 {
-            (s.lat + noise(25.0) / 111_320.0, s.lon + noise(25.0) / 66_000.0, noise(0.4).abs())
+            (s.lat + noise.next(25.0) / 111_320.0, s.lon + noise.next(25.0) / 66_000.0, noise.next(0.4).abs())
         } else {
-            (s.lat + noise(5.0) / 111_320.0, s.lon + noise(5.0) / 66_000.0, s.speed_mps * 3600.0 / 1852.0)
+            (s.lat + noise.next(5.0) / 111_320.0, s.lon + noise.next(5.0) / 66_000.0, s.speed_mps * 3600.0 / 1852.0)
         };
-        let when = start + chrono::Duration::seconds(t as i64);
-        let hms = format!("{:02}{:02}{:02}.00", when.hour(), when.minute(), when.second());
-        let (la, lo) = (ddmm(lat, 2), ddmm(lon, 3));
-        let rmc = format!("GPRMC,{hms},A,{la},N,{lo},E,{knots:.2},{:.1},231126,,,A", s.course_deg);
-        let gga = format!("GPGGA,{hms},{la},N,{lo},E,1,09,0.9,12.0,M,40.0,M,,");
-        for body in [rmc, gga] {
-            log.push_str(&curbside::gps::frame::with_checksum(&format!("${body}")));
-        }
+        log.push_str(&second(start + chrono::Duration::seconds(t as i64), lat, lon, knots, s.course_deg));
     }
     log
+}
+
+/// Reproducible noise: xorshift, uniform in ±`metres`.
+pub(crate) struct Noise(u64);
+
+impl Noise {
+    pub(crate) fn new(seed: u64) -> Noise {
+        Noise(seed)
+    }
+
+    pub(crate) fn next(&mut self, metres: f64) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 as f64 / u64::MAX as f64 * 2.0 - 1.0) * metres
+    }
+}
+
+/// One second of a receiver's log: RMC and GGA at `when`, with their checksums.
+pub(crate) fn second(when: chrono::DateTime<chrono::Utc>, lat: f64, lon: f64, knots: f64, course: f64) -> String {
+    use chrono::Timelike;
+    let ddmm = |v: f64, w: usize| {
+        let a = v.abs();
+        format!("{:0w$}{:08.5}", a.trunc() as u32, (a - a.trunc()) * 60.0)
+    };
+    let hms = format!("{:02}{:02}{:02}.00", when.hour(), when.minute(), when.second());
+    let (la, lo) = (ddmm(lat, 2), ddmm(lon, 3));
+    let rmc = format!("GPRMC,{hms},A,{la},N,{lo},E,{knots:.2},{course:.1},231126,,,A");
+    let gga = format!("GPGGA,{hms},{la},N,{lo},E,1,09,0.9,12.0,M,40.0,M,,");
+    [rmc, gga].iter().map(|body| curbside::gps::frame::with_checksum(&format!("${body}"))).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::common::agent::free_addr;
 use crate::common::receiver::Receiver;
+use crate::geofence::{Noise, second};
 
 /// Seconds parked at the depot before the lap and after it.
 const BEFORE_S: i64 = 100;
@@ -19,41 +20,22 @@ const AFTER_S: i64 = 120;
 
 /// The day's NMEA log: parked at the depot (the demo route's first stop), the lap, parked again.
 fn day_log() -> String {
-    use chrono::Timelike;
     let route = curbside::gps::source::sim::Route::demo();
     let depot = route.stops()[0];
     let start: chrono::DateTime<chrono::Utc> = "2026-11-23T07:00:00Z".parse().unwrap();
-    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut noise = |metres: f64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed as f64 / u64::MAX as f64 * 2.0 - 1.0) * metres
-    };
-    let ddmm = |v: f64, w: usize| {
-        let a = v.abs();
-        format!("{:0w$}{:08.5}", a.trunc() as u32, (a - a.trunc()) * 60.0)
-    };
+    let mut noise = Noise::new(0x9e37_79b9_7f4a_7c15);
     let lap = route.lap_s() as i64;
     let mut log = String::from("# a day: parked at the depot, one noisy lap of the demo route, back at the depot\n");
     for t in -BEFORE_S..=lap + AFTER_S {
         let s = route.at(t.clamp(0, lap) as f64);
-        let parked = !(0..lap).contains(&t) || s.speed_mps == 0.0;
         let (lat, lon, knots) = if !(0..lap).contains(&t) {
-            (depot.0 + noise(15.0) / 111_320.0, depot.1 + noise(15.0) / 66_000.0, noise(0.4).abs())
-        } else if parked {
-            (s.lat + noise(20.0) / 111_320.0, s.lon + noise(20.0) / 66_000.0, noise(0.4).abs())
+            (depot.0 + noise.next(15.0) / 111_320.0, depot.1 + noise.next(15.0) / 66_000.0, noise.next(0.4).abs())
+        } else if s.speed_mps == 0.0 {
+            (s.lat + noise.next(20.0) / 111_320.0, s.lon + noise.next(20.0) / 66_000.0, noise.next(0.4).abs())
         } else {
-            (s.lat + noise(5.0) / 111_320.0, s.lon + noise(5.0) / 66_000.0, s.speed_mps * 3600.0 / 1852.0)
+            (s.lat + noise.next(5.0) / 111_320.0, s.lon + noise.next(5.0) / 66_000.0, s.speed_mps * 3600.0 / 1852.0)
         };
-        let when = start + chrono::Duration::seconds(t + BEFORE_S);
-        let hms = format!("{:02}{:02}{:02}.00", when.hour(), when.minute(), when.second());
-        let (la, lo) = (ddmm(lat, 2), ddmm(lon, 3));
-        let rmc = format!("GPRMC,{hms},A,{la},N,{lo},E,{knots:.2},{:.1},231126,,,A", s.course_deg);
-        let gga = format!("GPGGA,{hms},{la},N,{lo},E,1,09,0.9,12.0,M,40.0,M,,");
-        for body in [rmc, gga] {
-            log.push_str(&curbside::gps::frame::with_checksum(&format!("${body}")));
-        }
+        log.push_str(&second(start + chrono::Duration::seconds(t + BEFORE_S), lat, lon, knots, s.course_deg));
     }
     log
 }
