@@ -263,7 +263,7 @@ async fn drain(base: &Path, n: usize) {
     // Baseline: a bare reqwest loop, same bodies, same concurrency (4).
     let http = reqwest::Client::new();
     let (mut rx1, url, count_url) = receiver(dir.path()).await;
-    let client = curbside::webhook::client(std::iter::empty()).unwrap();
+    let client = curbside::webhook::client(std::iter::empty(), None).unwrap();
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicU64::new(0));
     let t = Instant::now();

@@ -26,6 +26,8 @@
 //!   MQTT publisher (with status events) or OwnTracks HTTP.
 //! - [`gps`]: framing, decoding and assembling NMEA into one [`gps::Fix`] per epoch; the sources;
 //!   the live fix and GPS time.
+//! - [`link`]: every byte on the links to the outside, counted per destination (a metering
+//!   proxy on loopback that every outbound client goes through); the daily budget reads it.
 //! - [`tls`]: rustls with ring and the system's trust store, for every outbound connection.
 //! - [`config`]: the TOML config, parsed then validated once; each part validates its own
 //!   section (`telemetry::settings`).
@@ -53,6 +55,7 @@ pub mod gps;
 pub mod health;
 pub mod history;
 pub mod input;
+pub mod link;
 pub mod media;
 pub mod memory;
 pub mod odometer;

@@ -57,6 +57,24 @@ pub struct Status {
     /// Distance driven and trips (see [`crate::odometer`]).
     #[serde(default)]
     pub odometer: OdometerReport,
+    /// Bytes on each link to the outside (see [`crate::link`]).
+    #[serde(default)]
+    pub links: LinksReport,
+}
+
+/// The links' usage in [`Status`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LinksReport {
+    /// Today, as the meter counts it (the van's time zone; GPS time when the clock is wrong).
+    pub day: Option<chrono::NaiveDate>,
+    /// Bytes sent and received today on every link together.
+    pub today_bytes: u64,
+    /// `[positions] daily_budget_mb` in bytes, when set.
+    pub daily_budget_bytes: Option<u64>,
+    /// Whether positions are thinned because today's bytes reached the budget (events never are).
+    pub over_budget: bool,
+    /// One per destination, in name order.
+    pub to: Vec<crate::link::Usage>,
 }
 
 /// The odometer in [`Status`].
@@ -255,6 +273,10 @@ pub struct Sources {
     pub pod: Arc<Pod>,
     /// The van's time zone (`timezone`).
     pub tz: chrono_tz::Tz,
+    /// The links' usage.
+    pub meter: crate::link::Meter,
+    /// `[positions] daily_budget_mb` in bytes, when set.
+    pub daily_budget: Option<u64>,
 }
 
 impl Sources {
@@ -310,6 +332,17 @@ impl Sources {
                 total_m: self.odometer.total_m(),
                 trips: self.odometer.trips(),
                 driving: self.odometer.driving(),
+            },
+            links: {
+                let to = self.meter.usage();
+                let today_bytes = to.iter().map(|u| u.today_sent_bytes + u.today_received_bytes).sum();
+                LinksReport {
+                    day: Some(self.meter.today()),
+                    today_bytes,
+                    daily_budget_bytes: self.daily_budget,
+                    over_budget: self.daily_budget.is_some_and(|b| today_bytes >= b),
+                    to,
+                }
             },
         }
     }
@@ -402,6 +435,9 @@ impl Status {
         if let Some(t) = &self.traccar {
             let state = if t.counters.connected { "delivering" } else { "not delivering" };
             let _ = write!(line, "; traccar {state}, backlog {}", t.backlog.points);
+        }
+        if self.links.over_budget {
+            line.push_str("; OVER DAILY BUDGET (positions thinned)");
         }
         line
     }

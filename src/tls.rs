@@ -26,8 +26,9 @@ pub fn trusting_nobody() -> rustls::ClientConfig {
 /// The HTTP client of a part that sends to the outside (webhooks and uploads, OwnTracks HTTP):
 /// rustls with the system's trust store, no redirects (a 3xx is not a delivery), curbside's
 /// User-Agent. A system without a trust store is an error only when `https` names a URL that
-/// needs one (e.g. `webhook "office"`); plain `http://` works without one.
-pub fn http_client(https: Option<String>) -> anyhow::Result<reqwest::Client> {
+/// needs one (e.g. `webhook "office"`); plain `http://` works without one. With `proxy` (the
+/// agent's metering proxy, [`crate::link::proxy`]) every connection goes through it.
+pub fn http_client(https: Option<String>, proxy: Option<std::net::SocketAddr>) -> anyhow::Result<reqwest::Client> {
     let tls = match system_roots() {
         Ok(builder) => builder.with_no_client_auth(),
         Err(e) => {
@@ -40,7 +41,12 @@ pub fn http_client(https: Option<String>) -> anyhow::Result<reqwest::Client> {
             trusting_nobody()
         }
     };
-    Ok(reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    builder = match proxy {
+        Some(addr) => builder.proxy(reqwest::Proxy::all(format!("http://{addr}"))?),
+        None => builder,
+    };
+    Ok(builder
         .use_preconfigured_tls(tls)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("curbside/", env!("CARGO_PKG_VERSION")))

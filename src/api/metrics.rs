@@ -78,6 +78,59 @@ pub fn render(s: &Status) -> String {
 
     p.one("curbside_odometer_meters_total", "counter", "Distance driven, kept across restarts.", s.odometer.total_m);
     p.one("curbside_trips_total", "counter", "Trips started since the agent started.", s.odometer.trips as f64);
+
+    let links = &s.links;
+    let each = |p: &mut Page, name: &str, kind: &str, help: &str, value: fn(&crate::link::Usage) -> u64| {
+        p.family(name, kind, help);
+        for u in &links.to {
+            p.sample(name, &[("to", &u.to)], value(u) as f64);
+        }
+    };
+    each(
+        &mut p,
+        "curbside_link_sent_bytes_total",
+        "counter",
+        "Bytes sent to a destination since the agent started (TLS and keepalives included).",
+        |u| u.sent_bytes,
+    );
+    each(
+        &mut p,
+        "curbside_link_received_bytes_total",
+        "counter",
+        "Bytes received from a destination since the agent started.",
+        |u| u.received_bytes,
+    );
+    each(
+        &mut p,
+        "curbside_link_today_sent_bytes",
+        "gauge",
+        "Bytes sent to a destination today (kept across restarts).",
+        |u| u.today_sent_bytes,
+    );
+    each(
+        &mut p,
+        "curbside_link_today_received_bytes",
+        "gauge",
+        "Bytes received from a destination today (kept across restarts).",
+        |u| u.today_received_bytes,
+    );
+    each(
+        &mut p,
+        "curbside_link_connections_total",
+        "counter",
+        "Connections made to a destination since the agent started.",
+        |u| u.connections,
+    );
+    p.one("curbside_links_today_bytes", "gauge", "Bytes on every link together today.", links.today_bytes as f64);
+    if let Some(b) = links.daily_budget_bytes {
+        p.one("curbside_links_daily_budget_bytes", "gauge", "[positions] daily_budget_mb, in bytes.", b as f64);
+        p.one(
+            "curbside_links_over_budget",
+            "gauge",
+            "1 while positions are thinned because the day's budget is spent.",
+            flag(links.over_budget),
+        );
+    }
     p.one(
         "curbside_outbox_events",
         "gauge",

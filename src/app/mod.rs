@@ -163,22 +163,37 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
     let api_addr = listener.local_addr()?;
     let latest = LatestFix::with_wall(config.gps.stale_after, wall);
     let clock = Clock::new(latest.clone(), config.gps.max_clock_skew);
-    let client =
-        webhook::client(config.webhooks.iter().map(|e| &**e).chain(config.pod.upload.as_ref().map(|u| &*u.endpoint)))?;
+    // Every link to the outside goes through the metering proxy (see `link`).
+    let meter = {
+        let (clock, tz) = (clock.clone(), config.timezone);
+        crate::link::Meter::open(&outbox, Arc::new(move || clock.now().0.with_timezone(&tz).date_naive()))?
+    };
+    let (proxy_listener, proxy) =
+        crate::link::proxy::bind().await.context("cannot listen on loopback for the metering proxy")?;
+    let allowed = Arc::new(links(&config, &meter));
+    let proxy = Some(proxy);
+    let client = webhook::client(
+        config.webhooks.iter().map(|e| &**e).chain(config.pod.upload.as_ref().map(|u| &*u.endpoint)),
+        proxy,
+    )?;
     let webhooks = WebhookStatus::default();
     // Built before anything runs, so that unreadable TLS files fail the start.
     let mqtt = match &config.mqtt {
-        Some(m) => Some((Arc::new(m.clone()), telemetry::options(m)?, telemetry::TelemetryStatus::default())),
+        Some(m) => Some((Arc::new(m.clone()), telemetry::options(m, proxy)?, telemetry::TelemetryStatus::default())),
         None => None,
     };
     let owntracks_http = match &config.owntracks_http {
-        Some(h) => Some((Arc::new(h.clone()), telemetry::http::client(h)?, telemetry::TelemetryStatus::default())),
+        Some(h) => {
+            Some((Arc::new(h.clone()), telemetry::http::client(h, proxy)?, telemetry::TelemetryStatus::default()))
+        }
         None => None,
     };
     let traccar = match &config.traccar {
-        Some(t) => {
-            Some((Arc::new(t.clone()), telemetry::http::traccar_client(t)?, telemetry::TelemetryStatus::default()))
-        }
+        Some(t) => Some((
+            Arc::new(t.clone()),
+            telemetry::http::traccar_client(t, proxy)?,
+            telemetry::TelemetryStatus::default(),
+        )),
         None => None,
     };
     let endpoints = Arc::new(config.webhooks.clone());
@@ -204,6 +219,8 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
         media: media.clone(),
         pod: pod.clone(),
         tz: config.timezone,
+        meter: meter.clone(),
+        daily_budget: config.positions.budget.map(|b| b.bytes),
     };
     let geofence = config.stops.auto_arrived.then(|| taps.clone());
     let route_taps = taps.clone();
@@ -232,6 +249,14 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
         tracing::error!(moved_to = %loss.moved_to.display(), at = %loss.at, "running on a fresh outbox after a store loss");
     }
     let mut parts = Parts { set: JoinSet::new(), health: health.clone(), every };
+    {
+        let (proxied, stop) = (meter.clone(), shutdown.clone());
+        parts.set.spawn(async move {
+            crate::link::proxy::serve(proxy_listener, proxied, allowed, stop).await;
+            Ok(())
+        });
+        parts.set.spawn(meter.clone().run(shutdown.clone()));
+    }
     {
         let (latest, shutdown) = (latest.clone(), shutdown.clone());
         let source = config.gps.source.clone();
@@ -271,6 +296,7 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
             status: webhooks.clone(),
             tz: config.timezone,
             runner: webhook::format::jq::Runner::current(),
+            meter: meter.clone(),
         };
         let shutdown = shutdown.clone();
         parts.spawn_watched(&format!("webhook {}", ep.name), async move {
@@ -288,6 +314,7 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
         public: None,
         default_radius_m: config.stops.radius_m,
         positions: config.positions.clone(),
+        meter: meter.clone(),
     };
     if let Some((m, options, status)) = mqtt {
         let deps = telemetry::Deps {
@@ -509,4 +536,33 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
     };
     supervision.notifier.send("READY=1\nSTATUS=curbside running");
     Ok(Running { api_addr, shutdown, outbox, latest, supervisor, compaction })
+}
+
+/// Tells the meter which part uses which destination, and gives the proxy the destinations the
+/// config names (any, when an upload URL template has a placeholder in its host).
+fn links(config: &Config, meter: &crate::link::Meter) -> crate::link::proxy::Allowed {
+    let mut allowed = crate::link::proxy::Allowed::default();
+    let mut to = |url: &reqwest::Url, part: &str| {
+        meter.used_by(url, part);
+        allowed.to.extend(crate::link::destination(url));
+    };
+    for ep in &config.webhooks {
+        to(&ep.url, &format!("webhook {}", ep.name));
+    }
+    if let Some(u) = &config.owntracks_http {
+        to(&u.url, "owntracks_http");
+    }
+    if let Some(t) = &config.traccar {
+        to(&t.url, "traccar");
+    }
+    if let Some(u) = &config.pod.upload {
+        to(&u.endpoint.url, "uploads");
+    }
+    if let Some(m) = &config.mqtt {
+        let dest = format!("{}:{}", m.host, m.port);
+        meter.used_by_destination(&dest, "mqtt");
+        allowed.to.insert(dest);
+    }
+    allowed.any = config.pod.upload.as_ref().is_some_and(|u| !u.template.fixed_destination());
+    allowed
 }

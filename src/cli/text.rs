@@ -118,6 +118,32 @@ impl Status {
                 let _ = writeln!(out, "         last error: {e}");
             }
         }
+        let l = &self.links;
+        if !l.to.is_empty() {
+            let mb = |b: u64| b as f64 / 1e6;
+            let budget = match l.daily_budget_bytes {
+                Some(b) if l.over_budget => format!(" of {:.3} MB: over the daily budget, positions thinned", mb(b)),
+                Some(b) => format!(" of {:.3} MB", mb(b)),
+                None => String::new(),
+            };
+            let _ = writeln!(out, "links    {:.3} MB today{budget}", mb(l.today_bytes));
+            for u in &l.to {
+                let _ = writeln!(
+                    out,
+                    "         {} ({}): today {} B sent, {} B received; since start {} / {} B, {} connections",
+                    u.to,
+                    if u.used_by.is_empty() { "-".to_string() } else { u.used_by.join(", ") },
+                    u.today_sent_bytes,
+                    u.today_received_bytes,
+                    u.sent_bytes,
+                    u.received_bytes,
+                    u.connections,
+                );
+                if let Some(e) = &u.last_error {
+                    let _ = writeln!(out, "         last error: {e}");
+                }
+            }
+        }
         if let Some(h) = &self.owntracks_http {
             let b = &h.backlog;
             let _ = writeln!(

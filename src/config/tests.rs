@@ -300,6 +300,9 @@ fn mqtt_defaults_follow_the_vehicle_and_errors_name_the_key() {
         ("[positions]\nbacklog_max_points = 0", "positions.backlog_max_points"),
         ("[positions]\nbacklog_max_mb = 0", "positions.backlog_max_mb"),
         ("[positions]\nbacklog_max_age = \"10s\"", "positions.backlog_max_age"),
+        ("[positions]\ndaily_budget_mb = 0.0", "positions.daily_budget_mb"),
+        ("[positions]\ndaily_budget_mb = -5.0", "positions.daily_budget_mb"),
+        ("[positions]\ndaily_budget_mb = 5.0\nover_budget_interval = \"0s\"", "positions.over_budget_interval"),
     ] {
         let e = Config::parse(&format!("vehicle_id = \"v\"\n{text}"), "t").unwrap_err();
         assert_eq!(e.key, k, "{text}: {e}");

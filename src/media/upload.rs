@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::event::{Attachment, StatusEvent};
 use crate::outbox::DeliveryState;
-use crate::webhook::schedule::{self, Outcome};
+use crate::webhook::schedule::Outcome;
 use crate::webhook::{Endpoint, classify_error};
 
 use super::{ContentType, Media, parse_hex};
@@ -96,6 +96,12 @@ impl UrlTemplate {
         })
     }
 
+    /// Whether every rendering goes to the same `host:port` (no placeholder before the path).
+    pub fn fixed_destination(&self) -> bool {
+        let after_scheme = self.0.split_once("://").map_or(self.0.as_str(), |(_, rest)| rest);
+        !after_scheme.split('/').next().unwrap_or_default().contains('{')
+    }
+
     /// The template filled with sample values, as a URL (for status and the TLS check).
     pub fn sample(&self) -> reqwest::Url {
         let filled = self.fill(|name| if name == "index" { "1".into() } else { name.to_string() });
@@ -176,10 +182,7 @@ pub async fn attempt(
             .header(reqwest::header::CONTENT_LENGTH, a.bytes)
             .header("content-digest", content_digest(&sha));
         let outcome = match crate::webhook::authorize(req, ep).body(body).send().await {
-            Ok(resp) => {
-                let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok());
-                schedule::classify(resp.status().as_u16(), retry_after, now)
-            }
+            Ok(resp) => crate::webhook::send::classify_answer(&resp, now),
             Err(e) => classify_error(&e.without_url(), ep.delivery.timeout),
         };
         match outcome {

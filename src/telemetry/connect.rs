@@ -56,9 +56,18 @@ impl Topics {
 /// Builds the client options (TLS files are read here, so a bad file fails the start). The last
 /// will is the retained `offline` state; in OwnTracks mode the publisher replaces it on every
 /// connection with OwnTracks' `lwt` (MQTT has one will per connection, and the Recorder reads
-/// only that one).
-pub fn options(cfg: &MqttConfig) -> anyhow::Result<MqttOptions> {
+/// only that one). With `proxy` (the agent's metering proxy, [`crate::link::proxy`]) the
+/// connection goes through it.
+pub fn options(cfg: &MqttConfig, proxy: Option<std::net::SocketAddr>) -> anyhow::Result<MqttOptions> {
     let mut o = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
+    if let Some(addr) = proxy {
+        o.set_proxy(rumqttc::Proxy {
+            ty: rumqttc::ProxyType::Http,
+            auth: rumqttc::ProxyAuth::None,
+            addr: addr.ip().to_string(),
+            port: addr.port(),
+        });
+    }
     o.set_keep_alive(cfg.keepalive);
     o.set_clean_session(true);
     o.set_inflight(100);

@@ -54,13 +54,13 @@ pub const ANSWER_MAX: usize = 256 * 1024;
 
 /// The HTTP client for the endpoint ([`crate::tls::http_client`]: no redirects, the system's
 /// roots for `https://`).
-pub fn client(cfg: &OwnTracksHttpConfig) -> anyhow::Result<reqwest::Client> {
-    crate::tls::http_client((cfg.url.scheme() == "https").then(|| "owntracks_http.url".to_string()))
+pub fn client(cfg: &OwnTracksHttpConfig, proxy: Option<std::net::SocketAddr>) -> anyhow::Result<reqwest::Client> {
+    crate::tls::http_client((cfg.url.scheme() == "https").then(|| "owntracks_http.url".to_string()), proxy)
 }
 
 /// The HTTP client for the Traccar server (as [`client`]).
-pub fn traccar_client(cfg: &TraccarConfig) -> anyhow::Result<reqwest::Client> {
-    crate::tls::http_client((cfg.url.scheme() == "https").then(|| "traccar.url".to_string()))
+pub fn traccar_client(cfg: &TraccarConfig, proxy: Option<std::net::SocketAddr>) -> anyhow::Result<reqwest::Client> {
+    crate::tls::http_client((cfg.url.scheme() == "https").then(|| "traccar.url".to_string()), proxy)
 }
 
 /// Runs sampler and sender until shutdown. Never fails because the endpoint is away.
@@ -353,9 +353,16 @@ impl Sender {
             (Wire::OwnTracks { .. }, Item::Event(..)) => return Err(nothing()),
         };
         let mut response = request.send().await.map_err(|e| {
-            let failure = if crate::webhook::send::tls_failed(&e) { Failure::Refused } else { Failure::Unreachable };
-            (crate::webhook::send::error_chain(&e), failure)
+            if crate::webhook::send::tls_failed(&e) {
+                return (crate::webhook::send::error_chain(&e), Failure::Refused);
+            }
+            // A refused tunnel says no more than that; the metering proxy knows why.
+            let why = self.deps.meter.dial_error(self.wire.url()).filter(|_| e.is_connect());
+            (why.unwrap_or_else(|| crate::webhook::send::error_chain(&e)), Failure::Unreachable)
         })?;
+        if let Some(why) = crate::link::proxy::unreachable(&response) {
+            return Err((why, Failure::Unreachable));
+        }
         let status = response.status();
         if !status.is_success() {
             let why = match &self.wire {

@@ -131,11 +131,12 @@ pub struct Deps {
     pub default_radius_m: f64,
     /// `[positions]`: the acquisition rules and the ring's bounds.
     pub positions: settings::Positions,
+    /// The links' usage: why a connection failed, and today's bytes for the daily budget.
+    pub meter: crate::link::Meter,
 }
 
 /// Turns the fixes the rules pick into points.
 pub(crate) async fn sample(deps: Deps, tx: mpsc::Sender<Point>, shutdown: CancellationToken) {
-    let rules = &deps.positions.rules;
     let mut changes = deps.latest.subscribe();
     let mut last: Option<Sent> = None;
     let mut seen: Option<Instant> = None;
@@ -150,6 +151,7 @@ pub(crate) async fn sample(deps: Deps, tx: mpsc::Sender<Point>, shutdown: Cancel
             continue;
         }
         seen = Some(r.at);
+        let rules = deps.positions.rules_at(if deps.positions.budget.is_some() { deps.meter.today_total() } else { 0 });
         let Some(trigger) = rules.decide(last.as_ref(), &r.fix, r.at) else { continue };
         last = rules.sent(&r.fix, r.at);
         let tst = r.fix.time.unwrap_or_else(|| deps.clock.now().0).timestamp();

@@ -272,7 +272,14 @@ impl Publisher {
                 _ = shutdown.cancelled() => return Ended::Shutdown,
                 ev = events.recv() => match ev {
                     None => return Ended::Lost("mqtt event loop ended".into(), Failure::Unreachable),
-                    Some(Err(e)) => return Ended::Lost(describe(&e), failure(&e)),
+                    Some(Err(e)) => {
+                        // A refused tunnel says no more than that; the metering proxy knows why.
+                        let (host, port) = self.options.broker_address();
+                        let why = matches!(e, ConnectionError::Proxy(_))
+                            .then(|| self.deps.meter.dial_error_to(&format!("{host}:{port}")))
+                            .flatten();
+                        return Ended::Lost(why.unwrap_or_else(|| describe(&e)), failure(&e));
+                    }
                     Some(Ok(ev)) => {
                         if let Err(e) = self.on_event(conn, ev) {
                             return Ended::Lost(e.to_string(), Failure::Refused);

@@ -115,6 +115,17 @@ impl Rules {
         }
     }
 
+    /// These rules, at most one point per `every` (a daily budget spent): every interval is at
+    /// least `every`; distance and turns still choose which fix goes.
+    pub fn thinned(&self, every: Duration) -> Rules {
+        Rules {
+            min_interval_moving: self.min_interval_moving.max(every),
+            max_interval_moving: self.max_interval_moving.max(every),
+            heartbeat: self.heartbeat.max(every),
+            ..self.clone()
+        }
+    }
+
     /// What to remember after publishing `fix` at `now`.
     pub fn sent(&self, fix: &Fix, now: Instant) -> Option<Sent> {
         let (lat, lon) = fix.position()?;
@@ -205,5 +216,15 @@ mod tests {
         assert_eq!(r.decide(Some(&at_rest), &drift, Instant::now()), None);
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(r.decide(Some(&at_rest), &parked, Instant::now()), Some(Trigger::Heartbeat));
+    }
+
+    #[test]
+    fn thinned_rules_send_at_most_one_point_per_period_and_never_widen_a_longer_rule() {
+        let r = Rules::default().thinned(Duration::from_secs(120));
+        assert_eq!(
+            (r.min_interval_moving, r.max_interval_moving, r.heartbeat),
+            (Duration::from_secs(120), Duration::from_secs(120), Duration::from_secs(300))
+        );
+        assert_eq!(r.min_distance_m, Rules::default().min_distance_m);
     }
 }

@@ -234,6 +234,10 @@ pub struct RawPositions {
     pub backlog_max_mb: Option<u64>,
     /// Offline ring: oldest position kept.
     pub backlog_max_age: Option<String>,
+    /// The day's budget of bytes on every link, megabytes (10^6 bytes).
+    pub daily_budget_mb: Option<f64>,
+    /// Over the budget, at most one position per this.
+    pub over_budget_interval: Option<String>,
 }
 
 /// Validated `[positions]`: one set of rules and one ring, whichever transport carries them.
@@ -243,6 +247,28 @@ pub struct Positions {
     pub rules: super::rules::Rules,
     /// Bounds of the offline backlog.
     pub backlog: crate::outbox::RingLimits,
+    /// `daily_budget_mb`, when set.
+    pub budget: Option<Budget>,
+}
+
+/// The day's budget: once every link together has moved `bytes` today, positions are thinned to
+/// one per `every` (events never are).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    /// Bytes a day (sent and received, every link).
+    pub bytes: u64,
+    /// At most one position per this once they are spent.
+    pub every: Duration,
+}
+
+impl Positions {
+    /// The rules to apply when today's bytes are `today`: thinned once the budget is spent.
+    pub fn rules_at(&self, today: u64) -> std::borrow::Cow<'_, super::rules::Rules> {
+        match self.budget {
+            Some(b) if today >= b.bytes => std::borrow::Cow::Owned(self.rules.thinned(b.every)),
+            _ => std::borrow::Cow::Borrowed(&self.rules),
+        }
+    }
 }
 
 /// Validates `[positions]`; an error is the key (`positions.…`) and what is wrong.
@@ -297,7 +323,16 @@ pub fn validate_positions(m: RawPositions) -> Result<Positions, (String, String)
     if backlog.max_age < Duration::from_secs(60) {
         return Err((key("backlog_max_age"), "must be at least 1m".into()));
     }
-    Ok(Positions { rules, backlog })
+    let every = dur("over_budget_interval", m.over_budget_interval.as_deref(), Duration::from_secs(300))?;
+    if every < Duration::from_secs(1) {
+        return Err((key("over_budget_interval"), "must be at least 1s".into()));
+    }
+    let budget = match m.daily_budget_mb {
+        None => None,
+        Some(mb) if mb.is_finite() && mb > 0.0 && mb <= 1e6 => Some(Budget { bytes: (mb * 1e6) as u64, every }),
+        Some(mb) => return Err((key("daily_budget_mb"), format!("must be a positive number of megabytes, got {mb}"))),
+    };
+    Ok(Positions { rules, backlog, budget })
 }
 
 /// `[owntracks_http]` as written.

@@ -57,6 +57,8 @@ pub struct Deps {
     pub tz: chrono_tz::Tz,
     /// Runs jq programs (`antsroute`, `jq`), bounded.
     pub runner: format::jq::Runner,
+    /// The links' usage: why a connection through the metering proxy failed.
+    pub meter: crate::link::Meter,
 }
 
 /// What a delivery loop does with each event: the loop (window, order per job, concurrency,
@@ -234,7 +236,7 @@ async fn deliver(
     seq: u64,
     mut state: DeliveryState,
 ) -> Result<Settled, OutboxError> {
-    let Deps { outbox, history, client, clock, status, tz, runner } = deps;
+    let Deps { outbox, history, client, clock, status, tz, runner, meter } = deps;
     let job = state.job_id.clone();
     let Some(event) = outbox.event(seq)? else {
         // Unreadable or gone: nothing to deliver; drop the delivery.
@@ -265,6 +267,13 @@ async fn deliver(
                 Err(e) => Outcome::Park(e.to_string()),
             }
         }
+    };
+    let outcome = match outcome {
+        // A refused tunnel says no more than that; the metering proxy knows why.
+        Outcome::Offline(e, f @ crate::reconnect::Failure::Unreachable) => {
+            Outcome::Offline(meter.dial_error(&ep.url).unwrap_or(e), f)
+        }
+        other => other,
     };
     let effect = settle(&ep, &outbox.queue(&ep.name), &status, seq, state, &event, outcome, started.elapsed(), at)?;
     Ok(Settled { job, effect })

@@ -13,9 +13,12 @@ use super::schedule::{self, Outcome};
 
 /// The HTTP client for webhooks and uploads ([`crate::tls::http_client`]). A system without a
 /// trust store is an error only when one of `endpoints` is `https://`, naming it.
-pub fn client<'a>(endpoints: impl IntoIterator<Item = &'a Endpoint>) -> anyhow::Result<reqwest::Client> {
+pub fn client<'a>(
+    endpoints: impl IntoIterator<Item = &'a Endpoint>,
+    proxy: Option<std::net::SocketAddr>,
+) -> anyhow::Result<reqwest::Client> {
     let https = endpoints.into_iter().find(|ep| ep.url.scheme() == "https").map(|ep| format!("webhook {:?}", ep.name));
-    crate::tls::http_client(https)
+    crate::tls::http_client(https, proxy)
 }
 
 /// Builds one request: body, Standard Webhooks headers (and TrackingMore's signature for that
@@ -83,12 +86,19 @@ pub async fn attempt(
 /// Sends one request and classifies what happened.
 pub async fn attempt_one(client: &reqwest::Client, ep: &Endpoint, out: &format::Out, now: DateTime<Utc>) -> Outcome {
     match request(client, ep, out, now.timestamp()).send().await {
-        Ok(resp) => {
-            let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok());
-            schedule::classify(resp.status().as_u16(), retry_after, now)
-        }
+        Ok(resp) => classify_answer(&resp, now),
         Err(e) => classify_error(&e.without_url(), ep.delivery.timeout),
     }
+}
+
+/// An answer: what its status and `Retry-After` mean ([`schedule::classify`]), unless it is
+/// the metering proxy's own `502`: the endpoint was not reached.
+pub fn classify_answer(resp: &reqwest::Response, now: DateTime<Utc>) -> Outcome {
+    if let Some(why) = crate::link::proxy::unreachable(resp) {
+        return Outcome::Offline(why, Failure::Unreachable);
+    }
+    let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok());
+    schedule::classify(resp.status().as_u16(), retry_after, now)
 }
 
 /// The endpoint URL without credentials or query (which may carry tokens), for logs and status.

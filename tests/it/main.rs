@@ -14,6 +14,7 @@ mod geofence;
 mod gps_corpus;
 mod gps_fuzz;
 mod gpsd_source;
+mod links;
 mod metrics;
 mod mqtt;
 mod notify;
