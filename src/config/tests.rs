@@ -324,3 +324,16 @@ fn durations_parse_with_units() {
     assert!(duration(Some("-1s"), "1s").is_err());
     assert!(duration(Some("1e400s"), "1s").is_err());
 }
+
+#[test]
+fn batching_pings_half_as_often_as_it_sends_unless_told() {
+    let keepalive = |extra: &str| {
+        let text = format!("vehicle_id = \"v\"\n[mqtt]\nurl = \"mqtt://b\"\nmode = \"compact\"\n{extra}");
+        Config::parse(&text, "t").unwrap().mqtt.unwrap().keepalive.as_secs()
+    };
+    assert_eq!(keepalive(""), 30);
+    assert_eq!(keepalive("batch = \"60s\""), 120);
+    assert_eq!(keepalive("batch = \"5s\""), 30, "never below the default");
+    assert_eq!(keepalive("batch = \"1h\""), 1200, "at most 20 minutes");
+    assert_eq!(keepalive("batch = \"60s\"\nkeepalive = \"45s\""), 45, "as written");
+}

@@ -143,10 +143,6 @@ pub fn validate(m: RawMqtt, vehicle_id: &str) -> Result<MqttConfig, (String, Str
     if client_id.is_empty() || client_id.len() > 64 {
         return Err((key("client_id"), "must be 1 to 64 characters".into()));
     }
-    let keepalive = duration(m.keepalive.as_deref(), "30s").map_err(|e| (key("keepalive"), e.to_string()))?;
-    if keepalive < Duration::from_secs(5) || keepalive > Duration::from_secs(65535) {
-        return Err((key("keepalive"), "must be between 5s and 65535s".into()));
-    }
     let topic_prefix = m.topic_prefix.unwrap_or_else(|| format!("curbside/{vehicle_id}"));
     if topic_prefix.is_empty() || topic_prefix.contains(['+', '#']) || topic_prefix.ends_with('/') {
         return Err((
@@ -188,6 +184,15 @@ pub fn validate(m: RawMqtt, vehicle_id: &str) -> Result<MqttConfig, (String, Str
             Some(d)
         }
     };
+    // rumqttc pings every keepalive whatever else is sent; a batch already crosses the link
+    // every period (and keeps a carrier's NAT open), so batching pings half as often as it sends.
+    let keepalive = match m.keepalive.as_deref() {
+        Some(text) => duration(Some(text), "30s").map_err(|e| (key("keepalive"), e.to_string()))?,
+        None => batch.map_or(KEEPALIVE, |b| (2 * b).clamp(KEEPALIVE, Duration::from_secs(1200))),
+    };
+    if keepalive < Duration::from_secs(5) || keepalive > Duration::from_secs(65535) {
+        return Err((key("keepalive"), "must be between 5s and 65535s".into()));
+    }
     let order = match m.order.as_deref() {
         None if matches!(mode, MqttMode::OwnTracks { .. }) => Order::Time,
         None => Order::LiveFirst,
@@ -211,6 +216,9 @@ pub fn validate(m: RawMqtt, vehicle_id: &str) -> Result<MqttConfig, (String, Str
         order,
     })
 }
+
+/// The MQTT keepalive without `batch`.
+pub const KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// `[positions]` as written.
 #[derive(Debug, Default, Deserialize)]
