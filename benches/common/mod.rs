@@ -60,6 +60,7 @@ impl Stall {
 }
 
 /// Starts the real binary on `config`, quiet.
+#[allow(dead_code)] // not every bench spawns the agent; each compiles this module on its own
 pub fn spawn_agent(config: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_curbside"))
         .args(["run", "--config"])
