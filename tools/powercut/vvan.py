@@ -230,9 +230,12 @@ class Van:
     """One boot of the guest: nbdkit serving the disk, qemu running the kernel."""
 
     def __init__(self, work: Path, kernel: Path, initrd: Path, disk: Path, append: str, api_port: int,
-                 extra_qemu=()):
+                 extra_qemu=(), machine=None):
+        """`machine(disk_sock, console)` gives another guest's whole qemu command (an emulated ARM
+        machine, tools/arm-system); by default an x86_64 guest as described above."""
         self.work, self.kernel, self.initrd, self.disk = work, kernel, initrd, disk
         self.append, self.api_port, self.extra = append, api_port, list(extra_qemu)
+        self.machine = machine
         self.nbd = self.qemu = None
         self.console = None
 
@@ -248,6 +251,11 @@ class Van:
                 break
             time.sleep(0.02)
         self.console = self.work / console_name
+        if self.machine is not None:
+            cmd = self.machine(sock, self.console)
+            self.qemu = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                         start_new_session=True)
+            return
         cmd = ["qemu-system-x86_64", "-accel", accel(), "-m", "512", "-smp", "1", "-no-reboot",
                "-display", "none", "-monitor", "none", "-serial", f"file:{self.console}",
                "-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", self.append,
