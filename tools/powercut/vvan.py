@@ -109,9 +109,9 @@ def kernel_tree(cache: Path) -> tuple[Path, str]:
     return root / "x", (root / "done").read_text()
 
 
-def module_order(kroot: Path, version: str) -> list[Path]:
+def module_order(kroot: Path, version: str, modules=MODULES) -> list[Path]:
     seen, order = set(), []
-    for m in MODULES:
+    for m in modules:
         out = subprocess.run([sbin("modprobe"), "-d", str(kroot), "-S", version, "--show-depends", m],
                              capture_output=True, text=True, check=True).stdout
         for line in out.splitlines():
@@ -166,21 +166,24 @@ class Cpio:
 
 
 def build_initramfs(cache: Path, binary: Path | None, out: Path, extra: dict | None = None,
-                    init: Path = HERE / "init.sh") -> Path:
+                    init: Path = HERE / "init.sh", kernel: tuple[Path, str] | None = None,
+                    busybox: Path = Path("/bin/busybox"), modules=MODULES) -> Path:
     """The guest's userland (or, with another `init`, what it takes to reach a root file system);
-    returns the kernel image path."""
-    kroot, version = kernel_tree(cache)
+    returns the kernel image path. `kernel` is another (root, version) whose /boot and
+    /lib/modules to use (an arm64 root's, with that root's `busybox`); by default Debian's amd64
+    kernel, unpacked under `cache`."""
+    kroot, version = kernel or kernel_tree(cache)
     c = Cpio()
     for d in ["dev", "proc", "sys", "state", "tmp", "etc", "bin"]:
         c.dir(d)
     c.chardev("dev/console", 5, 1)
     c.chardev("dev/null", 1, 3)
-    c.file("bin/busybox", Path("/bin/busybox").read_bytes())
+    c.file("bin/busybox", busybox.read_bytes())
     for tool in ["sh", "mount", "umount", "insmod", "ip", "sleep", "cat", "mkdir", "echo", "poweroff", "sync",
                  "ls", "grep", "sed", "hostname", "switch_root"]:
         c.symlink(f"bin/{tool}", "busybox")
     mods = []
-    for m in module_order(kroot, version):
+    for m in module_order(kroot, version, modules):
         name = f"lib/modules/{m.name}"
         c.file(name, m.read_bytes(), 0o644)
         mods.append("/" + name)

@@ -67,6 +67,14 @@ listen = "127.0.0.1:8080"
 """
 
 
+def drain(s: socket.socket):
+    try:
+        while s.recv(4096):
+            pass
+    except OSError:
+        pass
+
+
 def feed(sock_path: Path, stop: threading.Event):
     """Connects to the guest's second UART and plays the log in a loop, one epoch every 0.2 s."""
     lines = [line for line in LOG.read_bytes().splitlines() if line.startswith(b"$")]
@@ -77,6 +85,10 @@ def feed(sock_path: Path, stop: threading.Event):
         except OSError:
             time.sleep(0.2)
             continue
+        # What the guest writes to the UART (a tty's echo before the agent sets raw mode, say) is
+        # read and dropped: unread, it fills the socket and a UART that cannot transmit blocks the
+        # guest's tcdrain, and close, as a real UART with a full transmitter would.
+        threading.Thread(target=drain, args=(s,), daemon=True).start()
         try:
             while not stop.is_set():
                 for i in range(0, len(lines), 8):
