@@ -82,8 +82,14 @@ def prepare(root: Path, deb: Path, work: Path, expect_loss: bool) -> tuple[Path,
         enabled = root / "etc/systemd/system" / target / unit
         if not enabled.is_symlink():
             enabled.symlink_to(f"/lib/systemd/system/{unit}")
-    mount = "defaults,noatime,barrier=0" if expect_loss else "defaults,noatime"
-    (root / "etc/fstab").write_text(f"/dev/vda / ext4 {mount} 0 1\n")
+    (root / "etc/fstab").write_text("/dev/vda / ext4 defaults,noatime 0 1\n")
+    # The negative control: once installed and checked, the guest remounts its root barrier=0
+    # (no flush reaches the disk) and keeps it so; the cuts must then lose acknowledged taps.
+    control = root / "etc/arm-control"
+    if expect_loss:
+        control.write_text("barrier=0\n")
+    elif control.exists():
+        control.unlink()
     (root / "etc/powercut-token").write_text(powercut.TOKEN + "\n")
     image = work / "arm64-root.ext4"
     if image.exists():
@@ -112,7 +118,7 @@ def machine(kernel: Path, initrd: Path, api_port: int, gps_sock: Path):
                 "-device", "virtconsole,chardev=con",
                 "-chardev", f"socket,id=gps,path={gps_sock},server=on,wait=off", "-serial", "chardev:gps",
                 "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{api_port}-:8080",
-                "-device", "virtio-net-pci,netdev=n0"]
+                "-device", "virtio-net-pci,netdev=n0,romfile="]
     return cmd
 
 
@@ -160,7 +166,8 @@ def main() -> int:
         van.boot("console-0.log")
         passed, boot_s = first_boot(van, limit=1500)
         if not passed:
-            print("arm-system: FAIL: the checks in the guest did not pass")
+            err = (work / "qemu.err").read_text(errors="replace") if (work / "qemu.err").exists() else ""
+            print(f"arm-system: FAIL: the checks in the guest did not pass{chr(10) + 'qemu: ' + err[-2000:] if err else ''}")
             return 1
         acked: dict[str, dict] = {}
         lost: set[str] = set()

@@ -256,8 +256,8 @@ class Van:
         self.console = self.work / console_name
         if self.machine is not None:
             cmd = self.machine(sock, self.console)
-            self.qemu = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                         start_new_session=True)
+            with open(self.work / "qemu.err", "ab") as err:
+                self.qemu = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
             return
         cmd = ["qemu-system-x86_64", "-accel", accel(), "-m", "512", "-smp", "1", "-no-reboot",
                "-display", "none", "-monitor", "none", "-serial", f"file:{self.console}",
