@@ -70,3 +70,4 @@ pub mod telemetry;
 pub mod tls;
 pub mod units;
 pub mod webhook;
+pub mod zone;

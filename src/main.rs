@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use curbside::cli::{Cli, Command, ConfigCommand, GpsCommand, OutboxCommand, StopsCommand, WebhookCommand, commands};
 use curbside::config::ConfigError;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// sysexits' EX_USAGE: the command (here, its config) was used incorrectly.
 const EXIT_USAGE: u8 = 64;
@@ -18,15 +21,19 @@ fn main() -> ExitCode {
     }
     // The demo's broker talks a lot, and reports every disconnect as an error.
     let default_filter = if is_demo(&cli.command) { "info,rumqttd=off" } else { "info" };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+    let (filter, bad_filter) = log_filter(std::env::var("RUST_LOG").ok(), default_filter);
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // Colours only on a terminal: the journal and log files get plain text.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
         )
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: the journal and log files get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with(filter)
         .init();
+    if let Some(e) = bad_filter {
+        tracing::warn!("RUST_LOG ignored ({e}); it takes levels and targets, such as \"info,curbside=debug\"");
+    }
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -37,6 +44,20 @@ fn main() -> ExitCode {
             eprintln!("curbside: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `RUST_LOG` as levels and targets (`info`, `curbside=debug,rumqttc=warn`): `Targets`, not
+/// `EnvFilter`, whose span and field filters need a regex engine in the binary (issue 28: about
+/// 250 KB). A value that does not parse leaves the default, with a warning.
+fn log_filter(rust_log: Option<String>, default: &str) -> (Targets, Option<String>) {
+    let fallback = || default.parse().expect("the default log filter parses");
+    match rust_log.filter(|v| !v.trim().is_empty()) {
+        None => (fallback(), None),
+        Some(v) => match v.parse::<Targets>() {
+            Ok(t) => (t, None),
+            Err(e) => (fallback(), Some(e.to_string())),
+        },
     }
 }
 
@@ -93,5 +114,30 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Stops(StopsCommand::List { json, config }) => commands::stops_list(json, config),
         Command::Route(r) => commands::route(r),
         Command::Pair(config) => commands::pair(config),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::log_filter;
+
+    #[test]
+    fn rust_log_takes_levels_and_targets_and_a_bad_value_keeps_the_default() {
+        let (f, bad) = log_filter(None, "info,rumqttd=off");
+        assert!(bad.is_none());
+        assert!(f.would_enable("curbside::app", &Level::INFO));
+        assert!(!f.would_enable("curbside::app", &Level::DEBUG));
+        assert!(!f.would_enable("rumqttd::server", &Level::ERROR));
+
+        let (f, bad) = log_filter(Some("warn,curbside=debug".into()), "info");
+        assert!(bad.is_none());
+        assert!(f.would_enable("curbside::webhook", &Level::DEBUG));
+        assert!(!f.would_enable("rumqttc", &Level::INFO));
+
+        let (f, bad) = log_filter(Some("curbside=loud".into()), "info");
+        assert!(bad.is_some(), "an unknown level is reported");
+        assert!(f.would_enable("curbside", &Level::INFO) && !f.would_enable("curbside", &Level::DEBUG));
     }
 }

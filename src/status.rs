@@ -272,7 +272,7 @@ pub struct Sources {
     /// `[pod]`.
     pub pod: Arc<Pod>,
     /// The van's time zone (`timezone`).
-    pub tz: chrono_tz::Tz,
+    pub tz: crate::zone::Zone,
     /// The links' usage.
     pub meter: crate::link::Meter,
     /// `[positions] daily_budget_mb` in bytes, when set.

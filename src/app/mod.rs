@@ -166,7 +166,7 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
     // Every link to the outside goes through the metering proxy (see `link`).
     let meter = {
         let (clock, tz) = (clock.clone(), config.timezone);
-        crate::link::Meter::open(&outbox, Arc::new(move || clock.now().0.with_timezone(&tz).date_naive()))?
+        crate::link::Meter::open(&outbox, Arc::new(move || tz.local(clock.now().0).date_naive()))?
     };
     let (proxy_listener, proxy) =
         crate::link::proxy::bind().await.context("cannot listen on loopback for the metering proxy")?;

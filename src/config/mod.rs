@@ -178,7 +178,7 @@ pub struct Config {
     /// Set the system clock from GPS time when it is untrusted (`clock.set_system_time`).
     pub set_system_time: bool,
     /// The van's time zone (`timezone`): local dates and offsets in the formats that carry them.
-    pub timezone: chrono_tz::Tz,
+    pub timezone: crate::zone::Zone,
     /// The day's stops: default radius and the geofence (`[stops]`).
     pub stops: crate::stops::StopsConfig,
 }
@@ -412,7 +412,7 @@ impl Config {
 
         let timezone = match raw.timezone {
             None => system_timezone(),
-            Some(name) => name.parse::<chrono_tz::Tz>().map_err(|_| {
+            Some(name) => name.parse::<crate::zone::Zone>().map_err(|_| {
                 err(
                     "timezone",
                     format!("unknown time zone {name:?}; use an IANA name such as \"Europe/Berlin\" or \"UTC\""),
@@ -444,7 +444,7 @@ impl Config {
 /// The system's time zone: `TZ`, else `/etc/timezone`, else the name `/etc/localtime` links
 /// to; UTC when none names a zone curbside knows (its zone database is built in: the gateway
 /// may have none).
-pub fn system_timezone() -> chrono_tz::Tz {
+pub fn system_timezone() -> crate::zone::Zone {
     let from_env = std::env::var("TZ").ok().map(|t| t.trim_start_matches(':').to_string());
     let from_file = || std::fs::read_to_string("/etc/timezone").ok().map(|t| t.trim().to_string());
     let from_link = || {
@@ -455,8 +455,8 @@ pub fn system_timezone() -> chrono_tz::Tz {
     [from_env, from_file(), from_link()]
         .into_iter()
         .flatten()
-        .find_map(|name| name.parse::<chrono_tz::Tz>().ok())
-        .unwrap_or(chrono_tz::Tz::UTC)
+        .find_map(|name| name.parse::<crate::zone::Zone>().ok())
+        .unwrap_or(crate::zone::Zone::UTC)
 }
 
 fn syntax_error(origin: &str, e: &toml::de::Error) -> ConfigError {

@@ -54,7 +54,7 @@ pub struct Deps {
     /// Where the loop reports.
     pub status: WebhookStatus,
     /// The van's time zone, for formats with local times.
-    pub tz: chrono_tz::Tz,
+    pub tz: crate::zone::Zone,
     /// Runs jq programs (`antsroute`, `jq`), bounded.
     pub runner: format::jq::Runner,
     /// The links' usage: why a connection through the metering proxy failed.

@@ -297,7 +297,7 @@ mod every_tap_in_every_format {
             e.received_by = tap.received_by;
             e.note = tap.note;
             e.items = tap.items;
-            let tz: chrono_tz::Tz = "Asia/Kolkata".parse().unwrap();
+            let tz: curbside::zone::Zone = "Asia/Kolkata".parse().unwrap();
             let history = vec![curbside::event::Milestone::of(&e)];
             let ctx = Context { tz, history: &history, stop: None };
             let fixed = [

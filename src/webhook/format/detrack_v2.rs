@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn detrack_v2_is_the_documents_example_field_by_field() {
-        let tz: Tz = "Asia/Singapore".parse().unwrap();
+        let tz: Zone = "Asia/Singapore".parse().unwrap();
         let mut heading = with_proof(Status::HeadingTo);
         heading.attachments.clear();
         heading.sequence = 3;
@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn detrack_v2_has_the_geofence_arrival_and_the_heading_to_estimate() {
-        let tz: Tz = "Asia/Singapore".parse().unwrap();
+        let tz: Zone = "Asia/Singapore".parse().unwrap();
         let mut heading = with_proof(Status::HeadingTo);
         heading.attachments.clear();
         heading.sequence = 3;

@@ -20,8 +20,8 @@
 
 use std::sync::Arc;
 
+use crate::zone::Zone;
 use chrono::{DateTime, SecondsFormat, Utc};
-use chrono_tz::Tz;
 
 use crate::event::{Attachment, AttachmentKind, Milestone, Status, StatusEvent};
 use crate::stops::Stop;
@@ -103,7 +103,7 @@ impl Format {
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
     /// The van's time zone (`timezone` in the config).
-    pub tz: Tz,
+    pub tz: Zone,
     /// The job's events up to this one (included), oldest first; empty when not needed.
     pub history: &'a [Milestone],
     /// The job's stop, when the day's list has it.
@@ -112,7 +112,7 @@ pub struct Context<'a> {
 
 impl Context<'_> {
     /// UTC, no history, no stop (tests, and formats that need none of them).
-    pub const UTC: Context<'static> = Context { tz: Tz::UTC, history: &[], stop: None };
+    pub const UTC: Context<'static> = Context { tz: Zone::UTC, history: &[], stop: None };
 }
 
 /// One request a format makes of an event: its id (`webhook-id`, the same on every retry) and
@@ -173,18 +173,18 @@ fn coord(x: f64) -> f64 {
 }
 
 /// `2014-02-13T09:30:45+08:00`: seconds and the van's offset (Detrack V1).
-fn local_secs(t: DateTime<Utc>, tz: Tz) -> String {
-    t.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Secs, false)
+fn local_secs(t: DateTime<Utc>, tz: Zone) -> String {
+    tz.local(t).to_rfc3339_opts(SecondsFormat::Secs, false)
 }
 
 /// `2022-04-11T16:18:18.032+08:00`: milliseconds and the van's offset (Detrack V2).
-fn local_millis(t: DateTime<Utc>, tz: Tz) -> String {
-    t.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Millis, false)
+fn local_millis(t: DateTime<Utc>, tz: Zone) -> String {
+    tz.local(t).to_rfc3339_opts(SecondsFormat::Millis, false)
 }
 
 /// The van's local date.
-fn local_date(t: DateTime<Utc>, tz: Tz) -> String {
-    t.with_timezone(&tz).date_naive().to_string()
+fn local_date(t: DateTime<Utc>, tz: Zone) -> String {
+    tz.local(t).date_naive().to_string()
 }
 
 /// A failure's reason as one text: the free text, else the code.

@@ -73,8 +73,8 @@ pub fn track_pod_status(e: &StatusEvent) -> (u8, &'static str) {
 }
 
 /// Local time without an offset, as the specification writes it.
-fn local(t: DateTime<Utc>, tz: Tz) -> String {
-    t.with_timezone(&tz).format("%Y-%m-%dT%H:%M:%S").to_string()
+fn local(t: DateTime<Utc>, tz: Zone) -> String {
+    tz.local(t).format("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
 /// A UUID that stays the same for a job (SHA-256 of `label` and the job id, as a version 8
@@ -112,7 +112,7 @@ fn track_pod_route(e: &StatusEvent, ctx: &Context<'_>, settings: &Settings) -> V
     let id = mark.and_then(|m| m.id.clone());
     set("Code", json!(id));
     set("Id", json!(id));
-    let day = mark.and_then(|m| m.date).unwrap_or_else(|| e.occurred_at.with_timezone(&tz).date_naive());
+    let day = mark.and_then(|m| m.date).unwrap_or_else(|| tz.local(e.occurred_at).date_naive());
     set("Date", json!(format!("{day}T00:00:00")));
     set("DriverLogin", json!(e.driver_id));
     set("DriverName", json!(e.driver_id));
@@ -153,7 +153,7 @@ pub fn track_pod(e: &StatusEvent, ctx: &Context<'_>, settings: &Settings) -> Val
         o.insert(k.to_string(), value);
     };
     let (status_id, status) = track_pod_status(e);
-    let day = e.occurred_at.with_timezone(&tz).date_naive();
+    let day = tz.local(e.occurred_at).date_naive();
     set("Number", json!(e.job_id));
     set("Date", json!(format!("{day}T00:00:00")));
     set("Type", json!(if e.status == Status::PickedUp { 1 } else { 0 }));
@@ -270,7 +270,7 @@ mod tests {
         e.attachments.clear();
         e.route =
             Some(crate::event::RouteMark { id: Some("R-7".into()), date: "2026-03-02".parse().ok(), summary: None });
-        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        let tz: Zone = "Europe/Berlin".parse().unwrap();
         let ctx = Context { tz, history: &[], stop: None };
         let started = track_pod(&e, &ctx, &Settings::default());
         let keys: Vec<&String> = started["Data"].as_object().unwrap().keys().collect();
@@ -318,7 +318,7 @@ mod tests {
     fn the_golden_delivered_order() {
         let mut e = with_proof(Status::Delivered);
         e.items = vec![crate::event::Item { sku: "T1".into(), qty: 5, rejected: 2 }];
-        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        let tz: Zone = "Europe/Berlin".parse().unwrap();
         let history = vec![Milestone { status: Status::Arrived, sequence: 0, ..Milestone::of(&e) }];
         let stop = crate::stops::Stop {
             job_id: e.job_id.clone(),

@@ -111,7 +111,7 @@ struct Step {
     signed: bool,
 }
 
-fn checkpoint(s: &Step, tz: Tz) -> Value {
+fn checkpoint(s: &Step, tz: Zone) -> Value {
     let (status, substatus) = delivery_status(s.status, s.reason_code, s.signed);
     json!({
         "checkpoint_date": local_secs(s.at, tz),
