@@ -219,10 +219,7 @@ impl Outbox {
 
     /// The newest `n` attempts, newest first, optionally for one endpoint.
     pub fn recent_attempts(&self, endpoint: Option<&str>, n: usize) -> Vec<Attempt> {
-        self.inner
-            .log
-            .iter()
-            .rev()
+        super::backward::newest_first(&self.inner.log, 64)
             .filter_map(|kv| kv.ok().and_then(|(_, v)| decode::<Attempt>(&v).ok()))
             .filter(|a| endpoint.is_none_or(|e| a.endpoint == e))
             .take(n)

@@ -43,6 +43,7 @@
 //! by an operator. A store that cannot be opened is moved aside (kept for recovery), never
 //! deleted; see [`Outbox::open`].
 
+pub mod backward;
 mod commit;
 pub mod compact;
 mod deliveries;
@@ -251,7 +252,7 @@ impl Outbox {
         let id_base = compact::id_base(&meta)?;
         // Every sequence handed out before is still an event, or was removed after `meta`'s
         // `issued` covered it (see `Outbox::issued`).
-        let stored_below = tree("events")?.last()?.and_then(|(k, _)| <[u8; 8]>::try_from(&k[..]).ok());
+        let stored_below = backward::last(&tree("events")?)?.and_then(|(k, _)| <[u8; 8]>::try_from(&k[..]).ok());
         let noted = meta.get("issued")?.and_then(|v| <[u8; 8]>::try_from(&v[..]).ok()).map_or(0, u64::from_be_bytes);
         let issued_below = noted.max(stored_below.map_or(0, |k| u64::from_be_bytes(k) + 1));
         let (issued_below, noted) = (AtomicU64::new(issued_below), AtomicU64::new(noted));

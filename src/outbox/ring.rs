@@ -107,7 +107,7 @@ impl RingState {
             ..RingState::default()
         };
         s.refresh_front(tree)?;
-        if let Some((k, v)) = tree.last()? {
+        if let Some((k, v)) = super::backward::last(tree)? {
             let (Some(back), Some(h)) = (key_seq(&k), header(&v)) else {
                 return Err(OutboxError::Storage("unreadable telemetry record at the back of the ring".into()));
             };
