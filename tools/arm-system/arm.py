@@ -59,18 +59,11 @@ def prepare(root: Path, deb: Path, work: Path, expect_loss: bool) -> tuple[Path,
     shutil.copy(HERE / "guest-check", root / "usr/local/sbin/arm-check")
     (root / "usr/local/sbin/arm-check").chmod(0o755)
     (root / "etc/systemd/system/arm-check.service").write_text(UNIT)
-    wants = root / "etc/systemd/system/multi-user.target.wants"
-    wants.mkdir(parents=True, exist_ok=True)
-    link = wants / "arm-check.service"
-    if not link.is_symlink():
-        link.symlink_to("/etc/systemd/system/arm-check.service")
+    uart.enable_unit(root, "multi-user.target.wants", "arm-check.service", "/etc/systemd/system/arm-check.service")
     # The UART is the GPS's, the console is hvc0: no login prompt on either.
-    for unit in ["serial-getty@ttyAMA0.service", "serial-getty@hvc0.service", "getty@tty1.service",
-                 "systemd-networkd-wait-online.service", "apt-daily.timer", "apt-daily-upgrade.timer",
-                 "e2scrub_reap.service", "man-db.timer"]:
-        masked = root / "etc/systemd/system" / unit
-        if not masked.exists() and not masked.is_symlink():
-            masked.symlink_to("/dev/null")
+    uart.mask_units(root, ["serial-getty@ttyAMA0.service", "serial-getty@hvc0.service", "getty@tty1.service",
+                           "systemd-networkd-wait-online.service", "apt-daily.timer", "apt-daily-upgrade.timer",
+                           "e2scrub_reap.service", "man-db.timer"])
     (root / "etc/hostname").write_text("van-arm64\n")
     # The network qemu's user mode gives (the host forwards a port to the guest's API).
     (root / "etc/systemd/network").mkdir(parents=True, exist_ok=True)
@@ -78,10 +71,7 @@ def prepare(root: Path, deb: Path, work: Path, expect_loss: bool) -> tuple[Path,
         "[Match]\nName=en* eth*\n[Network]\nAddress=10.0.2.15/24\nGateway=10.0.2.2\n")
     for target, unit in [("multi-user.target.wants", "systemd-networkd.service"),
                          ("sockets.target.wants", "systemd-networkd.socket")]:
-        (root / "etc/systemd/system" / target).mkdir(parents=True, exist_ok=True)
-        enabled = root / "etc/systemd/system" / target / unit
-        if not enabled.is_symlink():
-            enabled.symlink_to(f"/lib/systemd/system/{unit}")
+        uart.enable_unit(root, target, unit, f"/lib/systemd/system/{unit}")
     (root / "etc/fstab").write_text("/dev/vda / ext4 defaults,noatime 0 1\n")
     # The negative control: once installed and checked, the guest remounts its root barrier=0
     # (no flush reaches the disk) and keeps it so; the cuts must then lose acknowledged taps.

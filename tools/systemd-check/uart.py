@@ -102,22 +102,32 @@ def feed(sock_path: Path, stop: threading.Event):
             s.close()
 
 
+def enable_unit(root: Path, target: str, unit: str, path: str):
+    """Enables `unit` (its file at `path` in the guest) under `target`, as systemctl enable would."""
+    wants = root / "etc/systemd/system" / target
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / unit
+    if not link.is_symlink():
+        link.symlink_to(path)
+
+
+def mask_units(root: Path, units: list[str]):
+    """Masks `units` in the guest (a login prompt on the GPS's UART would eat its NMEA)."""
+    for unit in units:
+        masked = root / "etc/systemd/system" / unit
+        if not masked.exists() and not masked.is_symlink():
+            masked.symlink_to("/dev/null")
+
+
 def main() -> int:
     root, work = Path(sys.argv[1]), Path(sys.argv[2])
     (root / "etc/curbside/curbside.toml").write_text(CONFIG)
     (root / "etc/systemd/system/uart-check.service").write_text(CHECK_UNIT)
     (root / "usr/local/bin/uart-check.sh").write_text(CHECK_SCRIPT)
-    wants = root / "etc/systemd/system/multi-user.target.wants"
-    wants.mkdir(parents=True, exist_ok=True)
-    link = wants / "uart-check.service"
-    if not link.exists():
-        link.symlink_to("/etc/systemd/system/uart-check.service")
+    enable_unit(root, "multi-user.target.wants", "uart-check.service", "/etc/systemd/system/uart-check.service")
     (root / "etc/tmpfiles.d").mkdir(parents=True, exist_ok=True)
     (root / "etc/tmpfiles.d/uart.conf").write_text("z /dev/ttyS1 0660 root dialout -\n")
-    for unit in ["serial-getty@ttyS0.service", "getty@tty1.service", "systemd-networkd-wait-online.service"]:
-        masked = root / "etc/systemd/system" / unit
-        if not masked.exists():
-            masked.symlink_to("/dev/null")
+    mask_units(root, ["serial-getty@ttyS0.service", "getty@tty1.service", "systemd-networkd-wait-online.service"])
     image = work / "root.ext4"
     if image.exists():
         image.unlink()
