@@ -86,23 +86,45 @@ impl Schedule {
 }
 
 /// What a rewrite would keep.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Live {
     /// Bytes of keys and values in every tree.
     pub bytes: u64,
     /// Records in every tree.
     pub records: u64,
+    /// The same, tree by tree (sled's default tree is `__sled__default`), in name order.
+    pub trees: Vec<TreeBytes>,
+}
+
+/// One tree's records and the bytes of their keys and values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TreeBytes {
+    /// The tree's name.
+    pub name: String,
+    /// Records in it.
+    pub records: u64,
+    /// Bytes of their keys.
+    pub key_bytes: u64,
+    /// Bytes of their values.
+    pub value_bytes: u64,
 }
 
 /// Reads every record of `db`.
 pub fn live(db: &sled::Db) -> sled::Result<Live> {
     let mut live = Live::default();
-    for name in db.tree_names() {
+    let mut names = db.tree_names();
+    names.sort();
+    for name in names {
+        let mut t = TreeBytes { name: String::from_utf8_lossy(&name).into_owned(), ..TreeBytes::default() };
         for kv in db.open_tree(&name)?.iter() {
             let (k, v) = kv?;
-            live.bytes = live.bytes.saturating_add((k.len() + v.len()) as u64);
-            live.records += 1;
+            t.records += 1;
+            t.key_bytes += k.len() as u64;
+            t.value_bytes += v.len() as u64;
         }
+        live.bytes = live.bytes.saturating_add(t.key_bytes + t.value_bytes);
+        live.records += t.records;
+        live.trees.push(t);
     }
     Ok(live)
 }

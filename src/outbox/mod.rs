@@ -539,6 +539,13 @@ impl Outbox {
         self.inner.db.size_on_disk().unwrap_or(0)
     }
 
+    /// Every tree's records and the bytes of their keys and values; what is left of
+    /// [`Outbox::size_on_disk`] is sled's own (page headers, old versions not yet reclaimed).
+    /// Reads every record: for operators and benchmarks, from a blocking thread.
+    pub fn footprint(&self) -> Result<compact::Live, OutboxError> {
+        Ok(compact::live(&self.inner.db)?)
+    }
+
     /// The disk budget, bytes.
     pub fn budget(&self) -> u64 {
         self.inner.budget

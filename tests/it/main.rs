@@ -29,6 +29,7 @@ mod reload;
 mod route;
 mod serial;
 mod stops;
+mod store_v1;
 mod systemd;
 mod tls;
 mod traccar;
