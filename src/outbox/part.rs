@@ -77,6 +77,16 @@ impl PartTree {
         Ok(())
     }
 
+    /// The keys and values in `from..to`, in key order.
+    pub fn range(&self, from: &[u8], to: &[u8]) -> impl Iterator<Item = Result<(IVec, IVec), OutboxError>> + '_ {
+        self.tree.range(from..to).map(|kv| kv.map_err(OutboxError::from))
+    }
+
+    /// The first key at or after `from`.
+    pub fn first_from(&self, from: &[u8]) -> Result<Option<IVec>, OutboxError> {
+        Ok(self.tree.range(from..).keys().next().transpose()?)
+    }
+
     /// Every key and value, in key order.
     pub fn iter(&self) -> impl Iterator<Item = Result<(IVec, IVec), OutboxError>> + '_ {
         self.tree.iter().map(|kv| kv.map_err(OutboxError::from))

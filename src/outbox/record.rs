@@ -1,12 +1,26 @@
-//! Encoding of outbox records: one version byte, then JSON. Pure, so it is tested without sled.
+//! Encoding of outbox records: one version byte, then the record. Pure, so it is tested without
+//! sled.
+//!
+//! | version | written by | the record |
+//! |---|---|---|
+//! | 1 | releases up to eef64a4 (2026-12-04) | JSON (`serde_json`) |
+//! | 2 | today | compact binary, field by field: [`super::binary`] |
+//!
+//! [`decode`] reads both, so a store written by an older release opens and drains (the test
+//! `store_v1` drains one); [`encode`] writes version 2. The `history` tree's steps were JSON
+//! without a version byte before version 2: a record starting with `{` is read as that.
 //!
 //! Do not change the meaning of an existing version: add a new version and teach `decode` to
 //! read both (a migration), because gateways in the field hold records written by older releases.
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::de::DeserializeOwned;
+
+use super::binary::{BinaryError, Record, Writer};
 
 /// The version written today.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+/// JSON, as releases up to eef64a4 wrote every record.
+pub const VERSION_JSON: u8 = 1;
 
 /// A record that cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -15,27 +29,31 @@ pub enum RecordError {
     #[error("empty record")]
     Empty,
     /// Written by a newer release (or garbage).
-    #[error("record version {0} is not known to this release (knows {VERSION})")]
+    #[error("record version {0} is not known to this release (knows {VERSION_JSON} and {VERSION})")]
     UnknownVersion(u8),
-    /// The JSON does not decode.
+    /// A version 1 record whose JSON does not decode.
     #[error("record does not decode: {0}")]
     Json(#[from] serde_json::Error),
+    /// A version 2 record that does not decode.
+    #[error(transparent)]
+    Binary(#[from] BinaryError),
 }
 
-/// Version byte + JSON.
-pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    out.push(VERSION);
-    // Serializing plain structs of strings and numbers into a Vec cannot fail.
-    serde_json::to_writer(&mut out, value).expect("record serializes");
-    out
+/// The version byte, then the compact record.
+pub fn encode<T: Record>(value: &T) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(128));
+    w.0.push(VERSION);
+    value.put(&mut w);
+    w.0
 }
 
-/// Reads a record written by [`encode`].
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RecordError> {
+/// Reads a record written by [`encode`], or by an older release (see the module docs).
+pub fn decode<T: Record + DeserializeOwned>(bytes: &[u8]) -> Result<T, RecordError> {
     match bytes.split_first() {
         None => Err(RecordError::Empty),
-        Some((&VERSION, json)) => Ok(serde_json::from_slice(json)?),
+        Some((&VERSION, rest)) => Ok(super::binary::read(rest)?),
+        Some((&VERSION_JSON, json)) => Ok(serde_json::from_slice(json)?),
+        Some((b'{', _)) => Ok(serde_json::from_slice(bytes)?),
         Some((&v, _)) => Err(RecordError::UnknownVersion(v)),
     }
 }
@@ -77,16 +95,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn records_round_trip_and_unknown_versions_are_refused() {
-        let v = vec![1u32, 2, 3];
-        let bytes = encode(&v);
+    fn records_round_trip_older_versions_read_and_unknown_ones_are_refused() {
+        use super::super::types::DeliveryState;
+        let mut d = DeliveryState::new("JOB-1");
+        d.last_error = Some("HTTP 500".into());
+        let bytes = encode(&d);
         assert_eq!(bytes[0], VERSION);
-        assert_eq!(decode::<Vec<u32>>(&bytes).unwrap(), v);
+        assert_eq!(decode::<DeliveryState>(&bytes).unwrap(), d);
+        let mut v1 = vec![VERSION_JSON];
+        v1.extend(serde_json::to_vec(&d).unwrap());
+        assert_eq!(decode::<DeliveryState>(&v1).unwrap(), d, "version 1: JSON");
+        assert_eq!(decode::<DeliveryState>(&v1[1..]).unwrap(), d, "JSON without a version byte");
         let mut newer = bytes.clone();
-        newer[0] = 2;
-        assert!(matches!(decode::<Vec<u32>>(&newer), Err(RecordError::UnknownVersion(2))));
-        assert!(matches!(decode::<Vec<u32>>(&[]), Err(RecordError::Empty)));
-        assert!(matches!(decode::<Vec<u32>>(&[1, b'{']), Err(RecordError::Json(_))));
+        newer[0] = 3;
+        assert!(matches!(decode::<DeliveryState>(&newer), Err(RecordError::UnknownVersion(3))));
+        assert!(matches!(decode::<DeliveryState>(&[]), Err(RecordError::Empty)));
+        assert!(matches!(decode::<DeliveryState>(&[1, b'{']), Err(RecordError::Json(_))));
+        assert!(matches!(decode::<DeliveryState>(&bytes[..bytes.len() - 1]), Err(RecordError::Binary(_))));
     }
 
     #[test]

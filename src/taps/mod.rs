@@ -486,6 +486,7 @@ impl Taps {
             .await?;
         let e = &appended.event;
         if appended.created {
+            self.history.note(e);
             tracing::info!(job_id = %e.job_id, status = e.status.as_str(), sequence = e.sequence, id = %e.id, "tap recorded");
         } else if !sent.is_recorded_by(e) {
             return Err(invalid(
