@@ -3,7 +3,7 @@
 //! queued for two endpoints, attempts spent and logged, two deliveries parked as failed, a photo
 //! and a signature, idempotency keys, the jobs' history and two route events (how it was made:
 //! `tests/fixtures/store-v1/make.py`). Today's agent must deliver every one of them, byte for
-//! byte the event it acknowledged then, and answer a retried tap with the first event.
+//! byte the event it acknowledged then, and read the old idempotency records.
 
 use std::time::Duration;
 
@@ -29,6 +29,13 @@ async fn a_store_written_by_the_version_1_release_opens_and_drains() {
         .status()
         .unwrap();
     assert!(untar.success());
+    // The idempotency records of the old release still read. Asked of the store before the agent
+    // runs: the agent forgets keys older than a week, and these were written on 2026-12-04.
+    {
+        let store = curbside::outbox::Outbox::open(&dir.path().join("state"), vec![]).unwrap();
+        let first = store.first_with_key("JOB-A", "a-3").unwrap().expect("the key's first event");
+        assert_eq!(serde_json::to_value(first).unwrap(), expected[2], "the first event, not a new one");
+    }
     let receiver = Receiver::start(None, vec![]).await;
     let base = format!("http://{}", receiver.addr);
     let a = agent::start_in(
@@ -65,18 +72,6 @@ async fn a_store_written_by_the_version_1_release_opens_and_drains() {
         let id = g.json()["data"]["id"].as_str().unwrap().to_string();
         assert_eq!(g.header("webhook-id"), id, "the same id the old release gave it");
     }
-    // The idempotency records of the old release still answer a retried tap.
-    let (code, again) = a
-        .tap_raw(
-            "JOB-A",
-            json!({"status": "delivered", "received_by": "A. Customer", "note": "left at the door"})
-                .to_string()
-                .into_bytes(),
-            &[("idempotency-key", "a-3"), ("content-type", "application/json")],
-        )
-        .await;
-    assert!(code == 200 || code == 201, "{code} {again}");
-    assert_eq!(again, expected[2], "the first event, not a new one");
     let status = a.get("/api/v1/status").await;
     assert_eq!(status["outbox"]["events"], json!(0), "nothing left: {}", status["outbox"]);
 }
