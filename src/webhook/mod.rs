@@ -302,7 +302,7 @@ fn settle(
         error: None,
         duration_ms: took.as_millis() as u64,
     };
-    if !matches!(outcome, Outcome::Offline(..)) && !status.get(name).reachable {
+    if !matches!(outcome, Outcome::Offline(..)) && !status.reachable(name) {
         tracing::info!(endpoint = %name, "endpoint reachable again");
     }
     let effect = match outcome {
@@ -326,7 +326,7 @@ fn settle(
             return Ok(Effect::Done);
         }
         Outcome::Offline(error, failure) => {
-            if status.get(name).reachable {
+            if status.reachable(name) {
                 tracing::warn!(endpoint = %name, %error, "endpoint unreachable; holding deliveries and probing (no attempts spent)");
             }
             status.update(name, |s| {

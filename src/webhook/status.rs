@@ -56,6 +56,12 @@ impl WebhookStatus {
         self.0.lock().map(|m| m.get(name).cloned().unwrap_or_default()).unwrap_or_default()
     }
 
+    /// Whether the endpoint was reachable at its last attempt (false for an unknown one). Asked
+    /// once per delivery, so it reads in place: [`WebhookStatus::get`] copies the recent attempts.
+    pub fn reachable(&self, name: &str) -> bool {
+        self.0.lock().map(|m| m.get(name).is_some_and(|s| s.reachable)).unwrap_or(false)
+    }
+
     pub(super) fn update(&self, name: &str, f: impl FnOnce(&mut EndpointStatus)) {
         if let Ok(mut m) = self.0.lock() {
             match m.get_mut(name) {
