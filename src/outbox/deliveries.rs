@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use super::counts::Kind;
 use super::*;
 
 impl Outbox {
@@ -49,7 +50,11 @@ impl Outbox {
 
     /// Saves a delivery's state after a failed attempt.
     pub fn update(&self, endpoint: &str, seq: u64, state: &DeliveryState) -> Result<(), OutboxError> {
-        self.inner.pending.insert(endpoint_key(endpoint, seq), encode(state))?;
+        let change = self.inner.counts.change();
+        if self.inner.pending.insert(endpoint_key(endpoint, seq), encode(state))?.is_none() {
+            // Delivered meanwhile (a record written back is still a delivery to count).
+            change.deliveries(endpoint, Kind::Pending, 1);
+        }
         Ok(())
     }
 
@@ -65,13 +70,20 @@ impl Outbox {
             // One endpoint: nobody else can need the event. The event goes first: a crash in
             // between leaves a delivery without its event, which the delivery loop drops as
             // delivered (it was), rather than an orphan event nothing would ever remove.
-            i.events.remove(seq_key(seq))?;
-            i.pending.remove(endpoint_key(endpoint, seq))?;
+            let change = i.counts.change();
+            if i.events.remove(seq_key(seq))?.is_some() {
+                change.events(-1);
+            }
+            if i.pending.remove(endpoint_key(endpoint, seq))?.is_some() {
+                change.deliveries(endpoint, Kind::Pending, -1);
+            }
+            drop(change);
             i.released.notify_one();
             return Ok(());
         }
-        (&i.pending, &i.failed, &i.events).transaction(|(pending, failed, events)| {
-            pending.remove(endpoint_key(endpoint, seq))?;
+        let change = i.counts.change();
+        let (was_pending, removed) = (&i.pending, &i.failed, &i.events).transaction(|(pending, failed, events)| {
+            let was_pending = pending.remove(endpoint_key(endpoint, seq))?.is_some();
             let mut needed = false;
             for k in &others {
                 if pending.get(k)?.is_some() || failed.get(k)?.is_some() {
@@ -79,11 +91,16 @@ impl Outbox {
                     break;
                 }
             }
-            if !needed {
-                events.remove(&seq_key(seq))?;
-            }
-            Ok::<_, ConflictableTransactionError<OutboxError>>(())
+            let removed = !needed && events.remove(&seq_key(seq))?.is_some();
+            Ok::<_, ConflictableTransactionError<OutboxError>>((was_pending, removed))
         })?;
+        if was_pending {
+            change.deliveries(endpoint, Kind::Pending, -1);
+        }
+        if removed {
+            change.events(-1);
+        }
+        drop(change);
         i.released.notify_one();
         Ok(())
     }
@@ -128,11 +145,15 @@ impl Outbox {
     pub fn forget_endpoint(&self, endpoint: &str) -> Result<usize, OutboxError> {
         let prefix = endpoint_prefix(endpoint);
         let mut n = 0;
-        for tree in [&self.inner.pending, &self.inner.failed] {
+        for (tree, kind) in [(&self.inner.pending, Kind::Pending), (&self.inner.failed, Kind::Failed)] {
             let keys: Vec<sled::IVec> = tree.scan_prefix(&prefix).keys().collect::<Result<_, _>>()?;
             for k in keys {
                 let Some((_, seq)) = split_endpoint_key(&k) else { continue };
-                tree.remove(&k)?;
+                let change = self.inner.counts.change();
+                if tree.remove(&k)?.is_some() {
+                    change.deliveries(endpoint, kind, -1);
+                }
+                drop(change);
                 self.delivered(endpoint, seq)?;
                 n += 1;
             }
@@ -144,11 +165,20 @@ impl Outbox {
     pub fn park(&self, endpoint: &str, seq: u64, state: &DeliveryState) -> Result<(), OutboxError> {
         let key = endpoint_key(endpoint, seq);
         let value = encode(state);
-        (&self.inner.pending, &self.inner.failed).transaction(|(pending, failed)| {
-            pending.remove(key.as_slice())?;
-            failed.insert(key.as_slice(), value.as_slice())?;
-            Ok::<_, ConflictableTransactionError<OutboxError>>(())
-        })?;
+        let change = self.inner.counts.change();
+        let (was_pending, was_failed) =
+            (&self.inner.pending, &self.inner.failed).transaction(|(pending, failed)| {
+                let was_pending = pending.remove(key.as_slice())?.is_some();
+                let was_failed = failed.insert(key.as_slice(), value.as_slice())?.is_some();
+                Ok::<_, ConflictableTransactionError<OutboxError>>((was_pending, was_failed))
+            })?;
+        if was_pending {
+            change.deliveries(endpoint, Kind::Pending, -1);
+        }
+        if !was_failed {
+            change.deliveries(endpoint, Kind::Failed, 1);
+        }
+        drop(change);
         self.inner.durable.sync()?;
         Ok(())
     }
@@ -186,11 +216,20 @@ impl Outbox {
             };
             state.waited_ms = 0;
             let value = encode(&state);
-            (&self.inner.pending, &self.inner.failed).transaction(|(pending, failed)| {
-                failed.remove(k.as_ref())?;
-                pending.insert(k.as_ref(), value.as_slice())?;
-                Ok::<_, ConflictableTransactionError<OutboxError>>(())
-            })?;
+            let change = self.inner.counts.change();
+            let (was_failed, was_pending) =
+                (&self.inner.pending, &self.inner.failed).transaction(|(pending, failed)| {
+                    let was_failed = failed.remove(k.as_ref())?.is_some();
+                    let was_pending = pending.insert(k.as_ref(), value.as_slice())?.is_some();
+                    Ok::<_, ConflictableTransactionError<OutboxError>>((was_failed, was_pending))
+                })?;
+            if was_failed {
+                change.deliveries(endpoint, Kind::Failed, -1);
+            }
+            if !was_pending {
+                change.deliveries(endpoint, Kind::Pending, 1);
+            }
+            drop(change);
             endpoints.insert(endpoint.to_string());
             moved += 1;
         }
@@ -270,17 +309,21 @@ impl Outbox {
         Ok(out)
     }
 
-    /// Pending and failed counts of one endpoint.
+    /// Pending and failed counts of one endpoint: kept in memory once first asked (see
+    /// [`super::counts`]), and the oldest pending sequence, the first key of its range.
     pub fn depth(&self, endpoint: &str) -> Depth {
-        let prefix = endpoint_prefix(endpoint);
-        let mut d = Depth::default();
-        for kv in self.inner.pending.scan_prefix(&prefix).keys().flatten() {
-            if d.oldest_sequence.is_none() {
-                d.oldest_sequence = split_endpoint_key(&kv).map(|(_, s)| s);
-            }
-            d.pending += 1;
-        }
-        d.failed = self.inner.failed.scan_prefix(&prefix).count() as u64;
-        d
+        let (pending, failed) = self.inner.counts.deliveries(&self.counted(), endpoint).unwrap_or_else(|e| {
+            tracing::warn!(endpoint, error = %e, "cannot count the outbox's deliveries");
+            (0, 0)
+        });
+        let oldest_sequence = self
+            .inner
+            .pending
+            .scan_prefix(endpoint_prefix(endpoint))
+            .keys()
+            .next()
+            .and_then(|k| k.ok())
+            .and_then(|k| split_endpoint_key(&k).map(|(_, s)| s));
+        Depth { pending, failed, oldest_sequence }
     }
 }

@@ -31,6 +31,8 @@
 //! 630 bytes per queued event, 220 of them records and the rest sled's own (page headers and page
 //! versions it has not reclaimed yet). `Outbox::footprint` breaks a store down tree by tree;
 //! `tools/store/check` holds the bytes per event and the drain's RSS to a budget in CI.
+//! Status never counts records in the store: [`Outbox::len`] and [`Outbox::depth`] read
+//! [`counts`], taken by one scan when first asked and kept by every change from then on.
 //!
 //! Big-endian sequences make sled's key order the outbox order, so a range scan over an
 //! endpoint's prefix yields its deliveries oldest first, which is what per-job ordering needs.
@@ -53,6 +55,7 @@ pub mod backward;
 pub mod binary;
 mod commit;
 pub mod compact;
+mod counts;
 mod deliveries;
 mod durable;
 mod error;
@@ -138,6 +141,8 @@ struct Inner {
     /// Deliveries completed and telemetry points sent since the store was opened.
     removals: AtomicU64,
     committer: commit::Committer,
+    /// Events and deliveries stored, for status (see [`counts`]).
+    counts: counts::Counts,
     /// Sequences written but not yet covered by an fsync: not acknowledged, so not delivered
     /// either (a crash could still take them back). The lock is never held across an `.await`.
     unflushed: std::sync::Mutex<HashSet<u64>>,
@@ -288,6 +293,7 @@ impl Outbox {
             log,
             meta,
             wake: endpoints.iter().map(|_| Arc::new(Notify::new())).collect(),
+            counts: counts::Counts::new(endpoints.iter().map(|e| e.name.clone())),
             endpoints,
             loss,
             broken: tokio::sync::watch::Sender::new(None),
@@ -428,25 +434,37 @@ impl Outbox {
             };
             at.push(n);
         }
-        let outcome = trees[..].transaction(|views| {
-            let (events, idem, pending) = (&views[0], &views[1], &views[2]);
-            if let Some(k) = &idem_key {
-                if let Some(first) = idem.get(k)? {
-                    return Ok(Some(first));
+        // A block, so that the count's guard is gone before the first `.await`.
+        let outcome = {
+            let change = i.counts.change();
+            let outcome = trees[..].transaction(|views| {
+                let (events, idem, pending) = (&views[0], &views[1], &views[2]);
+                if let Some(k) = &idem_key {
+                    if let Some(first) = idem.get(k)? {
+                        return Ok(Some(first));
+                    }
+                    // The event itself, not its sequence: a retry must get it back even after it
+                    // was delivered and removed from `events`.
+                    idem.insert(k.as_slice(), bytes.as_slice())?;
                 }
-                // The event itself, not its sequence: a retry must get it back even after it
-                // was delivered and removed from `events`.
-                idem.insert(k.as_slice(), bytes.as_slice())?;
+                events.insert(&seq_key(seq), bytes.as_slice())?;
+                for (a, &n) in also.iter().zip(&at) {
+                    views[n].insert(a.key.as_slice(), a.value.as_slice())?;
+                }
+                for t in &targets {
+                    pending.insert(endpoint_key(&t.name, seq), state.as_slice())?;
+                }
+                Ok::<_, ConflictableTransactionError<OutboxError>>(None)
+            });
+            if let Ok(None) = &outcome {
+                // A fresh sequence: every record written is a new one.
+                change.events(1);
+                for t in &targets {
+                    change.deliveries(&t.name, counts::Kind::Pending, 1);
+                }
             }
-            events.insert(&seq_key(seq), bytes.as_slice())?;
-            for (a, &n) in also.iter().zip(&at) {
-                views[n].insert(a.key.as_slice(), a.value.as_slice())?;
-            }
-            for t in &targets {
-                pending.insert(endpoint_key(&t.name, seq), state.as_slice())?;
-            }
-            Ok::<_, ConflictableTransactionError<OutboxError>>(None)
-        });
+            outcome
+        };
         if let Err(TransactionError::Storage(e)) = &outcome {
             self.mark_broken(e);
         }
@@ -469,7 +487,12 @@ impl Outbox {
                     // Acknowledged, and no endpoint wants it: nothing to keep but its
                     // idempotency record.
                     self.before_removing(seq)?;
-                    i.events.remove(seq_key(seq))?;
+                    {
+                        let change = i.counts.change();
+                        if i.events.remove(seq_key(seq))?.is_some() {
+                            change.events(-1);
+                        }
+                    }
                     i.released.notify_one();
                 }
                 for t in &targets {
@@ -531,9 +554,21 @@ impl Outbox {
             || matches!(self.inner.failed.contains_key(&k), Ok(true))
     }
 
-    /// Events stored.
+    /// Events stored. Kept in memory once first asked (see [`counts`]): the first ask reads every
+    /// key of the store's event and delivery trees.
     pub fn len(&self) -> usize {
-        self.inner.events.len()
+        match self.inner.counts.events(&self.counted()) {
+            Ok(n) => n as usize,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count the outbox's events");
+                0
+            }
+        }
+    }
+
+    fn counted(&self) -> counts::Trees<'_> {
+        let i = &self.inner;
+        counts::Trees { events: &i.events, pending: &i.pending, failed: &i.failed }
     }
 
     /// True when no event is stored.

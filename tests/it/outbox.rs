@@ -252,3 +252,56 @@ async fn reopen_with(dir: &Path, budget: u64) -> Result<Outbox, OutboxError> {
     }
     Outbox::open_with(dir, endpoints(), budget)
 }
+
+/// The counts status reads are kept in memory once first asked (`outbox::counts`): asked while
+/// appends and deliveries run on other threads, they end exact, equal to what a fresh handle
+/// counts from the store. Without the lock between a change and the first scan, a change made
+/// during that scan would be counted twice (or not at all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_counts_asked_during_changes_end_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Outbox::open(dir.path(), endpoints()).unwrap();
+    for i in 0..300 {
+        append(&o, &format!("J{}", i % 7)).await.unwrap();
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for w in 0..4 {
+        let o = o.clone();
+        set.spawn(async move {
+            for i in 0..150 {
+                append(&o, &format!("W{w}-{}", i % 5)).await.unwrap();
+            }
+        });
+    }
+    {
+        // Delivers the first 200 while the appends run.
+        let o = o.clone();
+        set.spawn(async move {
+            let mut done = 0;
+            while done < 200 {
+                for (seq, _) in o.pending_after("bo", None, 20).unwrap() {
+                    if done < 200 {
+                        o.delivered("bo", seq).unwrap();
+                        done += 1;
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+    {
+        let o = o.clone();
+        set.spawn_blocking(move || {
+            for _ in 0..50 {
+                let _ = (o.len(), o.depth("bo"));
+            }
+        });
+    }
+    set.join_all().await;
+    let want = 300 + 4 * 150 - 200;
+    assert_eq!((o.len(), o.depth("bo").pending), (want, want as u64));
+    o.flush().await.unwrap();
+    drop(o);
+    let fresh = reopen(dir.path()).await.unwrap();
+    assert_eq!((fresh.len(), fresh.depth("bo").pending), (want, want as u64), "counted from the store");
+}
