@@ -7,6 +7,9 @@
 //!    concurrency to the same kind of receiver. Target ≥ 0.6×. Also the agent's peak RSS while
 //!    draining (target ≤ 24 MB), the store's size before and after (target ≤ 1 KB per event),
 //!    and where its bytes are, tree by tree.
+//! 3. status with the same events still queued (their endpoint unreachable): the first call's
+//!    latency (it counts the store once), the later calls' p50, and the agent's RSS before the
+//!    first call and after the tenth. No baseline: these are costs the operator pays per call.
 //!
 //! Run: `cargo bench --bench outbox` (add `-- --events N` to drain fewer events, `-- --only taps`
 //! or `-- --only drain` to run one part, `-- --json` for a last line of figures that
@@ -26,7 +29,7 @@ use curbside::history::History;
 use curbside::outbox::{EndpointFilter, Outbox};
 
 mod common;
-use common::{Stall, dir_size, free_port, peak_rss_kb, spawn_agent};
+use common::{Stall, dir_size, free_port, peak_rss_kb, rss_kb, spawn_agent};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -295,6 +298,10 @@ async fn drain(base: &Path, n: usize) -> serde_json::Value {
     // Let sled's flusher let go of the lock.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let size_before = dir_size(&dir.path().join("state"));
+    // A copy for the status phase, which needs the backlog still queued.
+    let backlog = dir.path().join("backlog");
+    std::fs::create_dir_all(&backlog).unwrap();
+    assert!(Command::new("cp").arg("-a").arg(dir.path().join("state")).arg(&backlog).status().unwrap().success());
 
     // Baseline: a bare reqwest loop, same bodies, same concurrency (4).
     let http = reqwest::Client::new();
@@ -364,9 +371,61 @@ async fn drain(base: &Path, n: usize) -> serde_json::Value {
         size_before as f64 / n as f64,
         size_after as f64 / 1e6
     );
+    let status = status_with_backlog(&backlog, n).await;
     serde_json::json!({
         "events": n, "bare_per_s": theirs, "agent_per_s": ours, "ratio": ours / theirs,
         "peak_rss_kb": peak, "store_before": size_before, "store_after": size_after, "footprint": footprint,
+        "status": status,
+    })
+}
+
+/// Status while `n` events wait (their endpoint unreachable): what the operator's status calls,
+/// `/metrics` scrapes and the systemd `STATUS=` line cost the agent. Ten calls; the first counts
+/// the store once (`outbox::counts`), the rest read the counts. No baseline: the figures are the
+/// latency of each call and the agent's resident set before the first and after the last.
+async fn status_with_backlog(dir: &Path, n: usize) -> serde_json::Value {
+    let http = reqwest::Client::new();
+    let api_addr = format!("127.0.0.1:{}", free_port());
+    // Nothing listens on the webhook's port: every delivery waits.
+    let config = write_config(dir, &api_addr, Some(&format!("http://127.0.0.1:{}/hook", free_port())));
+    let mut agent = spawn_agent(&config);
+    let pid = agent.id();
+    let api = format!("http://{api_addr}");
+    // Up once it answers; not asked on status, which would count the store before the first call.
+    let mut up = false;
+    for _ in 0..200 {
+        if http.get(format!("{api}/api/v1/stops")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(up, "agent did not come up");
+    let rss_before = rss_kb(pid);
+    let mut took = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        let body: serde_json::Value =
+            http.get(format!("{api}/api/v1/status")).send().await.unwrap().json().await.unwrap();
+        took.push(t.elapsed());
+        assert_eq!(body["outbox"]["events"].as_u64(), Some(n as u64), "status counts every queued event");
+    }
+    let rss_after = rss_kb(pid);
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    agent.wait().unwrap();
+    let first = took[0];
+    let mut rest = took[1..].to_vec();
+    rest.sort();
+    let later = percentile(&rest, 0.5);
+    println!("status with {n} events queued (endpoint unreachable), ten calls");
+    println!("  first call {:.1} ms (counts the store once), later calls p50 {:.2} ms", ms(first), ms(later));
+    println!(
+        "  agent RSS {:.1} MB before the first call, {:.1} MB after the last",
+        rss_before as f64 / 1024.0,
+        rss_after as f64 / 1024.0
+    );
+    serde_json::json!({
+        "first_ms": ms(first), "later_p50_ms": ms(later), "rss_before_kb": rss_before, "rss_after_kb": rss_after,
     })
 }
 

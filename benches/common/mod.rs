@@ -103,7 +103,7 @@ pub fn peak_rss_kb(pid: u32) -> u64 {
 }
 
 /// Resident memory now (VmRSS) of a process, in kB.
-#[allow(dead_code)] // used by api_flood only; each bench compiles this module on its own
+#[allow(dead_code)] // used by api_flood and outbox only; each bench compiles this module on its own
 pub fn rss_kb(pid: u32) -> u64 {
     status_kb(pid, "VmRSS:")
 }
