@@ -163,23 +163,31 @@ impl Outbox {
 
     /// Parks a delivery as failed after its retry budget; an operator's retry releases it.
     pub fn park(&self, endpoint: &str, seq: u64, state: &DeliveryState) -> Result<(), OutboxError> {
-        let key = endpoint_key(endpoint, seq);
-        let value = encode(state);
-        let change = self.inner.counts.change();
-        let (was_pending, was_failed) =
-            (&self.inner.pending, &self.inner.failed).transaction(|(pending, failed)| {
-                let was_pending = pending.remove(key.as_slice())?.is_some();
-                let was_failed = failed.insert(key.as_slice(), value.as_slice())?.is_some();
-                Ok::<_, ConflictableTransactionError<OutboxError>>((was_pending, was_failed))
-            })?;
-        if was_pending {
-            change.deliveries(endpoint, Kind::Pending, -1);
-        }
-        if !was_failed {
-            change.deliveries(endpoint, Kind::Failed, 1);
-        }
-        drop(change);
+        self.move_delivery(endpoint, &endpoint_key(endpoint, seq), &encode(state), Kind::Failed)?;
         self.inner.durable.sync()?;
+        Ok(())
+    }
+
+    /// Moves one delivery of `endpoint` between `pending` and `failed`, into `to`, with `value`
+    /// as its state, in one transaction, and counts what it moved (see [`super::counts`]).
+    fn move_delivery(&self, endpoint: &str, key: &[u8], value: &[u8], to: Kind) -> Result<(), OutboxError> {
+        let i = &self.inner;
+        let (from_tree, to_tree, from) = match to {
+            Kind::Failed => (&i.pending, &i.failed, Kind::Pending),
+            Kind::Pending => (&i.failed, &i.pending, Kind::Failed),
+        };
+        let change = i.counts.change();
+        let (was_there, was_here) = (from_tree, to_tree).transaction(|(from_tree, to_tree)| {
+            let was_there = from_tree.remove(key)?.is_some();
+            let was_here = to_tree.insert(key, value)?.is_some();
+            Ok::<_, ConflictableTransactionError<OutboxError>>((was_there, was_here))
+        })?;
+        if was_there {
+            change.deliveries(endpoint, from, -1);
+        }
+        if !was_here {
+            change.deliveries(endpoint, to, 1);
+        }
         Ok(())
     }
 
@@ -215,21 +223,7 @@ impl Outbox {
                 Err(_) => continue,
             };
             state.waited_ms = 0;
-            let value = encode(&state);
-            let change = self.inner.counts.change();
-            let (was_failed, was_pending) =
-                (&self.inner.pending, &self.inner.failed).transaction(|(pending, failed)| {
-                    let was_failed = failed.remove(k.as_ref())?.is_some();
-                    let was_pending = pending.insert(k.as_ref(), value.as_slice())?.is_some();
-                    Ok::<_, ConflictableTransactionError<OutboxError>>((was_failed, was_pending))
-                })?;
-            if was_failed {
-                change.deliveries(endpoint, Kind::Failed, -1);
-            }
-            if !was_pending {
-                change.deliveries(endpoint, Kind::Pending, 1);
-            }
-            drop(change);
+            self.move_delivery(endpoint, &k, &encode(&state), Kind::Pending)?;
             endpoints.insert(endpoint.to_string());
             moved += 1;
         }
