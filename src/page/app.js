@@ -179,24 +179,42 @@ function render() {
   $('#pod-save').disabled = ui.busy;
   renderDay();
   $('#fail-save').disabled = ui.busy;
-  const list = $('#stops');
-  list.replaceChildren(...ui.stops.map((st) => {
-    const li = document.createElement('li');
-    const b = document.createElement('button');
-    b.type = 'button';
-    b.dataset.job = st.job_id;
-    b.setAttribute('aria-pressed', String(st.job_id === ui.job));
-    const name = document.createElement('span');
-    name.textContent = '#' + st.sequence + ' ' + (st.name || st.job_id);
-    const state = document.createElement('span');
-    state.className = 'state';
-    state.textContent = st.state === 'done' && st.status ? T('status.' + st.status) : T('state.' + st.state);
-    b.append(name, state);
-    b.onclick = () => { ui.job = st.job_id; ui.chosenByDriver = true; closeSheets(); render(); };
-    li.append(b);
-    return li;
-  }));
+  renderStops();
 }
+
+// The stop list is updated in place, one button per job kept from render to render: the list is
+// rendered again every refresh (2 s), and a button replaced between the finger going down and
+// coming up takes no click, so a tap landing on a refresh would be lost and the driver would have
+// to tap twice.
+function renderStops() {
+  const list = $('#stops');
+  const kept = new Map([...list.children].map((li) => [li.firstChild.dataset.job, li]));
+  const items = ui.stops.map((st) => {
+    let li = kept.get(st.job_id);
+    if (!li) {
+      li = document.createElement('li');
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.dataset.job = st.job_id;
+      const state = document.createElement('span');
+      state.className = 'state';
+      b.append(document.createElement('span'), state);
+      b.onclick = () => { ui.job = b.dataset.job; ui.chosenByDriver = true; closeSheets(); render(); };
+      li.append(b);
+    }
+    const b = li.firstChild;
+    const [name, state] = b.children;
+    setText(name, '#' + st.sequence + ' ' + (st.name || st.job_id));
+    setText(state, st.state === 'done' && st.status ? T('status.' + st.status) : T('state.' + st.state));
+    const pressed = String(st.job_id === ui.job);
+    if (b.getAttribute('aria-pressed') !== pressed) b.setAttribute('aria-pressed', pressed);
+    return li;
+  });
+  const same = items.length === list.children.length && items.every((li, i) => list.children[i] === li);
+  if (!same) list.replaceChildren(...items);
+}
+
+function setText(el, text) { if (el.textContent !== text) el.textContent = text; }
 
 // The day: which route buttons make sense now, and how far it has come.
 function renderDay() {

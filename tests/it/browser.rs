@@ -423,7 +423,14 @@ async fn the_page_speaks_german_and_the_first_tap_of_a_fresh_store_is_sent() {
     wait_text(&c, "#result", "An das Büro gesendet", WAIT).await;
     wait_text(&c, "#day-state", "Unterwegs seit", WAIT).await;
     // A tap for a stop, a break, loading done, the end of the day.
-    click(&c, c.find(Locator::Css("[data-job=S2]")).await.unwrap()).await;
+    // Choosing the stop renders the list again, and its button is the same element after it: the
+    // list is rendered every refresh too, and a button replaced under the finger takes no click.
+    let s2 = c.find(Locator::Css("[data-job=S2]")).await.unwrap();
+    c.execute("arguments[0].dataset.kept = 'yes'", vec![serde_json::to_value(&s2).unwrap()]).await.unwrap();
+    click(&c, s2).await;
+    wait_text(&c, "#job-title", "Elbe Coffee Roasters", WAIT).await;
+    let kept = c.execute("return document.querySelector('[data-job=S2]').dataset.kept", vec![]).await.unwrap();
+    assert_eq!(kept, "yes", "the stop's button was replaced by a render");
     press(&c, "Unterwegs").await;
     wait_text(&c, "#result", "Im Fahrzeug gespeichert", WAIT).await;
     wait_event(&rx, "S2", "heading_to").await;
