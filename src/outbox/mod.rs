@@ -65,6 +65,7 @@ mod part;
 mod queue;
 pub mod record;
 pub mod ring;
+pub mod spool;
 mod types;
 pub mod upkeep;
 
