@@ -7,7 +7,13 @@
 //!    concurrency to the same kind of receiver. Target ≥ 0.6×. Also the agent's peak RSS while
 //!    draining (target ≤ 24 MB), the store's size before and after (target ≤ 1 KB per event),
 //!    and where its bytes are, tree by tree.
-//! 3. status with the same events still queued (their endpoint unreachable): the first call's
+//! 3. the store alone draining the same events, in a process of its own: four tasks read each
+//!    event and settle it delivered through the outbox's API, no HTTP; and, in another, only
+//!    reading each event. Their time, and their RSS after opening the store and at the end, with
+//!    the allocator's bytes in use and its heap (in use and free) at their peaks: the part of the
+//!    drain's time and memory that is the store's. No baseline: it is the agent's drain taken
+//!    apart.
+//! 4. status with the same events still queued (their endpoint unreachable): the first call's
 //!    latency (it counts the store once), the later calls' p50, and the agent's RSS before the
 //!    first call and after the tenth. No baseline: these are costs the operator pays per call.
 //!
@@ -298,10 +304,13 @@ async fn drain(base: &Path, n: usize) -> serde_json::Value {
     // Let sled's flusher let go of the lock.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let size_before = dir_size(&dir.path().join("state"));
-    // A copy for the status phase, which needs the backlog still queued.
+    // Copies for the status phase and the store alone, which need the backlog still queued.
     let backlog = dir.path().join("backlog");
-    std::fs::create_dir_all(&backlog).unwrap();
-    assert!(Command::new("cp").arg("-a").arg(dir.path().join("state")).arg(&backlog).status().unwrap().success());
+    let (alone, reads) = (dir.path().join("alone"), dir.path().join("reads"));
+    for copy in [&backlog, &alone, &reads] {
+        std::fs::create_dir_all(copy).unwrap();
+        assert!(Command::new("cp").arg("-a").arg(dir.path().join("state")).arg(copy).status().unwrap().success());
+    }
 
     // Baseline: a bare reqwest loop, same bodies, same concurrency (4).
     let http = reqwest::Client::new();
@@ -371,12 +380,112 @@ async fn drain(base: &Path, n: usize) -> serde_json::Value {
         size_before as f64 / n as f64,
         size_after as f64 / 1e6
     );
+    let alone_figures = store_alone(&alone.join("state"), n, "settle");
+    let store_reads = store_alone(&reads.join("state"), n, "read");
     let status = status_with_backlog(&backlog, n).await;
     serde_json::json!({
         "events": n, "bare_per_s": theirs, "agent_per_s": ours, "ratio": ours / theirs,
         "peak_rss_kb": peak, "store_before": size_before, "store_after": size_after, "footprint": footprint,
-        "status": status,
+        "store_alone": alone_figures, "store_reads": store_reads, "status": status,
     })
+}
+
+/// The store alone draining (`"settle"`) or only reading (`"read"`) the `n` events queued in
+/// `state` (see the module's part 3), in a child process (this binary with `--store-drain`) so
+/// that its memory is the store's only.
+fn store_alone(state: &Path, n: usize, mode: &str) -> serde_json::Value {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .arg("--store-drain")
+        .arg(state)
+        .arg(n.to_string())
+        .arg(mode)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the store-alone drain failed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let figures: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    let mb = |k: &str| figures[k].as_f64().unwrap_or_default() / 1024.0;
+    match mode {
+        "read" => println!("the store alone reading each of them (four tasks, no HTTP)"),
+        _ => println!("the store alone draining them (four tasks, read and settle, no HTTP)"),
+    }
+    println!(
+        "  {:.0} events/s ({:.2} s); RSS {:.1} MB after opening, peak {:.1} MB",
+        n as f64 / figures["secs"].as_f64().unwrap(),
+        figures["secs"].as_f64().unwrap(),
+        mb("rss_open_kb"),
+        mb("peak_rss_kb")
+    );
+    println!(
+        "  allocator: {:.1} MB in use after opening, {:.1} MB at most; its heap (in use and free) {:.1} MB at most",
+        mb("in_use_open_kb"),
+        mb("in_use_peak_kb"),
+        mb("heap_peak_kb")
+    );
+    figures
+}
+
+/// The child of [`store_alone`]: drains (or, with `settle` false, reads) `n` events of the store
+/// in `state`, then prints its figures as one JSON line.
+async fn store_drain(state: &Path, n: usize, settle: bool) {
+    use curbside::outbox::Settle;
+    let outbox =
+        Outbox::open(state, vec![EndpointFilter { name: "bo".into(), events: None, files_only: false }]).unwrap();
+    let pid = std::process::id();
+    let (rss_open, in_use_open) = (rss_kb(pid), heap().0);
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let (mut in_use, mut total) = (0, 0);
+            while sampling.load(Ordering::Relaxed) {
+                let (u, t) = heap();
+                (in_use, total) = (in_use.max(u), total.max(t));
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            (in_use, total)
+        })
+    };
+    let t = Instant::now();
+    let mut done = 0;
+    let mut after = None;
+    while done < n {
+        let batch = outbox.pending_after("bo", if settle { None } else { after }, 64).unwrap();
+        after = batch.last().map(|(s, _)| *s);
+        assert!(!batch.is_empty(), "{done} of {n} drained and nothing left");
+        let mut set = tokio::task::JoinSet::new();
+        for chunk in batch.chunks(16) {
+            let (o, seqs) = (outbox.clone(), chunk.iter().map(|(s, _)| *s).collect::<Vec<_>>());
+            set.spawn(async move {
+                let queue = o.queue("bo");
+                for seq in seqs {
+                    assert!(o.event(seq).unwrap().is_some());
+                    if settle {
+                        queue.settle(seq, &Settle::Delivered, None).unwrap();
+                    }
+                }
+            });
+        }
+        set.join_all().await;
+        done += batch.len();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    sampling.store(false, Ordering::Relaxed);
+    let (in_use_peak, heap_peak) = sampler.join().unwrap();
+    let figures = serde_json::json!({
+        "secs": secs, "rss_open_kb": rss_open, "peak_rss_kb": peak_rss_kb(pid),
+        "in_use_open_kb": in_use_open, "in_use_peak_kb": in_use_peak, "heap_peak_kb": heap_peak,
+    });
+    println!("{figures}");
+}
+
+/// glibc's heap, in kB: the bytes in use, and those plus the free bytes it keeps.
+fn heap() -> (u64, u64) {
+    // SAFETY: mallinfo2 takes no arguments, only reads the allocator's counters (under its
+    // locks), and returns them by value.
+    let m = unsafe { libc::mallinfo2() };
+    ((m.uordblks / 1024) as u64, ((m.uordblks + m.fordblks) / 1024) as u64)
 }
 
 /// Status while `n` events wait (their endpoint unreachable): what the operator's status calls,
@@ -434,6 +543,10 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--receive") {
         serve_receiver(PathBuf::from(&args[i + 1])).await;
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--store-drain") {
+        store_drain(Path::new(&args[i + 1]), args[i + 2].parse().unwrap(), args[i + 3] == "settle").await;
         return;
     }
     let events =
