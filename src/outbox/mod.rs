@@ -51,6 +51,7 @@
 //! by an operator. A store that cannot be opened is moved aside (kept for recovery), never
 //! deleted; see [`Outbox::open`].
 
+pub mod acks;
 pub mod backward;
 pub mod binary;
 mod commit;
