@@ -2,6 +2,8 @@
 //!
 //! 1. tap → 201 latency over 2,000 sequential taps (the real binary, over loopback) against a
 //!    bare append + fsync of 300 bytes in the same directory. Target: p50 ≤ 2.5× the bare fsync.
+//!    Also the store alone (an append in process), and `outbox::spool` alone (the same event
+//!    appended and synced), to show where the time goes.
 //! 2. drain of 100,000 queued events to a loopback receiver answering 200 at once (a process of
 //!    its own), events/s, against a bare reqwest loop posting the same bodies at the same
 //!    concurrency to the same kind of receiver. Target ≥ 0.6×. Also the agent's peak RSS while
@@ -97,6 +99,21 @@ async fn tap_latency(base: &Path) -> serde_json::Value {
     }
     appends.sort();
 
+    // The spool alone (`outbox::spool`, not yet the store): the same event appended and synced,
+    // the tap path's cost if the queue were a log.
+    let mut spooled = Vec::with_capacity(N);
+    {
+        let (mut spool, _) = curbside::outbox::spool::Spool::open(&dir.path().join("spool")).unwrap();
+        for i in 0..N {
+            let bytes = curbside::outbox::record::encode(&event(i as u64, i));
+            let t = Instant::now();
+            spool.append(i as u64, &bytes).unwrap();
+            spool.sync().unwrap();
+            spooled.push(t.elapsed());
+        }
+    }
+    spooled.sort();
+
     let api_addr = format!("127.0.0.1:{}", free_port());
     // An endpoint that is down: events stay queued, as in a dead zone.
     let config = write_config(dir.path(), &api_addr, Some("http://127.0.0.1:9/hook"));
@@ -137,11 +154,18 @@ async fn tap_latency(base: &Path) -> serde_json::Value {
         ms(percentile(&appends, 0.5)),
         ms(percentile(&appends, 0.99))
     );
+    let sp50 = percentile(&spooled, 0.5);
+    println!(
+        "  spool append+sync:       p50 {:>8.3} ms  p99 {:>8.3} ms ({:.2}x the bare fsync)",
+        ms(sp50),
+        ms(percentile(&spooled, 0.99)),
+        ratio(sp50, bp50)
+    );
     println!("  tap -> 201:              p50 {:>8.3} ms  p99 {:>8.3} ms", ms(tp50), ms(tp99));
     println!("  ratio p50 tap/fsync = {:.2}x (target <= 2.5x); p99 {:.2}x", ratio(tp50, bp50), ratio(tp99, bp99));
     let ap50 = percentile(&appends, 0.5);
     serde_json::json!({
-        "bare_p50_ms": ms(bp50), "bare_p99_ms": ms(bp99), "append_p50_ms": ms(ap50),
+        "bare_p50_ms": ms(bp50), "bare_p99_ms": ms(bp99), "append_p50_ms": ms(ap50), "spool_p50_ms": ms(sp50),
         "tap_p50_ms": ms(tp50), "tap_p99_ms": ms(tp99),
         "ratio_p50": ratio(tp50, bp50), "ratio_p99": ratio(tp99, bp99),
     })
