@@ -70,6 +70,11 @@ struct Segment {
 }
 
 impl Segment {
+    /// A segment of nothing but its magic.
+    fn empty(path: PathBuf, file: File) -> Segment {
+        Segment { path, file, len: MAGIC.len() as u64, first: None, last: None, index: Vec::new(), records: 0 }
+    }
+
     fn note(&mut self, seq: u64, offset: u64, size: u64) {
         if self.records.is_multiple_of(INDEX_EVERY) {
             self.index.push((seq, offset));
@@ -187,8 +192,7 @@ impl Spool {
                     )));
                 }
             }
-            let mut seg =
-                Segment { path, file, len: MAGIC.len() as u64, first: None, last: None, index: Vec::new(), records: 0 };
+            let mut seg = Segment::empty(path, file);
             let file_len = on_disk.max(MAGIC.len() as u64);
             let mut offset = MAGIC.len() as u64;
             while let Some((seq, payload)) = read_record(&seg.file, offset, file_len)? {
@@ -258,8 +262,7 @@ impl Spool {
             let path = self.dir.join(segment_name(seq));
             let mut file = OpenOptions::new().read(true).append(true).create_new(true).open(&path)?;
             file.write_all(MAGIC)?;
-            let seg =
-                Segment { path, file, len: MAGIC.len() as u64, first: None, last: None, index: Vec::new(), records: 0 };
+            let seg = Segment::empty(path, file);
             self.segments.insert(seq, seg);
             self.dir_dirty = true;
         }
