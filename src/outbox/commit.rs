@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::durable::Durable;
-
 #[derive(Debug, Default)]
 struct Requests {
     /// Generations asked for so far; each append asks for the next one.
@@ -41,7 +39,7 @@ const IDLE_BEAT: Duration = Duration::from_millis(250);
 
 impl Committer {
     /// Starts the thread that makes the store durable whenever a commit is waiting.
-    pub fn start(store: Arc<Durable>) -> std::io::Result<Committer> {
+    pub fn start(mut work: impl FnMut() -> Result<(), sled::Error> + Send + 'static) -> std::io::Result<Committer> {
         let requests = Arc::new((Mutex::new(Requests::default()), Condvar::new()));
         let done = watch::Sender::new(Done::default());
         let (r, d) = (requests.clone(), done.clone());
@@ -68,7 +66,7 @@ impl Committer {
                     q.requested
                 };
                 // Everything written before `target` was requested is covered by this flush.
-                let error = store.sync().err();
+                let error = work().err();
                 finished = target;
                 d.send_replace(Done { generation: target, error });
             }
@@ -128,7 +126,8 @@ mod tests {
     async fn many_concurrent_commits_all_complete() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let c = Arc::new(Committer::start(Arc::new(Durable::open(db.clone(), dir.path()).unwrap())).unwrap());
+        let durable = super::super::durable::Durable::open(db.clone(), dir.path()).unwrap();
+        let c = Arc::new(Committer::start(move || durable.sync()).unwrap());
         let mut set = tokio::task::JoinSet::new();
         for i in 0..200u32 {
             let (c, db) = (c.clone(), db.clone());

@@ -1,12 +1,27 @@
 //! The delivery queue's reads and settlements for the loops, the operator's actions (list,
 //! retry, enable) and the delivery log.
+//!
+//! A delivery is pending while its endpoint has not acknowledged its event (see [`super::book`])
+//! and `failed` does not hold it; its state is `pending`'s record once it was attempted, a fresh
+//! one before.
 
 use std::collections::HashSet;
 
-use super::counts::Kind;
 use super::*;
 
+fn poisoned() -> OutboxError {
+    OutboxError::Storage("outbox lock poisoned".into())
+}
+
+fn ledger(e: std::io::Error) -> OutboxError {
+    OutboxError::Storage(format!("delivery ledger: {e}"))
+}
+
 impl Outbox {
+    fn book(&self) -> std::sync::MutexGuard<'_, book::Book> {
+        self.inner.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Up to `limit` pending deliveries of `endpoint` with sequence > `after`, oldest first.
     pub fn pending_after(
         &self,
@@ -25,24 +40,80 @@ impl Outbox {
         limit: usize,
         skip: impl Fn(u64) -> bool,
     ) -> Result<Vec<(u64, DeliveryState)>, OutboxError> {
-        let start = match after {
-            Some(s) => endpoint_key(endpoint, s.saturating_add(1)),
-            None => endpoint_prefix(endpoint),
+        let (cursor, epoch) = match self.book().get(endpoint) {
+            Some(p) => (p.cursor, p.epoch),
+            None => return Ok(Vec::new()),
         };
-        let prefix = endpoint_prefix(endpoint);
+        let start = after.map_or(0, |a| a.saturating_add(1)).max(cursor);
+        let from_cursor = start == cursor;
         let mut out = Vec::new();
-        for kv in self.inner.pending.range(start..) {
-            let (k, v) = kv?;
-            if !k.starts_with(&prefix) || out.len() >= limit {
+        let mut from = start;
+        // The first pending delivery seen (skipped or not): the cursor may move up to it.
+        let mut first_pending = None;
+        let mut end = None;
+        'scan: loop {
+            let chunk = {
+                let st = self.inner.journal.read().map_err(|_| poisoned())?;
+                st.spool.scan(from, 128).map_err(|e| OutboxError::Storage(format!("spool: {e}")))?
+            };
+            let Some(last) = chunk.last().map(|(s, _)| *s) else {
+                end = Some(from);
                 break;
+            };
+            let heads: Vec<(u64, Option<String>)> = {
+                let book = self.book();
+                chunk
+                    .iter()
+                    .map(|(seq, bytes)| {
+                        let job = match spooled::head(bytes) {
+                            Ok((targets, job)) => {
+                                (targets.iter().any(|t| t == endpoint) && !book.acked(endpoint, *seq)).then_some(job)
+                            }
+                            Err(e) => {
+                                tracing::error!(endpoint, sequence = seq, error = %e, "unreadable event record; skipped");
+                                None
+                            }
+                        };
+                        (*seq, job)
+                    })
+                    .collect()
+            };
+            for (seq, job) in heads {
+                let Some(job) = job else { continue };
+                let key = endpoint_key(endpoint, seq);
+                if self.inner.failed.contains_key(&key)? {
+                    continue;
+                }
+                first_pending.get_or_insert(seq);
+                if out.len() >= limit {
+                    break 'scan;
+                }
+                if skip(seq) {
+                    continue;
+                }
+                let state = match self.inner.pending.get(&key)? {
+                    None => DeliveryState::new(&job),
+                    Some(v) => match decode::<DeliveryState>(&v) {
+                        Ok(state) => state,
+                        Err(e) => {
+                            tracing::error!(endpoint, sequence = seq, error = %e, "unreadable delivery record; skipped");
+                            continue;
+                        }
+                    },
+                };
+                out.push((seq, state));
             }
-            let Some((_, seq)) = split_endpoint_key(&k) else { continue };
-            if skip(seq) {
-                continue;
-            }
-            match decode::<DeliveryState>(&v) {
-                Ok(state) => out.push((seq, state)),
-                Err(e) => tracing::error!(endpoint, sequence = seq, error = %e, "unreadable delivery record; skipped"),
+            from = last + 1;
+        }
+        if from_cursor {
+            if let Some(to) = first_pending.or(end) {
+                let mut book = self.book();
+                if let Ok(p) = book.page(endpoint) {
+                    // Not when a retry moved the cursor back meanwhile.
+                    if p.epoch == epoch && to > p.cursor {
+                        p.cursor = to;
+                    }
+                }
             }
         }
         Ok(out)
@@ -50,76 +121,111 @@ impl Outbox {
 
     /// Saves a delivery's state after a failed attempt.
     pub fn update(&self, endpoint: &str, seq: u64, state: &DeliveryState) -> Result<(), OutboxError> {
-        let change = self.inner.counts.change();
-        if self.inner.pending.insert(endpoint_key(endpoint, seq), encode(state))?.is_none() {
-            // Delivered meanwhile (a record written back is still a delivery to count).
-            change.deliveries(endpoint, Kind::Pending, 1);
+        if !self.book().acked(endpoint, seq) {
+            self.inner.pending.insert(endpoint_key(endpoint, seq), encode(state))?;
         }
         Ok(())
     }
 
-    /// Records a 2xx: the delivery is removed, and the event with it if no other endpoint still
-    /// needs it.
+    /// Records a 2xx: the delivery is done (the endpoint's acknowledgement, not synced: losing
+    /// it to a crash costs a redelivery), and the event's spool segment goes once every delivery
+    /// in it is done.
     pub fn delivered(&self, endpoint: &str, seq: u64) -> Result<(), OutboxError> {
         let i = &self.inner;
         i.removals.fetch_add(1, Ordering::Relaxed);
-        let others: Vec<Vec<u8>> =
-            i.endpoints.iter().filter(|e| e.name != endpoint).map(|e| endpoint_key(&e.name, seq)).collect();
         self.before_removing(seq)?;
-        if others.is_empty() {
-            // One endpoint: nobody else can need the event. The event goes first: a crash in
-            // between leaves a delivery without its event, which the delivery loop drops as
-            // delivered (it was), rather than an orphan event nothing would ever remove.
-            let change = i.counts.change();
-            if i.events.remove(seq_key(seq))?.is_some() {
-                change.events(-1);
-            }
-            if i.pending.remove(endpoint_key(endpoint, seq))?.is_some() {
-                change.deliveries(endpoint, Kind::Pending, -1);
-            }
-            drop(change);
-            i.released.notify_one();
+        let (segment, targets) = {
+            let st = i.journal.read().map_err(|_| poisoned())?;
+            let segment = st.spool.segment_of(seq);
+            let targets = match st.spool.get(seq) {
+                Ok(Some(bytes)) => spooled::head(&bytes).map(|(t, _)| t).ok(),
+                _ => None,
+            };
+            (segment, targets)
+        };
+        let key = endpoint_key(endpoint, seq);
+        let was_parked = i.failed.remove(&key)?.is_some();
+        i.pending.remove(&key)?;
+        let Some(targets) = targets.filter(|t| t.iter().any(|t| t == endpoint)) else {
+            // Not an event of the spool for this endpoint: nothing to acknowledge.
             return Ok(());
-        }
-        let change = i.counts.change();
-        let (was_pending, removed) = (&i.pending, &i.failed, &i.events).transaction(|(pending, failed, events)| {
-            let was_pending = pending.remove(endpoint_key(endpoint, seq))?.is_some();
-            let mut needed = false;
-            for k in &others {
-                if pending.get(k)?.is_some() || failed.get(k)?.is_some() {
-                    needed = true;
-                    break;
-                }
+        };
+        let removable = {
+            let mut book = self.book();
+            let page = book.page(endpoint).map_err(ledger)?;
+            if !page.acks.take(seq).map_err(ledger)? {
+                return Ok(());
             }
-            let removed = !needed && events.remove(&seq_key(seq))?.is_some();
-            Ok::<_, ConflictableTransactionError<OutboxError>>((was_pending, removed))
-        })?;
-        if was_pending {
-            change.deliveries(endpoint, Kind::Pending, -1);
+            if was_parked {
+                page.failed = page.failed.saturating_sub(1);
+            } else {
+                page.pending = page.pending.saturating_sub(1);
+            }
+            book.done(segment);
+            if targets.iter().all(|t| book.acked(t, seq)) {
+                book.events = book.events.saturating_sub(1);
+            }
+            book.removable_below()
+        };
+        if let Some(bound) = removable {
+            self.remove_segments(bound)?;
         }
-        if removed {
-            change.events(-1);
-        }
-        drop(change);
         i.released.notify_one();
         Ok(())
     }
 
-    /// Bytes of files still to upload: the attachments of `endpoint`'s pending and parked
-    /// deliveries that their state does not count as uploaded (reads those events).
-    pub fn upload_pending_bytes(&self, endpoint: &str) -> u64 {
-        let prefix = endpoint_prefix(endpoint);
-        let mut total = 0;
-        for tree in [&self.inner.pending, &self.inner.failed] {
-            for (k, v) in tree.scan_prefix(&prefix).flatten() {
-                let (Some((_, seq)), Ok(state)) = (split_endpoint_key(&k), decode::<DeliveryState>(&v)) else {
-                    continue;
-                };
-                if let Ok(Some(e)) = self.event(seq) {
-                    total += e.attachments.iter().skip(state.uploaded as usize).map(|a| a.bytes).sum::<u64>();
-                }
+    /// Removes the spool's segments below `bound` (every delivery in them done), and rewrites
+    /// the ledgers that have grown long with acknowledgements of what is gone.
+    fn remove_segments(&self, bound: u64) -> Result<(), OutboxError> {
+        let first = {
+            let mut st = self.inner.journal.write().map_err(|_| poisoned())?;
+            st.spool.remove_through(bound - 1).map_err(|e| OutboxError::Storage(format!("spool: {e}")))?;
+            st.spool.first().unwrap_or(bound)
+        };
+        let mut book = self.book();
+        for (_, page) in book.pages_mut() {
+            if page.acks.entries() > 4096 {
+                page.acks.compact(first).map_err(ledger)?;
             }
         }
+        Ok(())
+    }
+
+    /// Bytes of files still to upload: the attachments of `endpoint`'s pending and parked
+    /// deliveries that their state does not count as uploaded (reads those events: the parked
+    /// ones, and the spool from the oldest pending one on).
+    pub fn upload_pending_bytes(&self, endpoint: &str) -> u64 {
+        let unsent = |bytes: &[u8], uploaded: u32| {
+            decode::<StatusEvent>(bytes)
+                .map_or(0, |e| e.attachments.iter().skip(uploaded as usize).map(|a| a.bytes).sum::<u64>())
+        };
+        let mut total = 0;
+        for (k, v) in self.inner.failed.scan_prefix(endpoint_prefix(endpoint)).flatten() {
+            let (Some((_, seq)), Ok(state)) = (split_endpoint_key(&k), decode::<DeliveryState>(&v)) else { continue };
+            if let Ok(Some((_, bytes))) = self.record(seq) {
+                total += unsent(&bytes, state.uploaded);
+            }
+        }
+        let cursor = self.book().get(endpoint).map_or(0, |p| p.cursor);
+        let _ = self.each_record(cursor, |seq, targets, bytes| {
+            if !targets.iter().any(|t| t == endpoint) || self.book().acked(endpoint, seq) {
+                return Ok(true);
+            }
+            let key = endpoint_key(endpoint, seq);
+            if self.inner.failed.contains_key(&key).unwrap_or(true) {
+                return Ok(true);
+            }
+            let uploaded = self
+                .inner
+                .pending
+                .get(&key)
+                .ok()
+                .flatten()
+                .and_then(|v| decode::<DeliveryState>(&v).ok())
+                .map_or(0, |s| s.uploaded);
+            total += unsent(bytes, uploaded);
+            Ok(true)
+        });
         total
     }
 
@@ -128,66 +234,45 @@ impl Outbox {
     /// that wanted it has it (and for a sequence that was never given out: a delivered event
     /// leaves the store, so the two look alike).
     pub fn waiting_for(&self, seq: u64) -> Result<Vec<String>, OutboxError> {
-        let i = &self.inner;
-        let mut waiting = Vec::new();
-        for ep in &i.endpoints {
-            let key = endpoint_key(&ep.name, seq);
-            if i.pending.contains_key(&key)? || i.failed.contains_key(&key)? {
-                waiting.push(ep.name.clone());
-            }
-        }
-        Ok(waiting)
+        let Some((targets, _)) = self.record(seq)? else { return Ok(Vec::new()) };
+        let book = self.book();
+        Ok(targets.into_iter().filter(|t| !book.acked(t, seq)).collect())
     }
 
     /// Drops every delivery to `endpoint` (and events nothing else needs), returning how many:
     /// for the MQTT event mirror once `[mqtt]` is removed from the config. Webhook endpoints
     /// are never forgotten this way: their events wait for an operator.
     pub fn forget_endpoint(&self, endpoint: &str) -> Result<usize, OutboxError> {
-        let prefix = endpoint_prefix(endpoint);
-        let mut n = 0;
-        for (tree, kind) in [(&self.inner.pending, Kind::Pending), (&self.inner.failed, Kind::Failed)] {
-            let keys: Vec<sled::IVec> = tree.scan_prefix(&prefix).keys().collect::<Result<_, _>>()?;
-            for k in keys {
-                let Some((_, seq)) = split_endpoint_key(&k) else { continue };
-                let change = self.inner.counts.change();
-                if tree.remove(&k)?.is_some() {
-                    change.deliveries(endpoint, kind, -1);
-                }
-                drop(change);
-                self.delivered(endpoint, seq)?;
-                n += 1;
+        let mut seqs = Vec::new();
+        self.each_record(0, |seq, targets, _| {
+            if targets.iter().any(|t| t == endpoint) && !self.book().acked(endpoint, seq) {
+                seqs.push(seq);
             }
+            Ok(true)
+        })?;
+        for &seq in &seqs {
+            self.delivered(endpoint, seq)?;
         }
-        Ok(n)
+        Ok(seqs.len())
     }
 
     /// Parks a delivery as failed after its retry budget; an operator's retry releases it.
     pub fn park(&self, endpoint: &str, seq: u64, state: &DeliveryState) -> Result<(), OutboxError> {
-        self.move_delivery(endpoint, &endpoint_key(endpoint, seq), &encode(state), Kind::Failed)?;
-        self.inner.durable.sync()?;
-        Ok(())
-    }
-
-    /// Moves one delivery of `endpoint` between `pending` and `failed`, into `to`, with `value`
-    /// as its state, in one transaction, and counts what it moved (see [`super::counts`]).
-    fn move_delivery(&self, endpoint: &str, key: &[u8], value: &[u8], to: Kind) -> Result<(), OutboxError> {
-        let i = &self.inner;
-        let (from_tree, to_tree, from) = match to {
-            Kind::Failed => (&i.pending, &i.failed, Kind::Pending),
-            Kind::Pending => (&i.failed, &i.pending, Kind::Failed),
-        };
-        let change = i.counts.change();
-        let (was_there, was_here) = (from_tree, to_tree).transaction(|(from_tree, to_tree)| {
-            let was_there = from_tree.remove(key)?.is_some();
-            let was_here = to_tree.insert(key, value)?.is_some();
-            Ok::<_, ConflictableTransactionError<OutboxError>>((was_there, was_here))
+        let key = endpoint_key(endpoint, seq);
+        if self.book().acked(endpoint, seq) {
+            return Ok(());
+        }
+        let was = (&self.inner.pending, &self.inner.failed).transaction(|(pending, failed)| {
+            pending.remove(key.as_slice())?;
+            Ok::<_, ConflictableTransactionError<OutboxError>>(failed.insert(key.as_slice(), encode(state))?.is_some())
         })?;
-        if was_there {
-            change.deliveries(endpoint, from, -1);
+        if !was {
+            let mut book = self.book();
+            let page = book.page(endpoint).map_err(ledger)?;
+            page.pending = page.pending.saturating_sub(1);
+            page.failed += 1;
         }
-        if !was_here {
-            change.deliveries(endpoint, to, 1);
-        }
+        self.inner.durable.sync()?;
         Ok(())
     }
 
@@ -223,7 +308,19 @@ impl Outbox {
                 Err(_) => continue,
             };
             state.waited_ms = 0;
-            self.move_delivery(endpoint, &k, &encode(&state), Kind::Pending)?;
+            let was = (&self.inner.pending, &self.inner.failed).transaction(|(pending, failed)| {
+                pending.insert(k.as_ref(), encode(&state))?;
+                Ok::<_, ConflictableTransactionError<OutboxError>>(failed.remove(k.as_ref())?.is_some())
+            })?;
+            if was {
+                let mut book = self.book();
+                let page = book.page(endpoint).map_err(ledger)?;
+                page.failed = page.failed.saturating_sub(1);
+                page.pending += 1;
+                // Below the cursor again: a scan must find it.
+                page.cursor = page.cursor.min(s);
+                page.epoch += 1;
+            }
             endpoints.insert(endpoint.to_string());
             moved += 1;
         }
@@ -283,41 +380,57 @@ impl Outbox {
         Ok(was)
     }
 
-    /// Pending and failed deliveries, oldest first.
+    /// Pending and failed deliveries, oldest first (by endpoint, in name order).
     pub fn list(&self, state: Option<ListState>, limit: usize) -> Result<Vec<Listed>, OutboxError> {
         let mut out = Vec::new();
-        for (tree, st) in [(&self.inner.pending, ListState::Pending), (&self.inner.failed, ListState::Failed)] {
-            if state.is_some_and(|s| s != st) {
-                continue;
+        let mut names: Vec<String> = self.book().pages_mut().map(|(n, _)| n.clone()).collect();
+        names.sort();
+        if state.is_none_or(|s| s == ListState::Pending) {
+            for name in &names {
+                let room = limit.saturating_sub(out.len());
+                if room == 0 {
+                    break;
+                }
+                for (seq, delivery) in self.pending_after(name, None, room)? {
+                    out.push(Listed {
+                        endpoint: name.clone(),
+                        state: ListState::Pending,
+                        delivery,
+                        event: self.event(seq)?,
+                    });
+                }
             }
-            for kv in tree.iter() {
+        }
+        if state.is_none_or(|s| s == ListState::Failed) {
+            for kv in self.inner.failed.iter() {
                 if out.len() >= limit {
                     break;
                 }
                 let (k, v) = kv?;
                 let Some((endpoint, seq)) = split_endpoint_key(&k) else { continue };
                 let Ok(delivery) = decode::<DeliveryState>(&v) else { continue };
-                out.push(Listed { endpoint: endpoint.into(), state: st, delivery, event: self.event(seq)? });
+                out.push(Listed {
+                    endpoint: endpoint.into(),
+                    state: ListState::Failed,
+                    delivery,
+                    event: self.event(seq)?,
+                });
             }
         }
         Ok(out)
     }
 
-    /// Pending and failed counts of one endpoint: kept in memory once first asked (see
-    /// [`super::counts`]), and the oldest pending sequence, the first key of its range.
+    /// Pending and failed counts of one endpoint, kept in memory (see [`super::book`]), and the
+    /// oldest pending sequence.
     pub fn depth(&self, endpoint: &str) -> Depth {
-        let (pending, failed) = self.inner.counts.deliveries(&self.counted(), endpoint).unwrap_or_else(|e| {
-            tracing::warn!(endpoint, error = %e, "cannot count the outbox's deliveries");
-            (0, 0)
-        });
-        let oldest_sequence = self
-            .inner
-            .pending
-            .scan_prefix(endpoint_prefix(endpoint))
-            .keys()
-            .next()
-            .and_then(|k| k.ok())
-            .and_then(|k| split_endpoint_key(&k).map(|(_, s)| s));
+        let (pending, failed) = self.book().get(endpoint).map_or((0, 0), |p| (p.pending, p.failed));
+        let oldest_sequence = match self.pending_after(endpoint, None, 1) {
+            Ok(first) => first.first().map(|(s, _)| *s),
+            Err(e) => {
+                tracing::warn!(endpoint, error = %e, "cannot read the outbox's oldest delivery");
+                None
+            }
+        };
         Depth { pending, failed, oldest_sequence }
     }
 }

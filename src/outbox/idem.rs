@@ -8,6 +8,15 @@ use crate::event::StatusEvent;
 
 impl Outbox {
     pub(super) fn by_idem(&self, key: &[u8]) -> Result<Option<StatusEvent>, OutboxError> {
+        // A key whose tap is appended but not yet applied to sled (see `journal`).
+        if let Some(e) = self.inner.journal.read().ok().and_then(|st| st.held.get(key).cloned()) {
+            return Ok(Some(e));
+        }
+        self.by_idem_stored(key)
+    }
+
+    /// The event of an idempotency key in sled.
+    pub(super) fn by_idem_stored(&self, key: &[u8]) -> Result<Option<StatusEvent>, OutboxError> {
         match self.inner.idem.get(key)? {
             Some(v) => Ok(Some(decode(&v).map_err(|e| OutboxError::Storage(format!("idempotency record: {e}")))?)),
             None => Ok(None),

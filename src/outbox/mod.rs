@@ -54,20 +54,23 @@
 pub mod acks;
 pub mod backward;
 pub mod binary;
+mod book;
 mod commit;
 pub mod compact;
-mod counts;
 mod deliveries;
 mod durable;
 mod error;
 mod idem;
 mod issued;
+mod journal;
 mod part;
 mod queue;
 pub mod record;
 pub mod ring;
 pub mod spool;
+mod spooled;
 mod types;
+mod upgrade;
 pub mod upkeep;
 
 pub use error::OutboxError;
@@ -83,7 +86,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::Utc;
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::ConflictableTransactionError;
 use tokio::sync::Notify;
 
 use crate::event::StatusEvent;
@@ -99,6 +102,9 @@ const CACHE_BYTES: u64 = 2 * 1024 * 1024;
 /// The store's disk budget when none is configured (`outbox_max_mb`).
 pub const DEFAULT_BUDGET: u64 = 1024 << 20;
 
+/// A spool record's endpoints and its event's bytes.
+pub(super) type Stored = (Vec<String>, Vec<u8>);
+
 /// Handle to the outbox; clones share one store.
 #[derive(Clone)]
 pub struct Outbox {
@@ -108,7 +114,6 @@ pub struct Outbox {
 struct Inner {
     path: PathBuf,
     db: sled::Db,
-    events: sled::Tree,
     idem: sled::Tree,
     pending: sled::Tree,
     failed: sled::Tree,
@@ -143,8 +148,11 @@ struct Inner {
     /// Deliveries completed and telemetry points sent since the store was opened.
     removals: AtomicU64,
     committer: commit::Committer,
-    /// Events and deliveries stored, for status (see [`counts`]).
-    counts: counts::Counts,
+    /// The spool of events and what waits to be applied to sled (see [`journal`]). Taken before
+    /// `book` by whoever takes both.
+    journal: Arc<std::sync::RwLock<journal::State>>,
+    /// Deliveries: acknowledgements, counts, segments outstanding (see [`book`]).
+    book: std::sync::Mutex<book::Book>,
     /// Sequences written but not yet covered by an fsync: not acknowledged, so not delivered
     /// either (a crash could still take them back). The lock is never held across an `.await`.
     unflushed: std::sync::Mutex<HashSet<u64>>,
@@ -217,6 +225,31 @@ fn is_lock_error(e: &sled::Error) -> bool {
     matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock"))
 }
 
+/// The commit thread's work (see [`journal`]): syncs the spool for every record appended so
+/// far, then applies their sled writes.
+fn commit_journal(
+    journal: &std::sync::RwLock<journal::State>,
+    applier: &mut journal::Applier,
+) -> Result<(), sled::Error> {
+    let poisoned = || sled::Error::ReportableBug("outbox journal lock poisoned".into());
+    let (batch, syncer) = {
+        let mut st = journal.write().map_err(|_| poisoned())?;
+        let batch = std::mem::take(&mut st.queued);
+        (batch, st.spool.syncer()?)
+    };
+    if let Some(s) = syncer {
+        s.sync()?;
+    }
+    applier.apply(&batch)?;
+    let mut st = journal.write().map_err(|_| poisoned())?;
+    for q in &batch {
+        if let Some(k) = &q.idem {
+            st.held.remove(k);
+        }
+    }
+    Ok(())
+}
+
 impl Outbox {
     /// Opens (or creates) the outbox under `state_dir`. A store that cannot be opened (corrupt,
     /// unreadable) is moved aside to `outbox.corrupt-TIMESTAMP`, a fresh one is started and the
@@ -263,12 +296,43 @@ impl Outbox {
             }
             None => meta.get("loss")?.and_then(|v| serde_json::from_slice(&v).ok()),
         };
-        let id_base = compact::id_base(&meta)?;
-        // Every sequence handed out before is still an event, or was removed after `meta`'s
+        let mut id_base = compact::id_base(&meta)?;
+        // The spool of events and the ledgers of their deliveries (see `journal` and `book`).
+        let queue = state_dir.join("queue");
+        let dir_err = |source| OutboxError::Dir { path: queue.clone(), source };
+        let (mut spool, recovery) = spool::Spool::open(&queue.join("events")).map_err(dir_err)?;
+        if recovery.torn_bytes > 0 || recovery.damaged_bytes > 0 {
+            tracing::warn!(
+                torn_bytes = recovery.torn_bytes,
+                damaged_bytes = recovery.damaged_bytes,
+                "outbox: the event spool had a torn or damaged end; whole records kept"
+            );
+        }
+        let (pending, failed) = (tree("pending")?, tree("failed")?);
+        let mut applier = journal::Applier::new(&db)?;
+        upgrade::events_into_spool(&db, &mut spool, &applier)?;
+        let replayed = journal::replay(&spool, &mut applier)?;
+        if replayed > 0 {
+            tracing::info!(records = replayed, "outbox: applied again what the last run had not flushed");
+        }
+        let mut book =
+            book::Book::open(&queue.join("acks"), endpoints.iter().map(|e| e.name.as_str())).map_err(dir_err)?;
+        upgrade::tally(&spool, &mut book, &pending, &failed)?;
+        if let Some(bound) = book.removable_below() {
+            spool.remove_through(bound - 1).map_err(dir_err)?;
+        }
+        // Sequences rise above the spool's, whatever sled's generator says (a store moved aside
+        // as unreadable starts it again at 0, with the spool's events still queued).
+        if let Some(last) = spool.last() {
+            if id_base.saturating_add(db.generate_id()?) <= last {
+                id_base = last + 1;
+                meta.insert(compact::ID_BASE, &id_base.to_be_bytes())?;
+            }
+        }
+        // Every sequence handed out before is still in the spool, or was removed after `meta`'s
         // `issued` covered it (see `Outbox::issued`).
-        let stored_below = backward::last(&tree("events")?)?.and_then(|(k, _)| <[u8; 8]>::try_from(&k[..]).ok());
         let noted = meta.get("issued")?.and_then(|v| <[u8; 8]>::try_from(&v[..]).ok()).map_or(0, u64::from_be_bytes);
-        let issued_below = noted.max(stored_below.map_or(0, |k| u64::from_be_bytes(k) + 1));
+        let issued_below = noted.max(spool.last().map_or(0, |s| s + 1));
         let (issued_below, noted) = (AtomicU64::new(issued_below), AtomicU64::new(noted));
         let log = tree("log")?;
         let mut disabled = std::collections::HashMap::new();
@@ -279,23 +343,32 @@ impl Outbox {
         }
         let telemetry = tree("telemetry")?;
         let ring = ring::RingState::load(&telemetry, &meta)?;
+        durable.sync()?;
+        let journal = Arc::new(std::sync::RwLock::new(journal::State {
+            spool,
+            queued: Vec::new(),
+            held: std::collections::HashMap::new(),
+        }));
+        let committer = {
+            let journal = journal.clone();
+            commit::Committer::start(move || commit_journal(&journal, &mut applier))
+                .map_err(|source| OutboxError::Dir { path: state_dir.into(), source })?
+        };
         let inner = Inner {
             telemetry,
             ring,
             unflushed: std::sync::Mutex::new(HashSet::new()),
             disabled: std::sync::Mutex::new(disabled),
             path,
-            events: tree("events")?,
             idem: tree("idem")?,
             part_memos: std::sync::Mutex::default(),
             released: Arc::new(Notify::new()),
-            pending: tree("pending")?,
-            failed: tree("failed")?,
+            pending,
+            failed,
             log_len: AtomicU64::new(log.len() as u64),
             log,
             meta,
             wake: endpoints.iter().map(|_| Arc::new(Notify::new())).collect(),
-            counts: counts::Counts::new(endpoints.iter().map(|e| e.name.clone())),
             endpoints,
             loss,
             broken: tokio::sync::watch::Sender::new(None),
@@ -307,8 +380,9 @@ impl Outbox {
             opened_size: db.size_on_disk().unwrap_or(0),
             appends: AtomicU64::new(0),
             removals: AtomicU64::new(0),
-            committer: commit::Committer::start(durable.clone())
-                .map_err(|source| OutboxError::Dir { path: state_dir.into(), source })?,
+            committer,
+            journal,
+            book: std::sync::Mutex::new(book),
             db,
         };
         Ok(Outbox { inner: Arc::new(inner) })
@@ -405,109 +479,105 @@ impl Outbox {
                 return Ok(Appended { event: existing, created: false });
             }
         }
-        let used = i.durable.size();
+        let used = self.used();
         if used > i.budget {
             return Err(OutboxError::OverBudget { used, budget: i.budget });
         }
         i.appends.fetch_add(1, Ordering::Relaxed);
-        let (seq, event) = {
+        // A block, so that the locks are gone before the first `.await`: `Err` is the first
+        // event of a repeated key.
+        let made: Result<(StatusEvent, Vec<String>), StatusEvent> = 'made: {
+            let mut st = i.journal.write().map_err(|_| OutboxError::Storage("outbox journal lock poisoned".into()))?;
+            if let Some(k) = &idem_key {
+                // Asked again under the lock: a tap with the same key may have got in between.
+                let first = match st.held.get(k) {
+                    Some(e) => Some(e.clone()),
+                    None => self.by_idem_stored(k)?,
+                };
+                if let Some(event) = first {
+                    break 'made Err(event);
+                }
+            }
             let mut unflushed = i.unflushed.lock().unwrap_or_else(|e| e.into_inner());
             let seq = self.next_id()?;
             // Marked before it is written, so that no delivery loop can see it before its fsync.
             unflushed.insert(seq);
             // Made under the lock that hands out sequences, so that what `make` stamps (the
             // event's `occurred_at`) follows sequence order.
-            (seq, make(seq))
-        };
-        let bytes = encode(&event);
-        let targets: Vec<&EndpointFilter> = i.endpoints.iter().filter(|e| e.wants(&event)).collect();
-        let state = encode(&DeliveryState::new(&event.job_id));
-        let also = alongside(&event, seq);
-        // The event's own trees first, then each part's tree once.
-        let mut trees: Vec<&sled::Tree> = vec![&i.events, &i.idem, &i.pending];
-        let mut at = Vec::with_capacity(also.len());
-        for a in &also {
-            let n = match trees.iter().position(|t| t.name() == a.tree.name()) {
-                Some(n) => n,
-                None => {
-                    trees.push(&a.tree);
-                    trees.len() - 1
-                }
-            };
-            at.push(n);
-        }
-        // A block, so that the count's guard is gone before the first `.await`.
-        let outcome = {
-            let change = i.counts.change();
-            let outcome = trees[..].transaction(|views| {
-                let (events, idem, pending) = (&views[0], &views[1], &views[2]);
-                if let Some(k) = &idem_key {
-                    if let Some(first) = idem.get(k)? {
-                        return Ok(Some(first));
+            let event = make(seq);
+            let bytes = encode(&event);
+            let targets: Vec<&str> = i.endpoints.iter().filter(|e| e.wants(&event)).map(|e| e.name.as_str()).collect();
+            let writes: Vec<spooled::Write> = alongside(&event, seq)
+                .into_iter()
+                .map(|a| spooled::Write { tree: a.tree.name().to_vec(), key: a.key, value: a.value })
+                .collect();
+            let payload = spooled::encode(&targets, &event.job_id, idem_key.as_deref(), &writes, &bytes)
+                .map_err(|e| OutboxError::Storage(e.to_string()))?;
+            if let Err(e) = st.spool.append(seq, &payload) {
+                unflushed.remove(&seq);
+                return Err(match e.kind() {
+                    std::io::ErrorKind::InvalidInput => OutboxError::Storage(e.to_string()),
+                    _ => {
+                        let e = sled::Error::Io(e);
+                        self.mark_broken(&e);
+                        e.into()
                     }
-                    // The event itself, not its sequence: a retry must get it back even after it
-                    // was delivered and removed from `events`.
-                    idem.insert(k.as_slice(), bytes.as_slice())?;
-                }
-                events.insert(&seq_key(seq), bytes.as_slice())?;
-                for (a, &n) in also.iter().zip(&at) {
-                    views[n].insert(a.key.as_slice(), a.value.as_slice())?;
-                }
+                });
+            }
+            drop(unflushed);
+            {
+                let mut book = i.book.lock().unwrap_or_else(|e| e.into_inner());
                 for t in &targets {
-                    pending.insert(endpoint_key(&t.name, seq), state.as_slice())?;
+                    book.page(t).map_err(|e| OutboxError::Storage(format!("delivery ledger: {e}")))?.pending += 1;
                 }
-                Ok::<_, ConflictableTransactionError<OutboxError>>(None)
-            });
-            if let Ok(None) = &outcome {
-                // A fresh sequence: every record written is a new one.
-                change.events(1);
-                for t in &targets {
-                    change.deliveries(&t.name, counts::Kind::Pending, 1);
+                if let Some(segment) = st.spool.segment_of(seq) {
+                    book.outstanding(segment, targets.len() as u64);
+                }
+                if !targets.is_empty() {
+                    book.events += 1;
                 }
             }
-            outcome
+            if let Some(k) = &idem_key {
+                st.held.insert(k.clone(), event.clone());
+            }
+            st.queued.push(journal::Queued { seq, idem: idem_key, event: bytes, writes });
+            let targets: Vec<String> = targets.into_iter().map(String::from).collect();
+            Ok((event, targets))
         };
-        if let Err(TransactionError::Storage(e)) = &outcome {
-            self.mark_broken(e);
-        }
-        match outcome.map_err(OutboxError::from)? {
-            Some(first) => {
-                // A concurrent tap with the same key won the race; as above, answer only once
-                // its event is on disk.
-                let event = decode(&first).map_err(|e| OutboxError::Storage(format!("idempotency record: {e}")))?;
+        let (event, targets) = match made {
+            Ok(made) => made,
+            Err(first) => {
                 self.commit_or_break().await?;
-                Ok(Appended { event, created: false })
+                return Ok(Appended { event: first, created: false });
             }
-            None => {
-                // Not on disk, so not acknowledged on failure (and it stays unflushed: never
-                // delivered by this process, whose store is now broken).
-                self.commit_or_break().await?;
-                if let Ok(mut u) = i.unflushed.lock() {
-                    u.remove(&seq);
-                }
-                if targets.is_empty() {
-                    // Acknowledged, and no endpoint wants it: nothing to keep but its
-                    // idempotency record.
-                    self.before_removing(seq)?;
-                    {
-                        let change = i.counts.change();
-                        if i.events.remove(seq_key(seq))?.is_some() {
-                            change.events(-1);
-                        }
-                    }
-                    i.released.notify_one();
-                }
-                for t in &targets {
-                    self.wake(&t.name);
-                }
-                Ok(Appended { event, created: true })
-            }
+        };
+        // Not on disk, so not acknowledged on failure (and it stays unflushed: never delivered
+        // by this process, whose store is now broken).
+        self.commit_or_break().await?;
+        if let Ok(mut u) = i.unflushed.lock() {
+            u.remove(&event.sequence);
         }
+        if targets.is_empty() {
+            // Acknowledged, and no endpoint wants it: nothing to keep but its idempotency record
+            // (its segment goes once the others in it are delivered).
+            self.before_removing(event.sequence)?;
+            i.released.notify_one();
+        }
+        for t in &targets {
+            self.wake(t);
+        }
+        Ok(Appended { event, created: true })
+    }
+
+    /// Bytes the store takes: sled's files (as of the last sync) and the spool's.
+    fn used(&self) -> u64 {
+        let spool = self.inner.journal.read().map(|st| st.spool.size()).unwrap_or(0);
+        self.inner.durable.size() + spool
     }
 
     /// Whether event `seq` is still stored (some endpoint has yet to take it).
     pub fn holds(&self, seq: u64) -> Result<bool, OutboxError> {
-        Ok(self.inner.events.contains_key(seq_key(seq))?)
+        Ok(self.record(seq)?.is_some_and(|(targets, _)| self.outstanding(&targets, seq)))
     }
 
     /// Notified when events leave the store (what parts keep for them may go: see
@@ -516,32 +586,91 @@ impl Outbox {
         self.inner.released.clone()
     }
 
+    /// The spool's record `seq`: its endpoints and its event's bytes. An unreadable record is
+    /// logged and reported as absent.
+    pub(super) fn record(&self, seq: u64) -> Result<Option<Stored>, OutboxError> {
+        let bytes = {
+            let st =
+                self.inner.journal.read().map_err(|_| OutboxError::Storage("outbox journal lock poisoned".into()))?;
+            st.spool.get(seq).map_err(|e| OutboxError::Storage(format!("spool: {e}")))?
+        };
+        let Some(bytes) = bytes else { return Ok(None) };
+        match spooled::decode(&bytes) {
+            Ok(r) => Ok(Some((r.targets, r.event))),
+            Err(err) => {
+                tracing::error!(sequence = seq, error = %err, "unreadable event record");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Whether any of `targets` has yet to take event `seq`.
+    pub(super) fn outstanding(&self, targets: &[String], seq: u64) -> bool {
+        let book = self.inner.book.lock().unwrap_or_else(|e| e.into_inner());
+        targets.iter().any(|t| !book.acked(t, seq))
+    }
+
     /// The event with this sequence, if stored and readable. An unreadable record is logged
     /// and reported as absent: it cannot be delivered, but it does not stop the others.
     pub fn event(&self, seq: u64) -> Result<Option<StatusEvent>, OutboxError> {
-        match self.inner.events.get(seq_key(seq))? {
-            None => Ok(None),
-            Some(v) => match decode(&v) {
-                Ok(e) => Ok(Some(e)),
-                Err(err) => {
-                    tracing::error!(sequence = seq, error = %err, "unreadable event record");
-                    Ok(None)
+        let Some((targets, bytes)) = self.record(seq)? else { return Ok(None) };
+        if !self.outstanding(&targets, seq) {
+            return Ok(None);
+        }
+        match decode(&bytes) {
+            Ok(e) => Ok(Some(e)),
+            Err(err) => {
+                tracing::error!(sequence = seq, error = %err, "unreadable event record");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Calls `each` with every stored event's sequence, endpoints and bytes, oldest first, from
+    /// `from`, until it returns false. Reads the spool a chunk at a time, without its lock held
+    /// while `each` runs.
+    pub(super) fn each_record(
+        &self,
+        mut from: u64,
+        mut each: impl FnMut(u64, Vec<String>, &[u8]) -> Result<bool, OutboxError>,
+    ) -> Result<(), OutboxError> {
+        loop {
+            let chunk = {
+                let st = self
+                    .inner
+                    .journal
+                    .read()
+                    .map_err(|_| OutboxError::Storage("outbox journal lock poisoned".into()))?;
+                st.spool.scan(from, 128).map_err(|e| OutboxError::Storage(format!("spool: {e}")))?
+            };
+            let Some(last) = chunk.last().map(|(s, _)| *s) else { return Ok(()) };
+            for (seq, bytes) in chunk {
+                match spooled::decode(&bytes) {
+                    Ok(r) => {
+                        if !each(seq, r.targets, &r.event)? {
+                            return Ok(());
+                        }
+                    }
+                    Err(err) => tracing::error!(sequence = seq, error = %err, "unreadable event record"),
                 }
-            },
+            }
+            from = last + 1;
         }
     }
 
     /// The event with this id (linear scan; for operators).
     pub fn find(&self, id: uuid::Uuid) -> Result<Option<StatusEvent>, OutboxError> {
-        for kv in self.inner.events.iter() {
-            let (_, v) = kv?;
-            if let Ok(e) = decode::<StatusEvent>(&v) {
-                if e.id == id {
-                    return Ok(Some(e));
+        let mut found = None;
+        self.each_record(0, |seq, targets, bytes| {
+            if let Ok(e) = decode::<StatusEvent>(bytes) {
+                if e.id == id && self.outstanding(&targets, seq) {
+                    found = Some(e);
+                    return Ok(false);
                 }
             }
-        }
-        Ok(None)
+            Ok(true)
+        })?;
+        Ok(found)
     }
 
     /// True once the event's write is covered by an fsync (always, for events from disk).
@@ -551,43 +680,54 @@ impl Outbox {
 
     /// Whether `endpoint` still has to deliver event `seq` (pending or parked).
     pub fn awaits(&self, endpoint: &str, seq: u64) -> bool {
-        let k = endpoint_key(endpoint, seq);
-        matches!(self.inner.pending.contains_key(&k), Ok(true))
-            || matches!(self.inner.failed.contains_key(&k), Ok(true))
-    }
-
-    /// Events stored. Kept in memory once first asked (see [`counts`]): the first ask reads every
-    /// key of the store's event and delivery trees.
-    pub fn len(&self) -> usize {
-        match self.inner.counts.events(&self.counted()) {
-            Ok(n) => n as usize,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot count the outbox's events");
-                0
+        match self.record(seq) {
+            Ok(Some((targets, _))) => {
+                targets.iter().any(|t| t == endpoint)
+                    && !self.inner.book.lock().unwrap_or_else(|e| e.into_inner()).acked(endpoint, seq)
             }
+            _ => false,
         }
     }
 
-    fn counted(&self) -> counts::Trees<'_> {
-        let i = &self.inner;
-        counts::Trees { events: &i.events, pending: &i.pending, failed: &i.failed }
+    /// Events stored (with a delivery still to make). Kept in memory (see [`book`]).
+    pub fn len(&self) -> usize {
+        self.inner.book.lock().unwrap_or_else(|e| e.into_inner()).events as usize
     }
 
     /// True when no event is stored.
     pub fn is_empty(&self) -> bool {
-        self.inner.events.is_empty()
+        self.len() == 0
     }
 
-    /// Bytes the store takes on disk.
+    /// Bytes the store takes on disk: sled's files and the spool.
     pub fn size_on_disk(&self) -> u64 {
-        self.inner.db.size_on_disk().unwrap_or(0)
+        let spool = self.inner.journal.read().map(|st| st.spool.size()).unwrap_or(0);
+        self.inner.db.size_on_disk().unwrap_or(0) + spool
     }
 
-    /// Every tree's records and the bytes of their keys and values; what is left of
-    /// [`Outbox::size_on_disk`] is sled's own (page headers, old versions not yet reclaimed).
-    /// Reads every record: for operators and benchmarks, from a blocking thread.
+    /// Every tree's records and the bytes of their keys and values, and the spool as one more
+    /// (`queue`: its records' bytes); what is left of [`Outbox::size_on_disk`] is sled's own
+    /// (page headers, old versions not yet reclaimed) and the spool's record headers. Reads every
+    /// record: for operators and benchmarks, from a blocking thread.
     pub fn footprint(&self) -> Result<compact::Live, OutboxError> {
-        Ok(compact::live(&self.inner.db)?)
+        let mut live = compact::live(&self.inner.db)?;
+        let mut t = compact::TreeBytes { name: "queue".into(), ..compact::TreeBytes::default() };
+        let st = self.inner.journal.read().map_err(|_| OutboxError::Storage("outbox journal lock poisoned".into()))?;
+        let mut from = 0;
+        loop {
+            let chunk = st.spool.scan(from, 256).map_err(|e| OutboxError::Storage(format!("spool: {e}")))?;
+            let Some(last) = chunk.last().map(|(s, _)| *s) else { break };
+            for (_, bytes) in &chunk {
+                t.records += 1;
+                t.key_bytes += 8;
+                t.value_bytes += bytes.len() as u64;
+            }
+            from = last + 1;
+        }
+        live.bytes += t.key_bytes + t.value_bytes;
+        live.records += t.records;
+        live.trees.push(t);
+        Ok(live)
     }
 
     /// The disk budget, bytes.
@@ -597,7 +737,7 @@ impl Outbox {
 
     /// True when the store has reached its disk budget (as of the last sync).
     pub fn over_budget(&self) -> bool {
-        self.inner.durable.size() > self.inner.budget
+        self.used() > self.inner.budget
     }
 
     /// Events appended since the store was opened.
@@ -615,7 +755,7 @@ impl Outbox {
     /// reopened again and again). Reads every record when the store is big enough to be worth
     /// it: call it from a blocking thread.
     pub fn compaction_due(&self) -> Result<(bool, compact::Live), OutboxError> {
-        let on_disk = self.size_on_disk();
+        let on_disk = self.inner.db.size_on_disk().unwrap_or(0);
         let opened = self.inner.opened_size;
         if on_disk < compact::MIN_BYTES.min(self.inner.budget / 2) || on_disk < opened + opened / 4 {
             return Ok((false, compact::Live::default()));
@@ -647,6 +787,7 @@ impl Outbox {
     /// Flushes everything to disk (on shutdown).
     pub async fn flush(&self) -> Result<(), OutboxError> {
         self.inner.committer.commit().await?;
+        self.inner.durable.sync()?;
         Ok(())
     }
 }

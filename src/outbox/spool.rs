@@ -4,7 +4,7 @@
 //! It is the first part of taking the event queue out of sled (issue 29): sled grows the heap
 //! by more than the 24 MB budget while a backlog drains, when only a few records are live at a
 //! time (see docs/benchmarks.md). A drain that reads a spool reads files front to back with one
-//! buffer, and a drained segment is one `unlink`. It is not wired into the outbox yet.
+//! buffer, and a drained segment is one `unlink`. The outbox keeps its events in it (see [`super::spooled`]).
 //!
 //! # On disk
 //! A directory of segments named by their first sequence (`{first:020}.seg`). A segment is the
@@ -39,7 +39,7 @@ pub const MAX_RECORD: usize = 1 << 20;
 /// A segment is closed and a new one begun once it holds this many bytes.
 pub const SEGMENT_BYTES: u64 = 1 << 20;
 /// One record in this many is in a segment's in-memory index; a read scans from the nearest.
-const INDEX_EVERY: u64 = 32;
+const INDEX_EVERY: u64 = 16;
 
 /// What [`Spool::open`] found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -107,6 +107,24 @@ pub struct Spool {
     segment_bytes: u64,
 }
 
+/// Makes what was appended before [`Spool::syncer`] durable (see there).
+#[derive(Debug)]
+pub struct Syncer {
+    file: File,
+    dir: Option<PathBuf>,
+}
+
+impl Syncer {
+    /// The segment's data, then the directory if a segment was made or removed.
+    pub fn sync(self) -> io::Result<()> {
+        self.file.sync_data()?;
+        if let Some(dir) = self.dir {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
 fn bad(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
@@ -142,6 +160,32 @@ fn read_record(file: &File, offset: u64, len: u64) -> io::Result<Option<(u64, Ve
         return Ok(None);
     }
     Ok(Some((seq, payload)))
+}
+
+/// What the start of a buffer holds.
+enum Parsed<'a> {
+    /// A whole, valid record: its sequence, payload and size with its header.
+    Record(u64, &'a [u8], usize),
+    /// A record (of this size with its header) that goes on past the buffer's end, or an
+    /// incomplete header (size 0).
+    Beyond(usize),
+    /// Not a valid record.
+    Bad,
+}
+
+fn parse(buf: &[u8]) -> Parsed<'_> {
+    let Some(head) = buf.get(..HEADER) else { return Parsed::Beyond(0) };
+    let size = u32::from_le_bytes(head[0..4].try_into().unwrap_or_default()) as usize;
+    let sum = u32::from_le_bytes(head[4..8].try_into().unwrap_or_default());
+    let seq = u64::from_le_bytes(head[8..16].try_into().unwrap_or_default());
+    if size > MAX_RECORD {
+        return Parsed::Bad;
+    }
+    let Some(payload) = buf.get(HEADER..HEADER + size) else { return Parsed::Beyond(HEADER + size) };
+    if crc(seq, payload) != sum {
+        return Parsed::Bad;
+    }
+    Parsed::Record(seq, payload, HEADER + size)
 }
 
 impl Spool {
@@ -299,6 +343,20 @@ impl Spool {
         Ok(())
     }
 
+    /// What [`Syncer::sync`] needs to make every record appended so far durable, taken here so
+    /// that the sync itself runs without the spool (appends go on meanwhile). `None` when
+    /// there is nothing to sync.
+    pub fn syncer(&mut self) -> io::Result<Option<Syncer>> {
+        let Some(s) = self.segments.values().next_back() else { return Ok(None) };
+        let dir = std::mem::take(&mut self.dir_dirty).then(|| self.dir.clone());
+        Ok(Some(Syncer { file: s.file.try_clone()?, dir }))
+    }
+
+    /// The first sequence of the segment that holds (or would hold) `seq`.
+    pub fn segment_of(&self, seq: u64) -> Option<u64> {
+        self.segments.range(..=seq).next_back().map(|(k, _)| *k)
+    }
+
     /// The record with sequence `seq`, if the spool holds it.
     pub fn get(&self, seq: u64) -> io::Result<Option<Vec<u8>>> {
         Ok(self.scan(seq, 1)?.into_iter().next().filter(|(s, _)| *s == seq).map(|(_, p)| p))
@@ -306,17 +364,44 @@ impl Spool {
 
     /// Up to `limit` records with sequences at or after `from`, oldest first.
     pub fn scan(&self, from: u64, limit: usize) -> io::Result<Vec<(u64, Vec<u8>)>> {
+        // One read brings many records: about a quarter of a segment at most, less for a few.
+        let block = (limit.saturating_mul(256)).clamp(4096, 256 << 10);
         let mut out = Vec::new();
+        let mut buf = Vec::new();
         // The segment that may hold `from` is the last one starting at or before it.
         let start = self.segments.range(..=from).next_back().map_or(0, |(k, _)| *k);
         for seg in self.segments.range(start..).map(|(_, s)| s) {
             let mut offset = seg.start_for(from);
-            while out.len() < limit {
-                let Some((seq, payload)) = read_record(&seg.file, offset, seg.len)? else { break };
-                offset += (HEADER + payload.len()) as u64;
-                if seq >= from {
-                    out.push((seq, payload));
+            'segment: while out.len() < limit && offset < seg.len {
+                let want = block.min((seg.len - offset) as usize);
+                buf.resize(want, 0);
+                seg.file.read_exact_at(&mut buf, offset)?;
+                let mut at = 0;
+                loop {
+                    if out.len() >= limit {
+                        break 'segment;
+                    }
+                    match parse(&buf[at..]) {
+                        Parsed::Record(seq, payload, size) => {
+                            if seq >= from {
+                                out.push((seq, payload.to_vec()));
+                            }
+                            at += size;
+                        }
+                        Parsed::Beyond(size) if at == 0 => {
+                            // A record larger than the block: read on its own.
+                            let Some((seq, payload)) = read_record(&seg.file, offset, seg.len)? else { break 'segment };
+                            if seq >= from {
+                                out.push((seq, payload));
+                            }
+                            at = size;
+                            break;
+                        }
+                        Parsed::Beyond(_) => break,
+                        Parsed::Bad => break 'segment,
+                    }
                 }
+                offset += at as u64;
             }
             if out.len() >= limit {
                 break;
@@ -363,6 +448,22 @@ mod tests {
         }
         s.sync().unwrap();
         s
+    }
+
+    #[test]
+    fn records_larger_than_a_read_block_read_back_between_small_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(dir.path()).unwrap();
+        let sizes = [10usize, 5000, 300_000, 20, 4090, 4096, 70_000, 1];
+        for (i, n) in sizes.iter().enumerate() {
+            s.append(i as u64, &vec![i as u8; *n]).unwrap();
+        }
+        let all = s.scan(0, 100).unwrap();
+        assert_eq!(all.iter().map(|(_, p)| p.len()).collect::<Vec<_>>(), sizes);
+        for (i, n) in sizes.iter().enumerate() {
+            assert_eq!(s.get(i as u64).unwrap(), Some(vec![i as u8; *n]), "record {i}");
+            assert_eq!(s.scan(i as u64, 2).unwrap().len(), 2.min(sizes.len() - i));
+        }
     }
 
     #[test]

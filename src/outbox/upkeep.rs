@@ -61,15 +61,18 @@ mod tests {
     async fn the_upkeep_asks_for_a_compaction_once_a_drained_store_is_quiet() {
         let dir = tempfile::tempdir().unwrap();
         let endpoints = vec![EndpointFilter { name: "bo".into(), events: None, files_only: false }];
-        let outbox = Outbox::open_with(dir.path(), endpoints, 16 << 20).unwrap();
+        let outbox = Outbox::open_with(dir.path(), endpoints, 32 << 20).unwrap();
         let mut seqs = Vec::new();
-        while outbox.size_on_disk() < 14 << 20 {
+        // The events go to the spool, which gives its disk back itself as they are delivered;
+        // what fills sled is their idempotency records (a copy of each event, kept a week).
+        while outbox.size_on_disk() < 28 << 20 {
             let mut batch = JoinSet::new();
             for k in 0..32 {
                 let o = outbox.clone();
                 batch.spawn(async move {
                     let job = format!("J{k}");
-                    o.append(&job, None, |seq| crate::event::StatusEvent {
+                    let key = format!("k{}", o.appends());
+                    o.append(&job, Some(&key), |seq| crate::event::StatusEvent {
                         sequence: seq,
                         job_id: job.clone(),
                         received_by: Some("r".repeat(20_000)),
@@ -87,6 +90,7 @@ mod tests {
         for seq in seqs {
             outbox.delivered("bo", seq).unwrap();
         }
+        outbox.prune_idempotency(chrono::Utc::now() + chrono::Duration::days(8)).unwrap();
         tokio::time::timeout(3 * EVERY, due.notified()).await.expect("drained and quiet: compaction is asked for");
         tokio::time::timeout(Duration::from_secs(1), upkeep).await.expect("it asks once, then ends").unwrap();
     }
