@@ -299,7 +299,7 @@ async fn drain(base: &Path, n: usize) -> serde_json::Value {
         outbox.flush().await.unwrap();
         let trees = outbox.footprint().unwrap();
         println!(
-            "store after queueing {n} events: {} bytes on sled's files ({:.0} per event)",
+            "store after queueing {n} events: {} bytes on disk, sled's files and the spool ({:.0} per event)",
             outbox.size_on_disk(),
             outbox.size_on_disk() as f64 / n as f64
         );
@@ -317,7 +317,7 @@ async fn drain(base: &Path, n: usize) -> serde_json::Value {
         }
         let sled_own = outbox.size_on_disk().saturating_sub(trees.bytes);
         println!(
-            "  sled's own (headers, page versions not yet reclaimed): {sled_own} bytes ({:.0} per event)",
+            "  sled's own (headers, page versions not yet reclaimed) and the spool's record headers: {sled_own} bytes ({:.0} per event)",
             sled_own as f64 / n as f64
         );
         footprint = serde_json::json!({

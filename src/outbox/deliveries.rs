@@ -1,7 +1,7 @@
 //! The delivery queue's reads and settlements for the loops, the operator's actions (list,
 //! retry, enable) and the delivery log.
 //!
-//! A delivery is pending while its endpoint has not acknowledged its event (see [`super::book`])
+//! A delivery is pending while its endpoint has not acknowledged its event (see the outbox's `book`)
 //! and `failed` does not hold it; its state is `pending`'s record once it was attempted, a fresh
 //! one before.
 
@@ -420,7 +420,7 @@ impl Outbox {
         Ok(out)
     }
 
-    /// Pending and failed counts of one endpoint, kept in memory (see [`super::book`]), and the
+    /// Pending and failed counts of one endpoint, kept in memory (see the outbox's `book`), and the
     /// oldest pending sequence.
     pub fn depth(&self, endpoint: &str) -> Depth {
         let (pending, failed) = self.book().get(endpoint).map_or((0, 0), |p| (p.pending, p.failed));

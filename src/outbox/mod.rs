@@ -8,48 +8,53 @@
 //!   receiver's 2xx and our bookkeeping means the event is sent again, with the same id.
 //! - The store lives on an SD card: writes are batched where durability is not at stake.
 //!
-//! # On-disk layout (sled 0.34, one database in `state_dir/outbox`)
+//! # On disk
+//! The events are in `state_dir/queue`: `events/`, the [`spool`] (append-only segment files,
+//! each record a `spooled` event with the endpoints it is for and the sled writes of its tap),
+//! and `acks/`, one [`acks`] ledger per endpoint (the events it has taken). A delivery is an
+//! (event, endpoint) pair: pending until acknowledged, parked while `failed` holds it. The rest is
+//! sled 0.34, one database in `state_dir/outbox`:
+//!
 //! | tree      | key                                   | value                                     |
 //! |-----------|---------------------------------------|-------------------------------------------|
-//! | `events`  | sequence, u64 big-endian              | [`record`]: version byte + [`StatusEvent`] (version 2: [`binary`]; 1: JSON) |
 //! | `idem`    | job id, NUL, Idempotency-Key          | [`record`] of the [`StatusEvent`] (the first one; kept 7 days, after its delivery too) |
-//! | `pending` | endpoint, NUL, sequence (BE)          | [`record`] of the [`DeliveryState`]       |
-//! | `failed`  | endpoint, NUL, sequence (BE)          | the same, for events parked after their retry budget |
+//! | `pending` | endpoint, NUL, sequence (BE)          | [`record`] of the [`DeliveryState`] of a delivery attempted and not yet made (one never attempted has none) |
+//! | `failed`  | endpoint, NUL, sequence (BE)          | the same, for deliveries parked after their retry budget |
 //! | `log`     | log id, u64 BE (monotonic)            | [`record`] of an [`Attempt`] that failed; the newest 10,000 kept |
-//! | `meta`    | `disabled/ENDPOINT`, `loss`, `telemetry_dropped` | JSON (the drop count: u64 BE)  |
+//! | `meta`    | `disabled/ENDPOINT`, `loss`, `telemetry_dropped`, `applied`, `issued`, `id_base` | JSON (the drop count and sequences: u64 BE) |
 //! | `telemetry` | ring sequence, u64 BE               | positions waiting for the MQTT broker, see [`ring`] |
 //! | `media`   | file SHA-256 (32 bytes), sequence (BE) | empty: the event refers to the file in `state_dir/media/`; a [`PartTree`] that [`crate::media::refs`] owns, written with the event |
 //! | `stops`   | `list`, `mqtt`                        | JSON [`crate::stops::StopList`], the last MQTT list's digest: a [`PartTree`] that `stops::store` owns |
-//! | `stops`   | `mqtt`                                | SHA-256 of the last `{prefix}/stops` message applied (a retained message comes again on every connect) |
 //! | `sessions` | SHA-256 of a session token (32 bytes) | expiry, unix seconds (i64 BE): a paired phone; a [`PartTree`] that [`crate::api::pairing`] owns |
 //! | `odometer` | `total_m`                            | f64 BE: metres driven; a [`PartTree`] that [`crate::odometer`] owns |
 //! | `route`   | `day`                                 | JSON [`crate::route::Day`]: the day's route; a [`PartTree`] that [`crate::route`] owns, written with each route event |
-//! | `history` | day (u32 BE), sequence (BE)           | job id, then the [`record`] of its [`crate::event::Milestone`]: what the job went through (kept 7 days, like `idem`); a [`PartTree`] that [`crate::history`] owns, written with the event (stores before issue 29: job id, NUL, sequence → JSON) |
+//! | `history` | day (u32 BE), sequence (BE)           | job id, then the [`record`] of its [`crate::event::Milestone`]: what the job went through (kept 7 days, like `idem`); a [`PartTree`] that [`crate::history`] owns, written with the event |
 //!
-//! Sizes (issue 29, 100,000 queued events over 5,000 jobs): a record of version 2 is about a
-//! quarter of its JSON (event 93 bytes, delivery state 17, step 35), and sled's files take about
-//! 630 bytes per queued event, 220 of them records and the rest sled's own (page headers and page
-//! versions it has not reclaimed yet). `Outbox::footprint` breaks a store down tree by tree;
-//! `tools/store/check` holds the bytes per event and the drain's RSS to a budget in CI.
-//! Status never counts records in the store: [`Outbox::len`] and [`Outbox::depth`] read
-//! [`counts`], taken by one scan when first asked and kept by every change from then on.
-//!
-//! Big-endian sequences make sled's key order the outbox order, so a range scan over an
-//! endpoint's prefix yields its deliveries oldest first, which is what per-job ordering needs.
-//! Do not change this layout or a record's meaning without a migration (see [`record`]).
+//! Stores written before issue 29's spool kept the events in sled (`events`: sequence → event
+//! record, and a `pending` record for every delivery); opening one moves them into the spool
+//! (`upgrade`). Sizes (issue 29, 100,000 queued events over 5,000 jobs): a spool record is about
+//! 180 bytes (the event's [`binary`] record, its endpoints, its job's step for `history`), and
+//! the whole store about 380 bytes per queued event. `Outbox::footprint` breaks a store down;
+//! `tools/store/check` holds the bytes per event and the drain's RSS to a budget in CI. Status
+//! never counts records in the store: the counts are in memory (`book`), taken by the scan of
+//! the spool that opening does anyway.
 //!
 //! # Durability
-//! [`Outbox::append`] writes the event, its idempotency key and one `pending` record per matching
-//! endpoint in one sled transaction (with what parts keep with it: [`Outbox::append_with`]), then waits for an fsync that covers it before returning:
-//! only then does the API answer 201. Concurrent appends share fsyncs (group commit in `commit`;
-//! sled's own `flush_async` deadlocks when awaited concurrently, sled #1308). Delivery bookkeeping (attempt counts, removals) is not flushed
-//! per write; sled flushes it within 500 ms, and losing it only means a retry.
+//! [`Outbox::append`] appends the event's record to the spool, with everything its tap writes in
+//! sled (its idempotency key, what parts keep with it: [`Outbox::append_with`]), then waits for
+//! the spool's sync that covers it and for those sled writes, applied after it (`journal`):
+//! only then does the API answer 201. One device flush per group of concurrent taps (group
+//! commit in `commit`); sled flushes what was applied within 500 ms, and a crash before that is
+//! undone by applying the spool's records again when the store opens. Delivery bookkeeping
+//! (acknowledgements, attempt counts) is not flushed per write: losing it only means a
+//! redelivery.
 //!
 //! # When a record may be removed
-//! A `pending` record is removed after its endpoint answered 2xx; an event is removed in the same
-//! transaction as its last `pending`/`failed` record. Events are never dropped otherwise, except
-//! by an operator. A store that cannot be opened is moved aside (kept for recovery), never
-//! deleted; see [`Outbox::open`].
+//! A delivery is done when its endpoint answered 2xx (or the endpoint was forgotten by an
+//! operator's config change, for the MQTT mirror and uploads); the spool drops a segment once
+//! every delivery of every event in it is done, with one unlink. Events are never dropped
+//! otherwise. A sled store that cannot be opened is moved aside (kept for recovery), never
+//! deleted, and the spool's events are still delivered; see [`Outbox::open`].
 
 pub mod acks;
 pub mod backward;
@@ -251,9 +256,10 @@ fn commit_journal(
 }
 
 impl Outbox {
-    /// Opens (or creates) the outbox under `state_dir`. A store that cannot be opened (corrupt,
-    /// unreadable) is moved aside to `outbox.corrupt-TIMESTAMP`, a fresh one is started and the
-    /// loss is logged at `error` and shown in status: the agent keeps running. A store held by
+    /// Opens (or creates) the outbox under `state_dir`. A sled store that cannot be opened
+    /// (corrupt, unreadable) is moved aside to `outbox.corrupt-TIMESTAMP`, a fresh one is started
+    /// (the spool's events are still queued, their idempotency keys applied again) and the loss
+    /// is logged at `error` and shown in status: the agent keeps running. A store held by
     /// another process is an error: nothing is moved.
     pub fn open(state_dir: &Path, endpoints: Vec<EndpointFilter>) -> Result<Outbox, OutboxError> {
         Self::open_with(state_dir, endpoints, DEFAULT_BUDGET)
@@ -689,7 +695,7 @@ impl Outbox {
         }
     }
 
-    /// Events stored (with a delivery still to make). Kept in memory (see [`book`]).
+    /// Events stored (with a delivery still to make). Kept in memory (see `book`).
     pub fn len(&self) -> usize {
         self.inner.book.lock().unwrap_or_else(|e| e.into_inner()).events as usize
     }

@@ -4,7 +4,7 @@
 //! It is the first part of taking the event queue out of sled (issue 29): sled grows the heap
 //! by more than the 24 MB budget while a backlog drains, when only a few records are live at a
 //! time (see docs/benchmarks.md). A drain that reads a spool reads files front to back with one
-//! buffer, and a drained segment is one `unlink`. The outbox keeps its events in it (see [`super::spooled`]).
+//! buffer, and a drained segment is one `unlink`. The outbox keeps its events in it (see `outbox::spooled`).
 //!
 //! # On disk
 //! A directory of segments named by their first sequence (`{first:020}.seg`). A segment is the
@@ -40,6 +40,8 @@ pub const MAX_RECORD: usize = 1 << 20;
 pub const SEGMENT_BYTES: u64 = 1 << 20;
 /// One record in this many is in a segment's in-memory index; a read scans from the nearest.
 const INDEX_EVERY: u64 = 16;
+/// Bytes read at a time while a segment is checked on open.
+const OPEN_BLOCK: usize = 256 << 10;
 
 /// What [`Spool::open`] found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -239,14 +241,40 @@ impl Spool {
             let mut seg = Segment::empty(path, file);
             let file_len = on_disk.max(MAGIC.len() as u64);
             let mut offset = MAGIC.len() as u64;
-            while let Some((seq, payload)) = read_record(&seg.file, offset, file_len)? {
-                if spool.last.is_some_and(|l| seq <= l) {
-                    break;
+            // Read a block at a time; stop at the first record that is not whole and valid, or
+            // whose sequence does not follow.
+            let mut buf = Vec::new();
+            let mut stop = false;
+            while !stop && offset < file_len {
+                buf.resize(OPEN_BLOCK.min((file_len - offset) as usize), 0);
+                seg.file.read_exact_at(&mut buf, offset)?;
+                let mut at = 0;
+                while at < buf.len() {
+                    let (seq, size) = match parse(&buf[at..]) {
+                        Parsed::Record(seq, _, size) => (seq, size),
+                        Parsed::Beyond(_) if at == 0 => match read_record(&seg.file, offset, file_len)? {
+                            // Larger than a block, and whole.
+                            Some((seq, payload)) => (seq, HEADER + payload.len()),
+                            None => {
+                                stop = true;
+                                break;
+                            }
+                        },
+                        Parsed::Beyond(_) => break,
+                        Parsed::Bad => {
+                            stop = true;
+                            break;
+                        }
+                    };
+                    if spool.last.is_some_and(|l| seq <= l) {
+                        stop = true;
+                        break;
+                    }
+                    seg.note(seq, offset + at as u64, size as u64);
+                    spool.last = Some(seq);
+                    at += size;
                 }
-                let size = (HEADER + payload.len()) as u64;
-                seg.note(seq, offset, size);
-                spool.last = Some(seq);
-                offset += size;
+                offset += at as u64;
             }
             recovery.records += seg.records;
             if offset < file_len {

@@ -75,6 +75,8 @@ pub(super) fn events_into_spool(db: &sled::Db, spool: &mut Spool, applier: &Appl
     for k in events.iter().keys() {
         events.remove(k?)?;
     }
+    // What the events took in sled's files comes back at the next start (see `compact`).
+    meta.insert(super::compact::REQUESTED, b"1".as_slice())?;
     db.flush()?;
     tracing::info!(events = moved, "outbox: events moved from sled into the spool");
     Ok(())
@@ -88,6 +90,8 @@ pub(super) fn tally(
     pending: &sled::Tree,
     failed: &sled::Tree,
 ) -> Result<(), OutboxError> {
+    // Parked deliveries are few: asked of a set, not of sled once per delivery.
+    let parked: std::collections::HashSet<sled::IVec> = failed.iter().keys().collect::<Result<_, _>>()?;
     let mut from = spool.first().unwrap_or(0);
     loop {
         let chunk = spool.scan(from, 256).map_err(|e| storage("spool", e))?;
@@ -103,7 +107,7 @@ pub(super) fn tally(
             };
             let mut outstanding = 0;
             for t in &targets {
-                let parked = failed.contains_key(endpoint_key(t, seq))?;
+                let parked = !parked.is_empty() && parked.contains(endpoint_key(t, seq).as_slice());
                 let page = book.page(t).map_err(|e| storage("delivery ledger", e))?;
                 if page.acks.contains(seq) {
                     continue;

@@ -310,3 +310,48 @@ async fn the_counts_asked_during_changes_end_exact() {
     let fresh = reopen(dir.path()).await.unwrap();
     assert_eq!((fresh.len(), fresh.depth("bo").pending), (want, want as u64), "counted from the store");
 }
+
+/// A tap's sled writes (its idempotency record, its job's step) are applied after the spool's
+/// sync and flushed by sled later (`outbox::journal`): a crash in between loses them from sled,
+/// never from the spool, and opening the store applies them again. The crash is made by taking
+/// them out of sled's files, with `meta`'s mark, as a power cut before sled's flush would.
+#[tokio::test]
+async fn what_sled_lost_to_a_crash_is_applied_again_from_the_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, later) = {
+        let o = Outbox::open(dir.path(), endpoints()).unwrap();
+        let h = curbside::history::History::open(&o).unwrap();
+        let first = o.append_with("J1", Some("k1"), |s| event(s, "J1"), |e, s| vec![h.of(e, s)]).await.unwrap();
+        let later = o.append_with("J1", Some("k2"), |s| event(s, "J1"), |e, s| vec![h.of(e, s)]).await.unwrap();
+        o.flush().await.unwrap();
+        (first.event, later.event)
+    };
+    drop(reopen(dir.path()).await.unwrap());
+    {
+        // The last handle's flusher may hold the lock for a moment.
+        let mut db = sled::open(dir.path().join("outbox"));
+        for _ in 0..100 {
+            if db.is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            db = sled::open(dir.path().join("outbox"));
+        }
+        let db = db.unwrap();
+        let (idem, history, meta) =
+            (db.open_tree("idem").unwrap(), db.open_tree("history").unwrap(), db.open_tree("meta").unwrap());
+        assert_eq!((idem.len(), history.len()), (2, 2));
+        // The second tap's writes never reached sled's files; the mark stands at the first.
+        idem.remove(b"J1\0k2").unwrap();
+        history.pop_max().unwrap();
+        meta.insert("applied", &first.sequence.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let o = reopen(dir.path()).await.unwrap();
+    let again = o.append("J1", Some("k2"), |s| event(s, "J1")).await.unwrap();
+    assert!(!again.created, "the key of a tap acknowledged before the crash still answers");
+    assert_eq!(again.event, later);
+    let h = curbside::history::History::open(&o).unwrap();
+    assert_eq!(h.job("J1", u64::MAX).len(), 2, "the job's step is back");
+    assert_eq!(o.len(), 2);
+}
