@@ -12,11 +12,21 @@ use tokio_util::sync::CancellationToken;
 use crate::common::wait_for;
 
 async fn serve_once(listener: &TcpListener, lat: f64) {
-    let (sock, _) = listener.accept().await.unwrap();
-    let (r, mut w) = sock.into_split();
-    let mut line = String::new();
-    BufReader::new(r).read_line(&mut line).await.unwrap();
-    assert!(line.starts_with("?WATCH={\"enable\":true,\"json\":true}"), "{line}");
+    // Only the gpsd source's `?WATCH` is served: another test's client may reach this port (one
+    // it had before, given again to this listener) and is dropped. A source that never sends
+    // it never gets a fix, and the test fails waiting for one.
+    let watched = async {
+        loop {
+            let (sock, _) = listener.accept().await.unwrap();
+            let (r, w) = sock.into_split();
+            let mut line = String::new();
+            let read = tokio::time::timeout(Duration::from_secs(2), BufReader::new(r).read_line(&mut line)).await;
+            if matches!(read, Ok(Ok(_))) && line.starts_with("?WATCH={\"enable\":true,\"json\":true}") {
+                break w;
+            }
+        }
+    };
+    let mut w = tokio::time::timeout(Duration::from_secs(20), watched).await.expect("the gpsd source sends ?WATCH");
     w.write_all(b"{\"class\":\"VERSION\",\"release\":\"3.25\"}\n{\"class\":\"SKY\",\"uSat\":7,\"hdop\":0.8}\n")
         .await
         .unwrap();
