@@ -41,6 +41,8 @@ impl Outbox {
             let old = decode::<StatusEvent>(&v).map(|e| e.occurred_at < cutoff).unwrap_or(true);
             if old {
                 self.inner.idem.remove(k)?;
+                // Gone from the store like a delivery: the upkeep looks at its size again.
+                self.inner.removals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
         Ok(())

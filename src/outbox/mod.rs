@@ -150,7 +150,8 @@ struct Inner {
     opened_size: u64,
     /// Events appended since the store was opened (the agent compacts only after a quiet spell).
     appends: AtomicU64,
-    /// Deliveries completed and telemetry points sent since the store was opened.
+    /// Deliveries completed, telemetry points sent and idempotency keys forgotten since the
+    /// store was opened.
     removals: AtomicU64,
     committer: commit::Committer,
     /// The spool of events and what waits to be applied to sled (see [`journal`]). Taken before
@@ -751,7 +752,8 @@ impl Outbox {
         self.inner.appends.load(Ordering::Relaxed)
     }
 
-    /// Deliveries completed and telemetry points sent since the store was opened.
+    /// Deliveries completed, telemetry points sent and idempotency keys forgotten since the store
+    /// was opened.
     pub fn removals(&self) -> u64 {
         self.inner.removals.load(Ordering::Relaxed)
     }
