@@ -117,9 +117,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The endpoints and the job of a record, without the rest (what a delivery loop's scan needs).
-pub fn head(bytes: &[u8]) -> Result<(Vec<String>, String), SpooledError> {
-    let mut r = Reader(bytes);
+/// What every record starts with: the version, then the endpoints and the job.
+fn start(r: &mut Reader<'_>) -> Result<(Vec<String>, String), SpooledError> {
     let version = r.take(1)?[0];
     if version != VERSION {
         return Err(SpooledError::Version(version));
@@ -129,16 +128,15 @@ pub fn head(bytes: &[u8]) -> Result<(Vec<String>, String), SpooledError> {
     Ok((targets, r.text(2)?))
 }
 
+/// The endpoints and the job of a record, without the rest (what a delivery loop's scan needs).
+pub fn head(bytes: &[u8]) -> Result<(Vec<String>, String), SpooledError> {
+    start(&mut Reader(bytes))
+}
+
 /// Decodes a record.
 pub fn decode(bytes: &[u8]) -> Result<Spooled, SpooledError> {
     let mut r = Reader(bytes);
-    let version = r.take(1)?[0];
-    if version != VERSION {
-        return Err(SpooledError::Version(version));
-    }
-    let n = r.len(1)?;
-    let targets = (0..n).map(|_| r.text(1)).collect::<Result<Vec<_>, _>>()?;
-    let job_id = r.text(2)?;
+    let (targets, job_id) = start(&mut r)?;
     let idem = Some(r.field(2)?.to_vec()).filter(|k| !k.is_empty());
     let m = r.len(2)?;
     let mut writes = Vec::with_capacity(m.min(64));
