@@ -176,6 +176,8 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
         config.webhooks.iter().map(|e| &**e).chain(config.pod.upload.as_ref().map(|u| &*u.endpoint)),
         proxy,
     )?;
+    // Plain http:// webhooks go on sockets of the agent's own, counted there (`link::direct`).
+    let direct = crate::link::direct::Direct::new(meter.clone());
     let webhooks = WebhookStatus::default();
     // Built before anything runs, so that unreadable TLS files fail the start.
     let mqtt = match &config.mqtt {
@@ -292,6 +294,7 @@ async fn build(config: Config, supervision: Supervision, wall: Wall) -> anyhow::
             outbox: outbox.clone(),
             history: history.clone(),
             client: client.clone(),
+            direct: direct.clone(),
             clock: clock.clone(),
             status: webhooks.clone(),
             tz: config.timezone,

@@ -11,19 +11,28 @@
 //! end to end between the client and the far end (`CONNECT`), and plain `http://` is forwarded
 //! as written (absolute-form requests, which every HTTP/1.1 server accepts).
 //!
+//! Webhooks to plain `http://` endpoints need no tunnel, so they skip the proxy: [`direct`] dials
+//! them itself and wraps the socket in the same [`Counted`], so the [`Meter`] sees the same bytes
+//! and dial errors with one loopback hop fewer (the drain benchmark's receiver is plain http;
+//! `https://` webhooks still go through the proxy).
+//!
 //! The [`Meter`] is the one source of the van's usage: status, `/metrics` and the daily budget
 //! (`[positions] daily_budget_mb`) read it. Today's totals are saved in the store's `links` tree
 //! every [`SAVE_EVERY`] and when the agent stops; a power cut loses at most that much counting.
 
+pub mod direct;
 pub mod proxy;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
 use crate::outbox::{Outbox, OutboxError, PartTree};
@@ -263,6 +272,41 @@ impl Meter {
 /// `host:port` of a URL (the scheme's default port when it names none); IPv6 in brackets.
 pub fn destination(url: &reqwest::Url) -> Option<String> {
     Some(format!("{}:{}", url.host_str()?, url.port_or_known_default()?))
+}
+
+/// A stream that adds what crosses it to a destination's counters.
+pub(crate) struct Counted<S> {
+    pub(crate) inner: S,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            self.counters.add_received(buf.filled().len() - before);
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = r {
+            self.counters.add_sent(n);
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]

@@ -15,17 +15,15 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::{Counters, Meter};
+use super::{Counted, Meter};
 
 /// Connections through the proxy at once; more wait to be accepted.
 pub const MAX_CONNECTIONS: usize = 128;
@@ -194,7 +192,8 @@ fn head_len(read: &[u8]) -> usize {
     read.windows(4).position(|w| w == b"\r\n\r\n").map_or(read.len(), |p| p + 4)
 }
 
-async fn dial(to: &str) -> std::io::Result<TcpStream> {
+/// Connects to `to` (`host:port`, IPv6 in brackets).
+pub(super) async fn dial(to: &str) -> std::io::Result<TcpStream> {
     let (host, port) = to.rsplit_once(':').ok_or_else(|| std::io::Error::other("no port"))?;
     let port: u16 = port.parse().map_err(|_| std::io::Error::other("bad port"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -219,41 +218,6 @@ pub fn unreachable(response: &reqwest::Response) -> Option<String> {
     }
     let why = response.headers().get(UNREACHABLE)?;
     Some(why.to_str().unwrap_or("cannot connect").to_string())
-}
-
-/// A stream that adds what crosses it to a destination's counters.
-struct Counted<S> {
-    inner: S,
-    counters: Arc<Counters>,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = r {
-            self.counters.add_received(buf.filled().len() - before);
-        }
-        r
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, data);
-        if let Poll::Ready(Ok(n)) = r {
-            self.counters.add_sent(n);
-        }
-        r
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]

@@ -57,6 +57,8 @@ pub struct Deps {
     pub tz: crate::zone::Zone,
     /// Runs jq programs (`antsroute`, `jq`), bounded.
     pub runner: format::jq::Runner,
+    /// The client for plain `http://` endpoints, on the agent's own counted sockets.
+    pub direct: crate::link::direct::Direct,
     /// The links' usage: why a connection through the metering proxy failed.
     pub meter: crate::link::Meter,
 }
@@ -236,7 +238,7 @@ async fn deliver(
     seq: u64,
     mut state: DeliveryState,
 ) -> Result<Settled, OutboxError> {
-    let Deps { outbox, history, client, clock, status, tz, runner, meter } = deps;
+    let Deps { outbox, history, client, direct, clock, status, tz, runner, meter } = deps;
     let job = state.job_id.clone();
     let Some(event) = outbox.event(seq)? else {
         // Unreadable or gone: nothing to deliver; drop the delivery.
@@ -263,7 +265,7 @@ async fn deliver(
                 None => event.clone(),
             };
             match format::render(&ep.format, &sent, &ctx, &runner).await {
-                Ok(outs) => attempt(&client, &ep, &outs, &mut state.sent, at).await,
+                Ok(outs) => attempt(&client, &direct, &ep, &outs, &mut state.sent, at).await,
                 Err(e) => Outcome::Park(e.to_string()),
             }
         }

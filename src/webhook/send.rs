@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use http_body_util::Full;
+
+use crate::link::direct::Direct;
 use crate::reconnect::Failure;
 
 use super::Endpoint;
@@ -66,6 +69,7 @@ pub fn authorize(mut req: reqwest::RequestBuilder, ep: &Endpoint) -> reqwest::Re
 /// body is not read: a 2xx status line is delivery, however slowly the body follows.
 pub async fn attempt(
     client: &reqwest::Client,
+    direct: &Direct,
     ep: &Endpoint,
     outs: &[format::Out],
     sent: &mut u32,
@@ -73,7 +77,7 @@ pub async fn attempt(
 ) -> Outcome {
     let mut last = Outcome::Filtered;
     for out in outs.iter().skip(*sent as usize) {
-        last = attempt_one(client, ep, out, now).await;
+        last = attempt_one(client, direct, ep, out, now).await;
         if !matches!(last, Outcome::Delivered(_)) {
             return last;
         }
@@ -83,11 +87,54 @@ pub async fn attempt(
     last
 }
 
-/// Sends one request and classifies what happened.
-pub async fn attempt_one(client: &reqwest::Client, ep: &Endpoint, out: &format::Out, now: DateTime<Utc>) -> Outcome {
-    match request(client, ep, out, now.timestamp()).send().await {
+/// Sends one request and classifies what happened. A plain `http://` endpoint's request goes
+/// on a socket of the agent's own ([`crate::link::direct`]); any other through `client` (and the
+/// metering proxy).
+pub async fn attempt_one(
+    client: &reqwest::Client,
+    direct: &Direct,
+    ep: &Endpoint,
+    out: &format::Out,
+    now: DateTime<Utc>,
+) -> Outcome {
+    let req = request(client, ep, out, now.timestamp());
+    if ep.url.scheme() == "http" {
+        return match req.build() {
+            Ok(req) => send_direct(direct, req, ep.delivery.timeout, now).await,
+            Err(e) => classify_error(&e.without_url(), ep.delivery.timeout),
+        };
+    }
+    match req.send().await {
         Ok(resp) => classify_answer(&resp, now),
         Err(e) => classify_error(&e.without_url(), ep.delivery.timeout),
+    }
+}
+
+/// The headers the reqwest client adds to every request ([`crate::tls::http_client`]), so that
+/// a receiver sees the same request whichever way it came.
+fn client_defaults(headers: &mut http::HeaderMap) {
+    headers
+        .entry(http::header::USER_AGENT)
+        .or_insert(http::HeaderValue::from_static(concat!("curbside/", env!("CARGO_PKG_VERSION"))));
+    headers.entry(http::header::ACCEPT).or_insert(http::HeaderValue::from_static("*/*"));
+}
+
+/// Sends a request built for reqwest on the direct client, within `timeout` for the answer's
+/// head.
+async fn send_direct(direct: &Direct, req: reqwest::Request, timeout: Duration, now: DateTime<Utc>) -> Outcome {
+    let body = req.body().and_then(|b| b.as_bytes()).map(hyper::body::Bytes::copy_from_slice).unwrap_or_default();
+    let built = http::Request::builder().method(req.method().clone()).uri(req.url().as_str()).body(Full::new(body));
+    let mut request = match built {
+        Ok(r) => r,
+        Err(e) => return Outcome::Failed { status: None, error: error_chain(&e), retry_after: None },
+    };
+    *request.headers_mut() = req.headers().clone();
+    client_defaults(request.headers_mut());
+    match tokio::time::timeout(timeout, direct.send(request)).await {
+        Ok(Ok(resp)) => classify_head(resp.status().as_u16(), resp.headers(), now),
+        Ok(Err(e)) if e.is_connect() => Outcome::Offline(error_chain(&e), Failure::Unreachable),
+        Ok(Err(e)) => Outcome::Failed { status: None, error: error_chain(&e), retry_after: None },
+        Err(_) => Outcome::Failed { status: None, error: format!("no answer within {timeout:?}"), retry_after: None },
     }
 }
 
@@ -97,8 +144,13 @@ pub fn classify_answer(resp: &reqwest::Response, now: DateTime<Utc>) -> Outcome 
     if let Some(why) = crate::link::proxy::unreachable(resp) {
         return Outcome::Offline(why, Failure::Unreachable);
     }
-    let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok());
-    schedule::classify(resp.status().as_u16(), retry_after, now)
+    classify_head(resp.status().as_u16(), resp.headers(), now)
+}
+
+/// What an answer's status and `Retry-After` mean ([`schedule::classify`]).
+fn classify_head(status: u16, headers: &http::HeaderMap, now: DateTime<Utc>) -> Outcome {
+    let retry_after = headers.get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok());
+    schedule::classify(status, retry_after, now)
 }
 
 /// The endpoint URL without credentials or query (which may carry tokens), for logs and status.

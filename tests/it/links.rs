@@ -1,7 +1,8 @@
 //! The links' meter (issue 25): every byte a link carries is counted, the same count as a relay
 //! in front of the far end sees (both count what crosses TCP: TLS, keepalives, handshakes);
 //! today's totals carry across a restart; a far end that cannot be reached is reported with
-//! the reason through the proxy (plain http and https alike); and a spent daily budget thins
+//! the reason, whether the proxy dialled it (https) or the agent's own client (plain http,
+//! `link::direct`); and a spent daily budget thins
 //! positions but never events.
 
 use std::net::SocketAddr;
@@ -138,7 +139,7 @@ async fn every_byte_of_a_link_is_counted_as_the_far_end_sees_it_and_today_surviv
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_far_end_that_cannot_be_reached_is_reported_with_why_through_the_proxy() {
+async fn a_far_end_that_cannot_be_reached_is_reported_with_why_by_either_path() {
     let (plain, tls) = (free_addr(), free_addr());
     let hooks = format!(
         "[[webhook]]\nname = \"plain\"\nurl = \"http://{plain}/hook\"\n[[webhook]]\nname = \"tls\"\nurl = \"https://{tls}/hook\"\n"
