@@ -358,5 +358,12 @@ mod tests {
         assert_eq!(d("http://a.example/x").as_deref(), Some("a.example:80"));
         assert_eq!(d("http://127.0.0.1:8080/").as_deref(), Some("127.0.0.1:8080"));
         assert_eq!(d("http://[::1]:9/").as_deref(), Some("[::1]:9"));
+        // The direct client's dialer: plain http only.
+        let plain = |u: &str| direct::destination(&u.parse().unwrap());
+        assert_eq!(plain("http://127.0.0.1:9/hook").as_deref(), Some("127.0.0.1:9"));
+        assert_eq!(plain("http://hooks.example/a").as_deref(), Some("hooks.example:80"));
+        assert_eq!(plain("http://[::1]:8080/").as_deref(), Some("[::1]:8080"));
+        assert_eq!(plain("https://hooks.example/a"), None);
+        assert_eq!(plain("/origin-form"), None);
     }
 }
