@@ -37,7 +37,7 @@ use curbside::history::History;
 use curbside::outbox::{EndpointFilter, Outbox};
 
 mod common;
-use common::{Stall, dir_size, free_port, peak_rss_kb, rss_kb, spawn_agent};
+use common::{Stall, cpu_s, dir_size, free_port, peak_rss_kb, rss_kb, spawn_agent};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -342,6 +342,8 @@ async fn drain(base: &Path, n: usize) -> serde_json::Value {
     let client = curbside::webhook::client(std::iter::empty(), None).unwrap();
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicU64::new(0));
+    let (me, rx1_pid) = (std::process::id(), rx1.id());
+    let cpu0 = (cpu_s(me), cpu_s(rx1_pid));
     let t = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..4 {
@@ -358,6 +360,9 @@ async fn drain(base: &Path, n: usize) -> serde_json::Value {
     }
     set.join_all().await;
     let bare = t.elapsed();
+    // CPU per event: the loop's (this process, which does nothing else meanwhile) and the
+    // receiver's, a steadier measure than the rate on a noisy machine.
+    let bare_cpu = (cpu_s(me) - cpu0.0, cpu_s(rx1_pid) - cpu0.1);
     assert_eq!(count(&http, &count_url).await, n);
     rx1.kill().unwrap();
     rx1.wait().unwrap();
@@ -385,6 +390,7 @@ async fn drain(base: &Path, n: usize) -> serde_json::Value {
     }
     let took = t.elapsed();
     peak = peak.max(peak_rss_kb(pid));
+    let agent_cpu = (cpu_s(pid), cpu_s(rx2.id()));
     // Let the removals reach disk before stopping.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
@@ -397,6 +403,15 @@ async fn drain(base: &Path, n: usize) -> serde_json::Value {
     println!("  bare reqwest loop:  {:>9.0} events/s ({:.2} s)", theirs, bare.as_secs_f64());
     println!("  curbside agent:     {:>9.0} events/s ({:.2} s, from process start)", ours, took.as_secs_f64());
     println!("  ratio agent/bare = {:.2}x (target >= 0.6x)", ours / theirs);
+    let us = |s: f64| s * 1e6 / n as f64;
+    println!(
+        "  CPU per event: bare loop {:.1} us (receiver {:.1} us), agent {:.1} us from its start (receiver {:.1} us); {:.2}x",
+        us(bare_cpu.0),
+        us(bare_cpu.1),
+        us(agent_cpu.0),
+        us(agent_cpu.1),
+        agent_cpu.0 / bare_cpu.0
+    );
     println!("  agent peak RSS while draining: {:.1} MB (target <= 24 MB)", peak as f64 / 1024.0);
     println!(
         "  store on disk: {:.1} MB before ({:.0} bytes per event, target <= 1000), {:.1} MB after",
@@ -409,6 +424,7 @@ async fn drain(base: &Path, n: usize) -> serde_json::Value {
     let status = status_with_backlog(&backlog, n).await;
     serde_json::json!({
         "events": n, "bare_per_s": theirs, "agent_per_s": ours, "ratio": ours / theirs,
+        "bare_cpu_us": us(bare_cpu.0), "agent_cpu_us": us(agent_cpu.0),
         "peak_rss_kb": peak, "store_before": size_before, "store_after": size_after, "footprint": footprint,
         "store_alone": alone_figures, "store_reads": store_reads, "status": status,
     })

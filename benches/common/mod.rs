@@ -116,6 +116,21 @@ fn status_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user and system) a process has used so far, in seconds; 0 when it is gone.
+#[allow(dead_code)] // used by outbox only; each bench compiles this module on its own
+pub fn cpu_s(pid: u32) -> f64 {
+    // /proc/PID/stat: fields 14 and 15 (utime, stime), in clock ticks, after the `(comm)`
+    // that may hold spaces.
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
+        let rest = s.get(s.rfind(')')? + 2..)?.to_string();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    });
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks.unwrap_or(0) as f64 / hz
+}
+
 /// A free loopback port (bound and released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
