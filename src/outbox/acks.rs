@@ -10,8 +10,12 @@
 //! - the first and last sequence of a range, u64 little-endian each;
 //! - a CRC-32 of those 16 bytes.
 //!
-//! [`Acks::take`] appends one entry per sequence, without a sync. A crash may lose the newest
-//! entries: those events are delivered again, at least once as the outbox promises. It never
+//! [`Acks::take`] adds one entry per sequence, without a sync, written in batches of up to
+//! [`BATCH`] (one `write` each, not one per delivery: issue 29's drain profile), and whenever the
+//! caller says its deliveries have paused ([`Acks::write_out`]), when the ledger is compacted
+//! and when it is dropped. A crash may lose the newest entries (a kill those not written yet, a
+//! power cut those the kernel had not flushed): those events are delivered again, at least once
+//! as the outbox promises. It never
 //! makes an event look taken that was not: an entry is whole and checked, or ignored.
 //! [`Acks::compact`] rewrites the file as its merged ranges, dropping those below a floor, and
 //! renames the new file over the old one.
@@ -24,6 +28,9 @@ use std::path::{Path, PathBuf};
 /// Bytes of one ledger entry.
 const ENTRY: usize = 20;
 
+/// Entries written together.
+pub const BATCH: usize = 32;
+
 /// One endpoint's acknowledgements.
 #[derive(Debug)]
 pub struct Acks {
@@ -31,8 +38,10 @@ pub struct Acks {
     file: File,
     /// Ranges by first sequence; inclusive, disjoint, and never adjacent (they are merged).
     ranges: BTreeMap<u64, u64>,
-    /// Entries in the file (to tell when a compaction is worth it).
+    /// Entries in the file and in `unwritten` (to tell when a compaction is worth it).
     entries: u64,
+    /// Entries taken and not written yet (fewer than [`BATCH`]).
+    unwritten: Vec<u8>,
 }
 
 fn entry(first: u64, last: u64) -> [u8; ENTRY] {
@@ -59,7 +68,8 @@ impl Acks {
         let mut file = OpenOptions::new().read(true).append(true).create(true).open(path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        let mut acks = Acks { path: path.to_path_buf(), file, ranges: BTreeMap::new(), entries: 0 };
+        let mut acks =
+            Acks { path: path.to_path_buf(), file, ranges: BTreeMap::new(), entries: 0, unwritten: Vec::new() };
         for e in bytes.chunks(ENTRY) {
             if let Some((first, last)) = parse(e) {
                 acks.insert(first, last);
@@ -79,16 +89,28 @@ impl Acks {
         self.ranges.range(..=seq).next_back().is_some_and(|(_, last)| *last >= seq)
     }
 
-    /// Records that `seq` was taken (appended to the ledger, not synced). Returns whether it is
-    /// new.
+    /// Records that `seq` was taken (appended to the ledger with the batch it completes, not
+    /// synced). Returns whether it is new.
     pub fn take(&mut self, seq: u64) -> io::Result<bool> {
         if self.contains(seq) {
             return Ok(false);
         }
-        self.file.write_all(&entry(seq, seq))?;
-        self.entries += 1;
         self.insert(seq, seq);
+        self.entries += 1;
+        self.unwritten.extend_from_slice(&entry(seq, seq));
+        if self.unwritten.len() >= BATCH * ENTRY {
+            self.write_out()?;
+        }
         Ok(true)
+    }
+
+    /// Writes the entries taken since the last batch (not synced).
+    pub fn write_out(&mut self) -> io::Result<()> {
+        if !self.unwritten.is_empty() {
+            self.file.write_all(&self.unwritten)?;
+            self.unwritten.clear();
+        }
+        Ok(())
     }
 
     /// The ranges taken, oldest first.
@@ -122,6 +144,8 @@ impl Acks {
             File::open(dir)?.sync_all()?;
         }
         self.file = OpenOptions::new().read(true).append(true).open(&self.path)?;
+        // The new file holds them.
+        self.unwritten.clear();
         self.entries = kept.len() as u64;
         self.ranges = kept;
         Ok(())
@@ -148,6 +172,14 @@ impl Acks {
     }
 }
 
+impl Drop for Acks {
+    fn drop(&mut self) {
+        if let Err(e) = self.write_out() {
+            tracing::warn!(path = %self.path.display(), error = %e, "could not write the last acknowledgements: those deliveries will be made again");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +196,30 @@ mod tests {
         assert_eq!(a.ranges().collect::<Vec<_>>(), vec![(0, 999)]);
         assert!(!a.take(500).unwrap(), "taken twice");
         assert!(a.contains(0) && a.contains(999) && !a.contains(1000));
+    }
+
+    #[test]
+    fn entries_are_written_a_batch_at_a_time_and_all_of_them_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hook.acks");
+        let mut a = Acks::open(&path).unwrap();
+        let on_disk = || std::fs::metadata(&path).unwrap().len() as usize / ENTRY;
+        for seq in 0..BATCH as u64 - 1 {
+            a.take(seq).unwrap();
+        }
+        assert_eq!(on_disk(), 0);
+        a.take(1000).unwrap();
+        assert_eq!(on_disk(), BATCH);
+        a.take(2000).unwrap();
+        assert_eq!(on_disk(), BATCH);
+        a.write_out().unwrap();
+        assert_eq!(on_disk(), BATCH + 1);
+        a.write_out().unwrap();
+        assert_eq!(on_disk(), BATCH + 1, "nothing written twice");
+        a.take(3000).unwrap();
+        drop(a);
+        let a = Acks::open(&path).unwrap();
+        assert!(a.contains(3000) && a.contains(2000) && a.contains(0));
     }
 
     #[test]

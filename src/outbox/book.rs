@@ -112,6 +112,14 @@ impl Book {
         Some(bound)
     }
 
+    /// Writes every page's acknowledgements not written yet ([`Acks::write_out`]).
+    pub fn write_out(&mut self) -> io::Result<()> {
+        for page in self.pages.values_mut() {
+            page.acks.write_out()?;
+        }
+        Ok(())
+    }
+
     /// Every page, by endpoint.
     pub fn pages_mut(&mut self) -> impl Iterator<Item = (&String, &mut Page)> {
         self.pages.iter_mut()

@@ -22,6 +22,21 @@ impl Outbox {
         self.inner.book.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether the delivery under `key` is parked. sled is asked only when something was ever
+    /// parked since the store opened (the flag is set before every insert into `failed`).
+    fn is_parked(&self, key: &[u8]) -> Result<bool, OutboxError> {
+        Ok(self.inner.any_parked.load(Ordering::Acquire) && self.inner.failed.contains_key(key)?)
+    }
+
+    /// The saved state of the delivery under `key` (after a failed attempt), asking sled only
+    /// when any state was ever saved since the store opened.
+    fn saved_state(&self, key: &[u8]) -> Result<Option<sled::IVec>, OutboxError> {
+        if !self.inner.any_states.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        Ok(self.inner.pending.get(key)?)
+    }
+
     /// Up to `limit` pending deliveries of `endpoint` with sequence > `after`, oldest first.
     pub fn pending_after(
         &self,
@@ -40,6 +55,22 @@ impl Outbox {
         limit: usize,
         skip: impl Fn(u64) -> bool,
     ) -> Result<Vec<(u64, DeliveryState)>, OutboxError> {
+        Ok(self
+            .pending_records(endpoint, after, limit, skip)?
+            .into_iter()
+            .map(|(seq, state, _)| (seq, state))
+            .collect())
+    }
+
+    /// As [`Outbox::pending_scan`], with each event's record as read, for a delivery loop to
+    /// deliver without reading it again ([`Outbox::outgoing_in`]).
+    pub fn pending_records(
+        &self,
+        endpoint: &str,
+        after: Option<u64>,
+        limit: usize,
+        skip: impl Fn(u64) -> bool,
+    ) -> Result<Vec<(u64, DeliveryState, Record)>, OutboxError> {
         let (cursor, epoch) = match self.book().get(endpoint) {
             Some(p) => (p.cursor, p.epoch),
             None => return Ok(Vec::new()),
@@ -78,10 +109,10 @@ impl Outbox {
                     })
                     .collect()
             };
-            for (seq, job) in heads {
+            for ((seq, job), (_, bytes)) in heads.into_iter().zip(chunk) {
                 let Some(job) = job else { continue };
                 let key = endpoint_key(endpoint, seq);
-                if self.inner.failed.contains_key(&key)? {
+                if self.is_parked(&key)? {
                     continue;
                 }
                 first_pending.get_or_insert(seq);
@@ -91,7 +122,7 @@ impl Outbox {
                 if skip(seq) {
                     continue;
                 }
-                let state = match self.inner.pending.get(&key)? {
+                let state = match self.saved_state(&key)? {
                     None => DeliveryState::new(&job),
                     Some(v) => match decode::<DeliveryState>(&v) {
                         Ok(state) => state,
@@ -101,7 +132,7 @@ impl Outbox {
                         }
                     },
                 };
-                out.push((seq, state));
+                out.push((seq, state, Record(bytes)));
             }
             from = last + 1;
         }
@@ -122,6 +153,7 @@ impl Outbox {
     /// Saves a delivery's state after a failed attempt.
     pub fn update(&self, endpoint: &str, seq: u64, state: &DeliveryState) -> Result<(), OutboxError> {
         if !self.book().acked(endpoint, seq) {
+            self.inner.any_states.store(true, Ordering::Release);
             self.inner.pending.insert(endpoint_key(endpoint, seq), encode(state))?;
         }
         Ok(())
@@ -131,21 +163,38 @@ impl Outbox {
     /// it to a crash costs a redelivery), and the event's spool segment goes once every delivery
     /// in it is done.
     pub fn delivered(&self, endpoint: &str, seq: u64) -> Result<(), OutboxError> {
+        self.settle_delivered(endpoint, seq, None)
+    }
+
+    /// As [`Outbox::delivered`], for a caller that has read the event's endpoints with it
+    /// ([`Outbox::queued`]): the record is not read again.
+    pub(super) fn settle_delivered(
+        &self,
+        endpoint: &str,
+        seq: u64,
+        known: Option<&[String]>,
+    ) -> Result<(), OutboxError> {
         let i = &self.inner;
         i.removals.fetch_add(1, Ordering::Relaxed);
         self.before_removing(seq)?;
-        let (segment, targets) = {
+        let (segment, read) = {
             let st = i.journal.read().map_err(|_| poisoned())?;
             let segment = st.spool.segment_of(seq);
-            let targets = match st.spool.get(seq) {
-                Ok(Some(bytes)) => spooled::head(&bytes).map(|(t, _)| t).ok(),
-                _ => None,
+            let read = match known {
+                Some(_) => None,
+                None => match st.spool.get(seq) {
+                    Ok(Some(bytes)) => spooled::head(&bytes).map(|(t, _)| t).ok(),
+                    _ => None,
+                },
             };
-            (segment, targets)
+            (segment, read)
         };
+        let targets = known.or(read.as_deref());
         let key = endpoint_key(endpoint, seq);
-        let was_parked = i.failed.remove(&key)?.is_some();
-        i.pending.remove(&key)?;
+        let was_parked = i.any_parked.load(Ordering::Acquire) && i.failed.remove(&key)?.is_some();
+        if i.any_states.load(Ordering::Acquire) {
+            i.pending.remove(&key)?;
+        }
         let Some(targets) = targets.filter(|t| t.iter().any(|t| t == endpoint)) else {
             // Not an event of the spool for this endpoint: nothing to acknowledge.
             return Ok(());
@@ -172,6 +221,13 @@ impl Outbox {
         }
         i.released.notify_one();
         Ok(())
+    }
+
+    /// Writes the acknowledgements taken and not written yet (they are written in batches):
+    /// for a delivery loop whose deliveries have paused, so that a kill does not make it
+    /// deliver them again.
+    pub fn write_acks(&self) -> Result<(), OutboxError> {
+        self.book().write_out().map_err(ledger)
     }
 
     /// Removes the spool's segments below `bound` (every delivery in them done), and rewrites
@@ -266,6 +322,7 @@ impl Outbox {
         if self.book().acked(endpoint, seq) {
             return Ok(());
         }
+        self.inner.any_parked.store(true, Ordering::Release);
         let was = (&self.inner.pending, &self.inner.failed).transaction(|(pending, failed)| {
             pending.remove(key.as_slice())?;
             Ok::<_, ConflictableTransactionError<OutboxError>>(failed.insert(key.as_slice(), encode(state))?.is_some())
@@ -312,6 +369,7 @@ impl Outbox {
                 Err(_) => continue,
             };
             state.waited_ms = 0;
+            self.inner.any_states.store(true, Ordering::Release);
             let was = (&self.inner.pending, &self.inner.failed).transaction(|(pending, failed)| {
                 pending.insert(k.as_ref(), encode(&state))?;
                 Ok::<_, ConflictableTransactionError<OutboxError>>(failed.remove(k.as_ref())?.is_some())

@@ -87,7 +87,7 @@ pub use types::{Appended, Attempt, DeliveryState, Depth, EndpointFilter, ListSta
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chrono::Utc;
 use sled::Transactional;
@@ -116,12 +116,32 @@ pub struct Outbox {
     inner: Arc<Inner>,
 }
 
+/// An event read for its delivery ([`Outbox::outgoing`]).
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The event.
+    pub event: StatusEvent,
+    /// The endpoints it is queued for.
+    targets: Vec<String>,
+}
+
+/// An event's record as a scan of pending deliveries read it ([`Outbox::pending_records`]), so
+/// that its delivery does not read it again ([`Outbox::outgoing_in`]).
+#[derive(Debug)]
+pub struct Record(Vec<u8>);
+
 struct Inner {
     path: PathBuf,
     db: sled::Db,
     idem: sled::Tree,
     pending: sled::Tree,
     failed: sled::Tree,
+    /// Whether `pending` (the states of attempted deliveries) and `failed` (the parked ones)
+    /// may hold anything: false while they have been empty since the store was opened, so that
+    /// a healthy drain asks sled nothing per delivery. Set before every insert into the tree,
+    /// never cleared while the store is open (see [`Outbox::states`]).
+    any_states: AtomicBool,
+    any_parked: AtomicBool,
     log: sled::Tree,
     meta: sled::Tree,
     telemetry: sled::Tree,
@@ -370,6 +390,8 @@ impl Outbox {
             idem: tree("idem")?,
             part_memos: std::sync::Mutex::default(),
             released: Arc::new(Notify::new()),
+            any_states: AtomicBool::new(!pending.is_empty()),
+            any_parked: AtomicBool::new(!failed.is_empty()),
             pending,
             failed,
             log_len: AtomicU64::new(log.len() as u64),
@@ -620,17 +642,37 @@ impl Outbox {
     /// The event with this sequence, if stored and readable. An unreadable record is logged
     /// and reported as absent: it cannot be delivered, but it does not stop the others.
     pub fn event(&self, seq: u64) -> Result<Option<StatusEvent>, OutboxError> {
-        let Some((targets, bytes)) = self.record(seq)? else { return Ok(None) };
-        if !self.outstanding(&targets, seq) {
-            return Ok(None);
-        }
-        match decode(&bytes) {
-            Ok(e) => Ok(Some(e)),
-            Err(err) => {
-                tracing::error!(sequence = seq, error = %err, "unreadable event record");
-                Ok(None)
+        Ok(self.outgoing(seq)?.map(|o| o.event))
+    }
+
+    /// As [`Outbox::event`], with the endpoints the event is queued for, so that settling its
+    /// delivery ([`Queue::delivered`]) does not read the record again.
+    pub fn outgoing(&self, seq: u64) -> Result<Option<Outgoing>, OutboxError> {
+        let bytes = {
+            let st =
+                self.inner.journal.read().map_err(|_| OutboxError::Storage("outbox journal lock poisoned".into()))?;
+            st.spool.get(seq).map_err(|e| OutboxError::Storage(format!("spool: {e}")))?
+        };
+        let Some(bytes) = bytes else { return Ok(None) };
+        self.outgoing_of(seq, &bytes)
+    }
+
+    /// As [`Outbox::outgoing`], from the record a scan read ([`Outbox::pending_records`]).
+    pub fn outgoing_in(&self, seq: u64, record: Record) -> Result<Option<Outgoing>, OutboxError> {
+        self.outgoing_of(seq, &record.0)
+    }
+
+    fn outgoing_of(&self, seq: u64, bytes: &[u8]) -> Result<Option<Outgoing>, OutboxError> {
+        let read = spooled::event(bytes).map_err(|e| e.to_string()).and_then(|(targets, event)| {
+            if !self.outstanding(&targets, seq) {
+                return Ok(None);
             }
-        }
+            Ok(Some(Outgoing { event: decode(event).map_err(|e| e.to_string())?, targets }))
+        });
+        read.or_else(|err| {
+            tracing::error!(sequence = seq, error = %err, "unreadable event record");
+            Ok(None)
+        })
     }
 
     /// Calls `each` with every stored event's sequence, endpoints and bytes, oldest first, from
@@ -796,6 +838,6 @@ impl Outbox {
     pub async fn flush(&self) -> Result<(), OutboxError> {
         self.inner.committer.commit().await?;
         self.inner.durable.sync()?;
-        Ok(())
+        self.write_acks()
     }
 }

@@ -2,7 +2,7 @@
 //! records what an attempt came to (delivered, retry, parked, endpoint disabled) together with
 //! the attempt's log entry, so that the loop decides and the store records in one place.
 
-use super::{Attempt, DeliveryState, Outbox, OutboxError};
+use super::{Attempt, DeliveryState, Outbox, OutboxError, Outgoing};
 
 /// What an attempt means for the store.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +36,12 @@ impl Queue {
     /// The endpoint's name.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// Records that delivery `seq` of `event` (read with [`Outbox::outgoing`]) was answered
+    /// 2xx: [`Settle::Delivered`] without reading the event's record again.
+    pub fn delivered(&self, seq: u64, event: &Outgoing) -> Result<(), OutboxError> {
+        self.outbox.settle_delivered(&self.endpoint, seq, Some(&event.targets))
     }
 
     /// Records what the attempt on delivery `seq` came to, and `attempt` in the delivery log

@@ -133,6 +133,20 @@ pub fn head(bytes: &[u8]) -> Result<(Vec<String>, String), SpooledError> {
     start(&mut Reader(bytes))
 }
 
+/// The endpoints and the event's bytes of a record, past what the tap wrote beside it (what a
+/// delivery reads).
+pub fn event(bytes: &[u8]) -> Result<(Vec<String>, &[u8]), SpooledError> {
+    let mut r = Reader(bytes);
+    let (targets, _) = start(&mut r)?;
+    r.field(2)?;
+    for _ in 0..r.len(2)? {
+        r.field(1)?;
+        r.field(2)?;
+        r.field(4)?;
+    }
+    Ok((targets, r.0))
+}
+
 /// Decodes a record.
 pub fn decode(bytes: &[u8]) -> Result<Spooled, SpooledError> {
     let mut r = Reader(bytes);
@@ -160,6 +174,8 @@ mod tests {
             Write { tree: b"media".to_vec(), key: vec![9; 40], value: Vec::new() },
         ];
         let bytes = encode(&["bo", "mqtt"], "JOB-1", Some(b"JOB-1\0k1"), &writes, b"\x02event").unwrap();
+        let (targets, event_bytes) = event(&bytes).unwrap();
+        assert_eq!((targets, event_bytes), (vec!["bo".to_string(), "mqtt".to_string()], &b"\x02event"[..]));
         let r = decode(&bytes).unwrap();
         assert_eq!(r.targets, ["bo", "mqtt"]);
         assert_eq!(r.job_id, "JOB-1");

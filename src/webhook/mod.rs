@@ -22,18 +22,20 @@ pub use send::{attempt, authorize, classify_error, client, redacted_url, request
 pub use status::{EndpointStatus, RECENT, WebhookStatus};
 use window::Window;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::task::JoinSet;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::StatusEvent;
 use crate::gps::clock::Clock;
 use crate::history::History;
-use crate::outbox::{Attempt, DeliveryState, Outbox, OutboxError, Queue, Settle};
+use crate::outbox::{Attempt, DeliveryState, Outbox, OutboxError, Outgoing, Queue, Record, Settle};
 use crate::reconnect::{Failure, Reconnect};
 use schedule::Outcome;
 
@@ -108,9 +110,11 @@ pub trait Deliver: std::fmt::Debug + Send + Sync + 'static {
 
 /// Runs the delivery loop of `ep` until shutdown.
 ///
-/// The loop itself only keeps the window (which event of which job goes next); each delivery
-/// runs as its own task that reads the event, sends it and records the outcome in the store, so
-/// that store work of different deliveries overlaps like their HTTP requests do.
+/// The loop keeps the window (which event of which job goes next) and polls the deliveries in
+/// flight itself: each reads its event, sends it and records the outcome in the store. They are
+/// futures of this task, not tasks of their own: a delivery is short and its store work is
+/// synchronous, so a task each only cost a spawn, clones of everything it uses and a wake-up
+/// across threads per event (issue 29's drain profile).
 pub async fn run(
     ep: Arc<Endpoint>,
     target: Target,
@@ -124,7 +128,11 @@ pub async fn run(
         .waker(&ep.name)
         .ok_or_else(|| OutboxError::NotFound(format!("endpoint {} is not one of the store's", ep.name)))?;
     let mut window = Window::blocking(outbox.blocked_jobs(&name)?);
-    let mut inflight: JoinSet<Result<Settled, OutboxError>> = JoinSet::new();
+    let queue = outbox.queue(&name);
+    // The records the window's refill read, taken by the delivery of each: a retry reads its
+    // event again.
+    let mut records: HashMap<u64, Record> = HashMap::new();
+    let mut inflight = FuturesUnordered::new();
     let mut offline_until: Option<Instant> = None;
     let mut reconnect = Reconnect::default();
     let mut refill = true;
@@ -141,9 +149,14 @@ pub async fn run(
             // Only events on disk: one still waiting for its fsync is not acknowledged yet, and
             // a crash could take it back after the receiver had it (a delivery nobody made).
             let skip = |s| window.loaded.contains(&s) || !outbox.is_flushed(s);
-            for (seq, state) in outbox.pending_scan(&name, None, room, skip)? {
+            for (seq, state, record) in outbox.pending_records(&name, None, room, skip)? {
                 window.add(seq, state);
+                if window.loaded.contains(&seq) {
+                    records.insert(seq, record);
+                }
             }
+            // Those the window let go of (blocked jobs) are read again if they come back.
+            records.retain(|s, _| window.loaded.contains(s));
             refill = false;
         }
         let now = Instant::now();
@@ -161,7 +174,8 @@ pub async fn run(
         };
         while disabled.is_none() && inflight.len() < limit {
             let Some((seq, state)) = window.take() else { break };
-            inflight.spawn(deliver(ep.clone(), target.clone(), deps.clone(), seq, state));
+            let record = records.remove(&seq);
+            inflight.push(deliver(&ep, &target, &deps, &queue, (seq, record), state));
         }
         status.update(&name, |s| {
             s.in_flight = inflight.len();
@@ -171,8 +185,7 @@ pub async fn run(
         });
         let wake_at = [next_timer, offline_until].into_iter().flatten().min();
         tokio::select! {
-            Some(joined) = inflight.join_next() => {
-                let Ok(settled) = joined else { continue };
+            Some(settled) = inflight.next() => {
                 let Settled { job, effect } = settled?;
                 match effect {
                     Effect::Done => window.done(&job),
@@ -195,6 +208,10 @@ pub async fn run(
                 if window.len() < WINDOW / 2 {
                     refill = true;
                 }
+                if inflight.is_empty() {
+                    // A pause: what was delivered is written down (see `Outbox::write_acks`).
+                    outbox.write_acks()?;
+                }
             }
             _ = async { match wake_at { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {}
             _ = waker.notified() => { refill = true; }
@@ -202,7 +219,7 @@ pub async fn run(
         }
     }
     // In-flight requests are dropped: at least once means they are sent again after restart.
-    inflight.abort_all();
+    drop(inflight);
     Ok(())
 }
 
@@ -232,40 +249,46 @@ struct Settled {
 
 /// One delivery: read the event, send it, record the outcome in the store.
 async fn deliver(
-    ep: Arc<Endpoint>,
-    target: Target,
-    deps: Deps,
-    seq: u64,
+    ep: &Endpoint,
+    target: &Target,
+    deps: &Deps,
+    queue: &Queue,
+    (seq, record): (u64, Option<Record>),
     mut state: DeliveryState,
 ) -> Result<Settled, OutboxError> {
     let Deps { outbox, history, client, direct, clock, status, tz, runner, meter } = deps;
     let job = state.job_id.clone();
-    let Some(event) = outbox.event(seq)? else {
+    let outgoing = match record {
+        Some(r) => outbox.outgoing_in(seq, r)?,
+        None => outbox.outgoing(seq)?,
+    };
+    let Some(outgoing) = outgoing else {
         // Unreadable or gone: nothing to deliver; drop the delivery.
         outbox.delivered(&ep.name, seq)?;
         return Ok(Settled { job, effect: Effect::Done });
     };
+    let event = &outgoing.event;
     let (at, _) = clock.now();
     let started = Instant::now();
     let outcome = match &target {
-        Target::Other(t) => t.attempt(&client, &ep, &event, &mut state, at).await,
+        Target::Other(t) => t.attempt(client, ep, event, &mut state, at).await,
         Target::Post { files } => {
             let history = if ep.format.needs_history() { history.job(&state.job_id, seq) } else { Vec::new() };
-            let list = ep.format.needs_stop().then(|| crate::stops::store::current(&outbox));
+            let list = ep.format.needs_stop().then(|| crate::stops::store::current(outbox));
             let stop = list.as_ref().and_then(|l| l.stops.iter().find(|s| s.job_id == job));
-            let ctx = format::Context { tz, history: &history, stop };
+            let ctx = format::Context { tz: *tz, history: &history, stop };
             let sent = match files {
                 Some(f) => {
                     if !event.attachments.is_empty() && outbox.awaits(&f.uploaded_by, seq) {
                         // Every URL in a webhook must resolve: its files go first.
                         return Ok(Settled { job, effect: Effect::Hold { state } });
                     }
-                    (f.public)(&event)
+                    std::borrow::Cow::Owned((f.public)(event))
                 }
-                None => event.clone(),
+                None => std::borrow::Cow::Borrowed(event),
             };
-            match format::render(&ep.format, &sent, &ctx, &runner).await {
-                Ok(outs) => attempt(&client, &direct, &ep, &outs, &mut state.sent, at).await,
+            match format::render(&ep.format, &sent, &ctx, runner).await {
+                Ok(outs) => attempt(client, direct, ep, &outs, &mut state.sent, at).await,
                 Err(e) => Outcome::Park(e.to_string()),
             }
         }
@@ -277,7 +300,7 @@ async fn deliver(
         }
         other => other,
     };
-    let effect = settle(&ep, &outbox.queue(&ep.name), &status, seq, state, &event, outcome, started.elapsed(), at)?;
+    let effect = settle(ep, queue, status, seq, state, &outgoing, outcome, started.elapsed(), at)?;
     Ok(Settled { job, effect })
 }
 
@@ -289,13 +312,13 @@ fn settle(
     status: &WebhookStatus,
     seq: u64,
     mut state: DeliveryState,
-    event: &StatusEvent,
+    outgoing: &Outgoing,
     outcome: Outcome,
     took: Duration,
     at: DateTime<Utc>,
 ) -> Result<Effect, OutboxError> {
     let name = &ep.name;
-    let job = &event.job_id;
+    let job = &outgoing.event.job_id;
     let mut log = Attempt {
         endpoint: name.clone(),
         sequence: seq,
@@ -309,7 +332,7 @@ fn settle(
     }
     let effect = match outcome {
         Outcome::Delivered(_) | Outcome::Filtered => {
-            queue.settle(seq, &Settle::Delivered, None)?;
+            queue.delivered(seq, outgoing)?;
             let code = match outcome {
                 Outcome::Delivered(code) => code,
                 _ => {
