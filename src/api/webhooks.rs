@@ -48,18 +48,22 @@ pub(super) async fn test(State(api): State<Api>, Path(name): Path<String>) -> Re
         })));
     };
     // The first request goes out (a fan-out's others are shown, not sent).
-    let result = webhook::request(&api.client, &ep, first, now.timestamp()).send().await;
+    let result = match webhook::request(&api.client, &ep, first, now.timestamp()) {
+        Ok(req) => Ok(req.send().await),
+        Err(e) => Err(e),
+    };
     let took_ms = started.elapsed().as_millis() as u64;
     // Only reports: a 410 to a test does not disable the endpoint for real events.
     let (outcome, status, body) = match result {
-        Ok(resp) => {
+        Ok(Ok(resp)) => {
             let status = resp.status().as_u16();
             let retry_after = resp.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(String::from);
             let body = tokio::time::timeout(Duration::from_secs(5), resp.bytes()).await.ok().and_then(|r| r.ok());
             let body = body.map(|b| String::from_utf8_lossy(&b[..b.len().min(4096)]).into_owned());
             (webhook::schedule::classify(status, retry_after.as_deref(), now), Some(status), body)
         }
-        Err(e) => (webhook::classify_error(&e.without_url(), ep.delivery.timeout), None, None),
+        Ok(Err(e)) => (webhook::classify_error(&e.without_url(), ep.delivery.timeout), None, None),
+        Err(error) => (webhook::schedule::Outcome::Failed { status: None, error, retry_after: None }, None, None),
     };
     let delivered = matches!(outcome, webhook::schedule::Outcome::Delivered(_));
     Ok(Json(json!({

@@ -181,9 +181,12 @@ pub async fn attempt(
             .header(reqwest::header::CONTENT_TYPE, &a.content_type)
             .header(reqwest::header::CONTENT_LENGTH, a.bytes)
             .header("content-digest", content_digest(&sha));
-        let outcome = match crate::webhook::authorize(req, ep).body(body).send().await {
-            Ok(resp) => crate::webhook::send::classify_answer(&resp, now),
-            Err(e) => classify_error(&e.without_url(), ep.delivery.timeout),
+        let outcome = match crate::webhook::authorize(req, ep) {
+            Ok(req) => match req.body(body).send().await {
+                Ok(resp) => crate::webhook::send::classify_answer(&resp, now),
+                Err(e) => classify_error(&e.without_url(), ep.delivery.timeout),
+            },
+            Err(error) => Outcome::Failed { status: None, error, retry_after: None },
         };
         match outcome {
             Outcome::Delivered(_) => {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use http_body_util::Full;
+use hyper::body::Bytes;
 
 use crate::link::direct::Direct;
 use crate::reconnect::Failure;
@@ -24,44 +25,76 @@ pub fn client<'a>(
     crate::tls::http_client(https, proxy)
 }
 
-/// Builds one request: body, Standard Webhooks headers (and TrackingMore's signature for that
-/// format), auth.
-pub fn request(client: &reqwest::Client, ep: &Endpoint, out: &format::Out, timestamp: i64) -> reqwest::RequestBuilder {
-    let mut req = client
-        .post(ep.url.clone())
-        .timeout(ep.delivery.timeout)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header("webhook-id", &out.id)
-        .header("webhook-timestamp", timestamp.to_string());
+/// Builds one request on `client`: body, headers ([`headers`]), timeout. An error is a header
+/// the endpoint's settings cannot make (a token that is no header value).
+pub fn request(
+    client: &reqwest::Client,
+    ep: &Endpoint,
+    out: &format::Out,
+    timestamp: i64,
+) -> Result<reqwest::RequestBuilder, String> {
+    let headers = headers(ep, out, timestamp)?;
+    Ok(client.post(ep.url.clone()).timeout(ep.delivery.timeout).headers(headers).body(out.body.clone()))
+}
+
+/// The headers of one request, whichever client sends it: the body's type, Standard Webhooks
+/// (`webhook-id`, `webhook-timestamp`, `webhook-signature` with a secret), TrackingMore's
+/// signature for that format, and the endpoint's credentials and own headers ([`credentials`]).
+pub fn headers(ep: &Endpoint, out: &format::Out, timestamp: i64) -> Result<http::HeaderMap, String> {
+    let mut h = http::HeaderMap::with_capacity(8);
+    h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    h.insert("webhook-id", value("webhook-id", &out.id)?);
+    h.insert("webhook-timestamp", http::HeaderValue::from(timestamp));
     if let Some(secret) = &ep.secret {
-        req = req.header("webhook-signature", secret.sign(&out.id, timestamp, &out.body));
+        h.insert("webhook-signature", value("webhook-signature", &secret.sign(&out.id, timestamp, &out.body))?);
     }
     if let format::Format::TrackingMore(s) = &ep.format {
         if let Some(key) = &s.secret {
-            req = req
-                .header(s.signature_header.as_str(), format::trackingmore::sign(key, timestamp))
-                .header(s.timestamp_header.as_str(), timestamp.to_string());
+            let name =
+                |n: &str| http::HeaderName::from_bytes(n.as_bytes()).map_err(|_| format!("{n:?} is not a header name"));
+            h.append(name(&s.signature_header)?, value("signature", &format::trackingmore::sign(key, timestamp))?);
+            h.append(name(&s.timestamp_header)?, http::HeaderValue::from(timestamp));
         }
     }
-    authorize(req, ep).body(out.body.clone())
+    credentials(ep, &mut h)?;
+    Ok(h)
+}
+
+/// A header value, or an error naming the header.
+fn value(name: &str, v: &str) -> Result<http::HeaderValue, String> {
+    http::HeaderValue::from_str(v).map_err(|_| format!("the {name} header cannot hold the value given"))
 }
 
 /// Adds the endpoint's credentials and custom headers (`shared_token`, basic, bearer,
-/// `headers`) to a request.
-pub fn authorize(mut req: reqwest::RequestBuilder, ep: &Endpoint) -> reqwest::RequestBuilder {
+/// `headers`) to `h`; the credentials are marked sensitive.
+pub fn credentials(ep: &Endpoint, h: &mut http::HeaderMap) -> Result<(), String> {
+    use base64::Engine as _;
     if let Some(t) = &ep.shared_token {
-        req = req.header("x-webhook-shared-token", t);
+        h.append("x-webhook-shared-token", value("x-webhook-shared-token (shared_token)", t)?);
     }
-    if let Some((u, p)) = &ep.delivery.basic {
-        req = req.basic_auth(u, Some(p));
-    }
-    if let Some(b) = &ep.delivery.bearer {
-        req = req.bearer_auth(b);
+    let auth = match (&ep.delivery.basic, &ep.delivery.bearer) {
+        (Some((u, p)), _) => {
+            Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))))
+        }
+        (None, Some(b)) => Some(format!("Bearer {b}")),
+        (None, None) => None,
+    };
+    if let Some(auth) = auth {
+        let mut v = value("authorization (basic or bearer)", &auth)?;
+        v.set_sensitive(true);
+        h.append(http::header::AUTHORIZATION, v);
     }
     for (k, v) in &ep.delivery.headers {
-        req = req.header(k, v);
+        h.append(k.clone(), v.clone());
     }
-    req
+    Ok(())
+}
+
+/// Adds the endpoint's credentials and custom headers ([`credentials`]) to a request.
+pub fn authorize(req: reqwest::RequestBuilder, ep: &Endpoint) -> Result<reqwest::RequestBuilder, String> {
+    let mut h = http::HeaderMap::new();
+    credentials(ep, &mut h)?;
+    Ok(req.headers(h))
 }
 
 /// Sends an event's requests in order, from the first not yet delivered (`sent`, which counts
@@ -97,13 +130,17 @@ pub async fn attempt_one(
     out: &format::Out,
     now: DateTime<Utc>,
 ) -> Outcome {
-    let req = request(client, ep, out, now.timestamp());
+    let unmade = |error| Outcome::Failed { status: None, error, retry_after: None };
     if ep.url.scheme() == "http" {
-        return match req.build() {
+        return match direct_request(ep, out, now.timestamp()) {
             Ok(req) => send_direct(direct, req, ep.delivery.timeout, now).await,
-            Err(e) => classify_error(&e.without_url(), ep.delivery.timeout),
+            Err(e) => unmade(e),
         };
     }
+    let req = match request(client, ep, out, now.timestamp()) {
+        Ok(req) => req,
+        Err(e) => return unmade(e),
+    };
     match req.send().await {
         Ok(resp) => classify_answer(&resp, now),
         Err(e) => classify_error(&e.without_url(), ep.delivery.timeout),
@@ -119,17 +156,25 @@ fn client_defaults(headers: &mut http::HeaderMap) {
     headers.entry(http::header::ACCEPT).or_insert(http::HeaderValue::from_static("*/*"));
 }
 
-/// Sends a request built for reqwest on the direct client, within `timeout` for the answer's
-/// head.
-async fn send_direct(direct: &Direct, req: reqwest::Request, timeout: Duration, now: DateTime<Utc>) -> Outcome {
-    let body = req.body().and_then(|b| b.as_bytes()).map(hyper::body::Bytes::copy_from_slice).unwrap_or_default();
-    let built = http::Request::builder().method(req.method().clone()).uri(req.url().as_str()).body(Full::new(body));
-    let mut request = match built {
-        Ok(r) => r,
-        Err(e) => return Outcome::Failed { status: None, error: error_chain(&e), retry_after: None },
-    };
-    *request.headers_mut() = req.headers().clone();
-    client_defaults(request.headers_mut());
+/// One request for the direct client: what [`request`] makes for reqwest, and the headers the
+/// reqwest client adds.
+fn direct_request(ep: &Endpoint, out: &format::Out, timestamp: i64) -> Result<http::Request<Full<Bytes>>, String> {
+    let mut headers = headers(ep, out, timestamp)?;
+    client_defaults(&mut headers);
+    let mut req = http::Request::post(ep.url.as_str())
+        .body(Full::new(Bytes::from(out.body.clone())))
+        .map_err(|e| error_chain(&e))?;
+    *req.headers_mut() = headers;
+    Ok(req)
+}
+
+/// Sends a request on the direct client, within `timeout` for the answer's head.
+async fn send_direct(
+    direct: &Direct,
+    request: http::Request<Full<Bytes>>,
+    timeout: Duration,
+    now: DateTime<Utc>,
+) -> Outcome {
     match tokio::time::timeout(timeout, direct.send(request)).await {
         Ok(Ok(resp)) => classify_head(resp.status().as_u16(), resp.headers(), now),
         Ok(Err(e)) if e.is_connect() => Outcome::Offline(error_chain(&e), Failure::Unreachable),
@@ -214,5 +259,34 @@ mod tests {
         assert!(shown.starts_with("https://example.com:8443/hook"), "{shown}");
         let ep = Endpoint::new("h", u);
         assert!(!format!("{ep:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn both_clients_send_the_same_headers_and_an_impossible_one_is_an_error() {
+        let mut ep = Endpoint::new("h", reqwest::Url::parse("http://127.0.0.1:9/hook").unwrap());
+        ep.delivery.basic = Some(("user".into(), "pass".into()));
+        ep.shared_token = Some("tok".into());
+        let out = format::Out { id: "evt_1".into(), body: b"{}".to_vec() };
+        let h = headers(&ep, &out, 1_700_000_000).unwrap();
+        assert_eq!(h["authorization"], "Basic dXNlcjpwYXNz");
+        assert!(h["authorization"].is_sensitive());
+        assert_eq!(
+            (&h["webhook-id"], &h["webhook-timestamp"]),
+            (&"evt_1".parse().unwrap(), &"1700000000".parse().unwrap())
+        );
+        assert_eq!(h["x-webhook-shared-token"], "tok");
+        let client = crate::tls::http_client(None, None).unwrap();
+        let via_reqwest = request(&client, &ep, &out, 1_700_000_000).unwrap().build().unwrap();
+        let direct = direct_request(&ep, &out, 1_700_000_000).unwrap();
+        for (k, v) in via_reqwest.headers() {
+            assert_eq!(direct.headers().get(k), Some(v), "{k}");
+        }
+        assert!(direct.headers().contains_key("user-agent") && direct.headers().contains_key("accept"));
+        assert_eq!(direct.uri(), "http://127.0.0.1:9/hook");
+        ep.delivery.basic = None;
+        ep.delivery.bearer = Some("t0k".into());
+        assert_eq!(headers(&ep, &out, 0).unwrap()["authorization"], "Bearer t0k");
+        ep.shared_token = Some("line\nbreak".into());
+        assert!(headers(&ep, &out, 0).unwrap_err().contains("shared_token"));
     }
 }
