@@ -167,7 +167,7 @@ impl Outbox {
     }
 
     /// As [`Outbox::delivered`], for a caller that has read the event's endpoints with it
-    /// ([`Outbox::queued`]): the record is not read again.
+    /// ([`Outbox::outgoing`]): the record is not read again.
     pub(super) fn settle_delivered(
         &self,
         endpoint: &str,
